@@ -1,0 +1,46 @@
+# postdesk: `make demo` sets up and runs the demo; `make test` runs the tests.
+# Both install what they need on a fresh Debian machine (Debian packages as
+# root when missing, then a virtualenv in $(VENV) with postdesk and its extras).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := postfix libmilter-dev swaks time
+PYTEST_ARGS ?=
+
+.PHONY: all deps venv test demo bench clean
+
+all: test
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "Missing Debian packages:$$missing; install them as root (make deps)." >&2; exit 1; fi; \
+	  echo "Installing Debian packages:$$missing"; \
+	  apt-get update -qq && \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.installed: setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,pg]'
+	touch $@
+
+venv: deps $(VENV)/.installed
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: venv
+	$(PY) scripts/demo.py
+
+bench: venv
+	$(PY) bench/filter.py
+	$(PY) bench/pipe_startup.py
+	$(PY) bench/milter.py
+	$(PY) bench/notifier.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info demo-run

@@ -1,0 +1,333 @@
+"""Load and validate postdesk's TOML configuration.
+
+Every key and its default is declared once, in ``SCHEMA`` below; the README
+and ``postdesk config show`` are generated from the same table, so the docs
+cannot drift from the code.  A bad key or value raises ``ConfigError`` naming
+the key; the CLI turns that into exit 78 (EX_CONFIG), the sysexits code
+Postfix and systemd both understand as "fix the configuration".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+DEFAULT_PATH = "/etc/postdesk/postdesk.toml"
+ENV_VAR = "POSTDESK_CONFIG"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key."""
+
+
+# --- validators -------------------------------------------------------------
+# Each takes (key, value) and returns the normalised value or raises.
+
+
+def _str(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _int(minimum: int) -> Callable[[str, Any], int]:
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if value < minimum:
+            raise ConfigError(f"{key}: must be at least {minimum}, got {value}")
+        return value
+
+    return check
+
+
+def _number(minimum: float) -> Callable[[str, Any], float]:
+    def check(key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if value < minimum:
+            raise ConfigError(f"{key}: must be at least {minimum}, got {value}")
+        return float(value)
+
+    return check
+
+
+def _address(key: str, value: Any) -> str:
+    value = _str(key, value).strip()
+    local, at, domain = value.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() for c in value) or "<" in value:
+        raise ConfigError(f"{key}: {value!r} is not a mail address (expected local@domain)")
+    return value.lower()
+
+
+def _addresses(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list of addresses, got {value!r}")
+    return tuple(_address(f"{key}[{i}]", v) for i, v in enumerate(value))
+
+
+def _staff_patterns(key: str, value: Any) -> tuple[str, ...]:
+    """Addresses or ``@domain`` entries."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list of addresses or @domains, got {value!r}")
+    out = []
+    for i, v in enumerate(value):
+        v = _str(f"{key}[{i}]", v).strip().lower()
+        if v.startswith("@"):
+            if len(v) < 2 or "@" in v[1:] or any(c.isspace() for c in v):
+                raise ConfigError(f"{key}[{i}]: {v!r} is not an @domain")
+            out.append(v)
+        else:
+            out.append(_address(f"{key}[{i}]", v))
+    return tuple(out)
+
+
+def _networks(key: str, value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list of networks, got {value!r}")
+    out = []
+    for i, v in enumerate(value):
+        try:
+            out.append(ipaddress.ip_network(_str(f"{key}[{i}]", v), strict=False))
+        except ValueError as e:
+            raise ConfigError(f"{key}[{i}]: {e}") from None
+    return tuple(out)
+
+
+def _tag(key: str, value: Any) -> str:
+    value = _str(key, value)
+    if not value or len(value) > 16 or any(c.isspace() or c in "[]" for c in value):
+        raise ConfigError(f"{key}: {value!r} must be 1-16 characters without spaces or brackets")
+    return value
+
+
+def _store_url(key: str, value: Any) -> str:
+    value = _str(key, value)
+    if not (value.startswith("sqlite:") or value.startswith("postgresql")):
+        raise ConfigError(f"{key}: {value!r}: expected sqlite:///PATH or postgresql+psycopg://...")
+    return value
+
+
+def _socket(key: str, value: Any) -> str:
+    value = _str(key, value)
+    if not (value.startswith("unix:") or value.startswith("inet:") or value.startswith("inet6:") or value.startswith("local:")):
+        raise ConfigError(f"{key}: {value!r}: expected unix:/path or inet:port@host")
+    return value
+
+
+def _choice(*choices: str) -> Callable[[str, Any], str]:
+    def check(key: str, value: Any) -> str:
+        value = _str(key, value)
+        if value not in choices:
+            raise ConfigError(f"{key}: {value!r}: expected one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+def _hostport(key: str, value: Any) -> str:
+    value = _str(key, value)
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{key}: {value!r}: expected host:port")
+    return value
+
+
+def _mode(key: str, value: Any) -> int:
+    value = _str(key, value)
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise ConfigError(f"{key}: {value!r}: expected an octal mode such as \"0660\"") from None
+    if not 0 <= mode <= 0o777:
+        raise ConfigError(f"{key}: {value!r}: expected an octal mode such as \"0660\"")
+    return mode
+
+
+def _level(key: str, value: Any) -> str:
+    return _choice("DEBUG", "INFO", "WARNING", "ERROR")(key, _str(key, value).upper())
+
+
+# --- the schema: section -> key -> (default, validator, help) ----------------
+
+SCHEMA: dict[str, dict[str, tuple[Any, Callable[[str, Any], Any], str]]] = {
+    "organization": {
+        "name": ("Example Inc", _str, "Display name on every mail postdesk sends"),
+        "system_addresses": (["support@example.com"], _addresses, "Mail to these addresses becomes tickets"),
+        "reply_to": ("support@example.com", _address, "From: and Reply-To: of everything postdesk sends"),
+        "team": (["team@example.com"], _addresses, "Gets new-ticket alerts and customer replies"),
+        "staff": (["@example.com"], _staff_patterns, "Staff addresses or @domains (trusted senders only)"),
+        "status_change_emails": (True, _bool, "Tell customers when a ticket's status changes"),
+        "tag": ("#", _tag, "Subject tag prefix: [#1042]"),
+        "first_ticket_number": (1000, _int(1), "Number of the first ticket"),
+    },
+    "store": {
+        "url": ("sqlite:////var/lib/postdesk/postdesk.db", _store_url, "SQLAlchemy URL: sqlite:///PATH or postgresql+psycopg://..."),
+        "attachments": ("/var/lib/postdesk/attachments", _str, "Directory for attachment files (by content hash)"),
+        "busy_timeout": (10.0, _number(0), "Seconds to wait for a locked database before a temporary failure"),
+    },
+    "milter": {
+        "socket": ("unix:/var/spool/postfix/postdesk/milter.sock", _socket, "Where the milter listens (unix:PATH or inet:PORT@HOST)"),
+        "socket_mode": ("0660", _mode, "Permissions of a unix socket, so Postfix can connect"),
+        "socket_group": ("", _str, "Group of a unix socket (empty: leave as is)"),
+        "deliver": ("pass", _choice("pass", "discard"), "pass: keep the tagged support copy; discard: drop it"),
+        "timeout": (600, _int(1), "libmilter I/O timeout in seconds"),
+        "spool_memory": (1048576, _int(0), "Bytes of a message held in memory before spooling to a temp file"),
+    },
+    "notifier": {
+        "smtp": ("127.0.0.1:25", _hostport, "SMTP server postdesk submits its mail to"),
+        "starttls": (False, _bool, "Use STARTTLS to the SMTP server"),
+        "username": ("", _str, "SMTP AUTH user (empty: no AUTH)"),
+        "password_file": ("", _str, "File holding the SMTP AUTH password"),
+        "quiet_period": (120.0, _number(0), "Seconds without change before a customer update goes"),
+        "tick": (5.0, _number(0.01), "Seconds between notifier passes"),
+        "ack_limit": (3, _int(0), "Acknowledgements per sender per ack_window (0: none)"),
+        "ack_window": (3600.0, _number(1), "Seconds of the acknowledgement rate window"),
+        "lease": (300.0, _number(1), "Seconds a claimed outbox row stays claimed by one worker"),
+        "retry_max_age": (432000.0, _number(1), "Give up on a temporarily failing mail after this many seconds"),
+    },
+    "limits": {
+        "max_message_bytes": (26214400, _int(1024), "Larger messages are refused with 552 5.3.4"),
+        "max_attachments": (100, _int(0), "Attachments kept per message; the rest are listed, not stored"),
+    },
+    "trust": {
+        "trusted_networks": (["127.0.0.0/8", "::1/128"], _networks, "Clients here may act as staff"),
+        "authserv_id": ("", _str, "Trust Authentication-Results only from this authserv-id"),
+    },
+    "log": {
+        "level": ("INFO", _level, "Log level: DEBUG, INFO, WARNING, ERROR"),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Section:
+    """Attribute access to one validated section."""
+
+    _values: dict[str, Any] = field(repr=False)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective configuration: validated values by section and key."""
+
+    organization: Section
+    store: Section
+    milter: Section
+    notifier: Section
+    limits: Section
+    trust: Section
+    log: Section
+    source: str = "<defaults>"
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    # Convenience predicates used by the filter, the milter and the notifier.
+
+    def is_system_address(self, address: str) -> bool:
+        return address.lower() in self.organization.system_addresses
+
+    def is_own_address(self, address: str) -> bool:
+        a = address.lower()
+        return a in self.organization.system_addresses or a == self.organization.reply_to
+
+    def matches_staff(self, address: str) -> bool:
+        a = address.lower()
+        for pattern in self.organization.staff:
+            if pattern.startswith("@"):
+                if a.endswith(pattern):
+                    return True
+            elif a == pattern:
+                return True
+        return False
+
+    def is_trusted_client(self, ip: str | None) -> bool:
+        if not ip:
+            return False
+        try:
+            addr = ipaddress.ip_address(ip.strip("[]").removeprefix("IPv6:"))
+        except ValueError:
+            return False
+        return any(addr in net for net in self.trust.trusted_networks)
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """The effective values, in TOML-friendly types (for `config show`)."""
+        out: dict[str, dict[str, Any]] = {}
+        for section in SCHEMA:
+            values = getattr(self, section)._values
+            out[section] = {}
+            for key, value in values.items():
+                if isinstance(value, tuple):
+                    value = [str(v) for v in value]
+                elif key == "socket_mode":
+                    value = f"{value:04o}"
+                out[section][key] = value
+        return out
+
+
+def from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
+    """Validate ``data`` (parsed TOML) against SCHEMA, filling in defaults."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a table at top level")
+    unknown = set(data) - set(SCHEMA)
+    if unknown:
+        raise ConfigError(f"unknown section [{sorted(unknown)[0]}] (known: {', '.join(SCHEMA)})")
+    sections = {}
+    for name, keys in SCHEMA.items():
+        given = data.get(name, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"[{name}]: expected a table")
+        extra = set(given) - set(keys)
+        if extra:
+            raise ConfigError(f"{name}.{sorted(extra)[0]}: unknown key (known: {', '.join(keys)})")
+        values = {}
+        for key, (default, check, _help) in keys.items():
+            values[key] = check(f"{name}.{key}", given.get(key, default))
+        sections[name] = Section(values)
+    config = Config(**sections, source=source, raw=data)
+    _check_consistency(config)
+    return config
+
+
+def _check_consistency(config: Config) -> None:
+    if not config.organization.system_addresses:
+        raise ConfigError("organization.system_addresses: at least one address is needed")
+
+
+def default_path(explicit: str | os.PathLike | None = None) -> Path:
+    """--config wins, then $POSTDESK_CONFIG, then /etc/postdesk/postdesk.toml."""
+    return Path(explicit or os.environ.get(ENV_VAR) or DEFAULT_PATH)
+
+
+def load(path: str | os.PathLike | None = None) -> Config:
+    """Read and validate the config file (see ``default_path``)."""
+    p = default_path(path)
+    try:
+        with open(p, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such file (use --config FILE or set ${ENV_VAR})") from None
+    except PermissionError:
+        raise ConfigError(f"{p}: permission denied") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: {e}") from None
+    return from_dict(data, source=str(p))
+
+
+def defaults() -> Config:
+    return from_dict({}, source="<defaults>")

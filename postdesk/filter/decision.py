@@ -1,0 +1,108 @@
+"""The values that flow through the filter: envelope in, Decision out.
+
+These are plain frozen dataclasses so the milter, the pipe filter, the store
+and the tests can all build and compare them without importing each other.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the MTA told us about the message, outside its headers."""
+
+    sender: str  # MAIL FROM, "" for the null sender (bounces)
+    recipients: tuple[str, ...]  # RCPT TO, as given
+    queue_id: str = ""  # Postfix queue id (milter macro i, pipe ${queue_id})
+    client_address: str = ""  # {client_addr} / ${client_address}
+    sasl_username: str = ""  # {auth_authen} / ${sasl_username}
+    client_name: str = ""
+
+
+class Kind(enum.Enum):
+    """What the filter decided to do with a message."""
+
+    NEW = "new"  # open a ticket
+    FOLLOWUP = "followup"  # add an action to Decision.ticket
+    DUPLICATE = "duplicate"  # seen before (same Message-ID or raw hash): record nothing
+    IGNORE = "ignore"  # deliberately not recorded (loop, our own mail, bounce without ticket)
+    REJECT = "reject"  # refuse permanently (Decision.reason says why)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One attachment as found in the message; bytes already decoded."""
+
+    filename: str  # sender's name, cleaned (no path, no controls); metadata only
+    content_type: str
+    data: bytes
+    content_id: str = ""  # inline images: the Content-ID without <>
+    inline: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of the filter for one message.
+
+    ``flags`` is a set of short words used in logs and stored on the action:
+    pvt, closed, untrusted, stranger, auto, list, bounce, loop, staff, truncated.
+    """
+
+    kind: Kind
+    message_key: str  # Message-ID without <> or "sha256:<hex>" of the raw message
+    ticket: int | None = None  # for FOLLOWUP (and DUPLICATE when known)
+    message_id: str = ""  # Message-ID without <>, "" when the message had none
+    references: tuple[str, ...] = ()  # In-Reply-To + References, without <>
+    author: str = ""  # From: address, lower-cased
+    author_name: str = ""  # From: display name, decoded and cleaned
+    subject: str = ""  # decoded, cleaned, Re:/Fwd: prefixes and our tag removed
+    original_subject: str = ""  # decoded and cleaned, as the sender wrote it
+    text: str = ""  # the whole body as text
+    new_text: str = ""  # text with quoted history and signature removed
+    attachments: tuple[Attachment, ...] = ()
+    public: bool = True  # False: private action, no customer mail
+    close: bool = False  # [closed] from a trusted staff member
+    staff: bool = False  # the author is trusted staff
+    send_ack: bool = True  # False for auto/list/bounce mail: never auto-reply (RFC 3834)
+    notify_team: bool = True  # team alert for this action
+    cc: tuple[str, ...] = ()  # other To/Cc addresses (not ours), lower-cased
+    flags: frozenset[str] = field(default_factory=frozenset)
+    reason: str = ""  # for IGNORE and REJECT: why, for the log and the SMTP reply
+
+
+@dataclass(frozen=True)
+class TicketInfo:
+    """What the filter may know of an existing ticket."""
+
+    number: int
+    status: str  # "open" | "closed"
+    requester: str
+    participants: frozenset[str]  # lower-cased addresses, requester included
+
+
+class Known(Protocol):
+    """A read-only view of the store, given to the filter.
+
+    The store implements it inside the transaction that will apply the
+    Decision, so what the filter sees is what gets written against.
+    """
+
+    def ticket(self, number: int) -> TicketInfo | None: ...
+
+    def ticket_for_message_ids(self, message_ids: Sequence[str]) -> int | None:
+        """The ticket that any of these Message-IDs (ours or theirs) belongs to."""
+        ...
+
+    def message_seen(self, message_key: str) -> bool: ...
+
+    def secret(self) -> bytes:
+        """Key of the HMAC token in our own Message-IDs (see postdesk.msgid)."""
+        ...
+
+
+__all__ = ["Envelope", "Kind", "Attachment", "Decision", "TicketInfo", "Known", "datetime"]

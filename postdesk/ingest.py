@@ -1,0 +1,76 @@
+"""Record one message: the filter and the store in one transaction.
+
+This is the single path shared by the milter (at end-of-message) and the
+pipe filter (``postdesk filter``): parse, decide against what the store
+knows, apply, and write the one log line per message that ops read next to
+Postfix's own.  Transient failures propagate as exceptions; each adapter
+catches them at its boundary, logs the traceback once, and answers Postfix
+with "try again later" (451 / exit 75).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from postdesk.config import Config
+from postdesk.filter import decide, parse
+from postdesk.filter.decision import Decision, Envelope, Kind
+from postdesk.outcomes import Outcome
+
+log = logging.getLogger("postdesk")
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    ticket: int | None = None
+    action_id: int | None = None
+    decision: Decision | None = None
+    reason: str = ""
+
+
+def utcnow() -> datetime:
+    """Naive UTC, as the store keeps it."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def ingest(raw: bytes, envelope: Envelope, store, config: Config, now: datetime | None = None) -> Result:
+    """Decide about ``raw`` and record it; returns what happened.
+
+    Raises on transient failure (store locked or unreachable, disk full);
+    the caller answers 451 or exits 75.
+    """
+    started = time.monotonic()
+    now = now or utcnow()
+    if len(raw) > config.limits.max_message_bytes:
+        result = Result(Outcome.REJECTED, reason=f"message size {len(raw)} exceeds the limit of {config.limits.max_message_bytes} bytes")
+        log_result(envelope, result, started)
+        return result
+    parsed = parse(raw)
+    result = store.record(lambda known: decide(parsed, envelope, known, config, now), envelope, config, now)
+    log_result(envelope, result, started)
+    return result
+
+
+def log_result(envelope: Envelope, result: Result, started: float, *, msgid: str = "", author: str = "") -> None:
+    """The one INFO line per message: queue id first, key=value after."""
+    d = result.decision
+    fields = [
+        f"msgid=<{(d.message_id if d else msgid) or ''}>",
+        f"from=<{(d.author if d and d.author else author or envelope.sender)}>",
+    ]
+    if result.ticket is not None:
+        fields.append(f"ticket={result.ticket}")
+    fields.append(f"outcome={result.outcome.value}")
+    if d and d.flags:
+        fields.append("flags=" + ",".join(sorted(d.flags)))
+    if d and d.kind in (Kind.NEW, Kind.FOLLOWUP):
+        fields.append(f"attachments={len(d.attachments)}")
+    reason = result.reason or (d.reason if d else "")
+    if reason:
+        fields.append(f'reason="{reason}"')
+    fields.append(f"ms={int((time.monotonic() - started) * 1000)}")
+    log.info("%s: %s", envelope.queue_id or "NOQUEUE", " ".join(fields))

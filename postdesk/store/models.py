@@ -1,0 +1,185 @@
+"""SQLAlchemy models: tickets, people, actions, attachments, message-ids, outbox.
+
+The schema is created and upgraded only by Alembic (``store/migrations``);
+these classes must stay in step with the newest revision, which a test checks.
+Addresses are stored lower-cased.  Times are naive UTC datetimes: SQLite has
+no time zones, and mixing aware and naive values is a classic source of bugs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Setting(Base):
+    """Small key/value facts of the installation (the Message-ID HMAC secret)."""
+
+    __tablename__ = "settings"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Counter(Base):
+    """Named counters; ``ticket_number`` hands out ticket numbers.
+
+    Incremented with UPDATE ... so two writers serialise on the row lock
+    (PostgreSQL) or the database write lock (SQLite) and never collide.
+    """
+
+    __tablename__ = "counters"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+
+
+class Person(Base):
+    __tablename__ = "people"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    staff: Mapped[bool] = mapped_column(Boolean, default=False)  # as last seen trusted
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, unique=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
+    visible_to_customers: Mapped[bool] = mapped_column(Boolean, default=True)
+    requester_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+    requester: Mapped[Person] = relationship()
+    actions: Mapped[list["Action"]] = relationship(back_populates="ticket", order_by="Action.id")
+    participants: Mapped[list["Participant"]] = relationship(back_populates="ticket")
+
+
+class Participant(Base):
+    """A person on a ticket.  role: requester | cc | staff.
+
+    ``last_update_action_id`` is the newest action this person has been told
+    about; a customer update carries the public actions after it.
+    ``last_message_id`` is their newest message, for In-Reply-To.
+    """
+
+    __tablename__ = "participants"
+    __table_args__ = (UniqueConstraint("ticket_id", "person_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    role: Mapped[str] = mapped_column(String(16), default="cc")
+    last_update_action_id: Mapped[int] = mapped_column(Integer, default=0)
+    last_message_id: Mapped[str] = mapped_column(String(998), default="")
+
+    ticket: Mapped[Ticket] = relationship(back_populates="participants")
+    person: Mapped[Person] = relationship()
+
+
+class Action(Base):
+    """One entry on a ticket.  kind: message | status | system.
+
+    ``flags`` is a space-separated set (pvt closed untrusted stranger auto ...).
+    """
+
+    __tablename__ = "actions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16), default="message")
+    public: Mapped[bool] = mapped_column(Boolean, default=True)
+    text: Mapped[str] = mapped_column(Text, default="")
+    new_text: Mapped[str] = mapped_column(Text, default="")
+    flags: Mapped[str] = mapped_column(String(200), default="")
+    message_id: Mapped[str] = mapped_column(String(998), default="")
+    queue_id: Mapped[str] = mapped_column(String(64), default="")
+    # Addresses that received this message directly (its To/Cc): a customer
+    # update never mails an action again to someone who already has it.
+    delivered_to: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="actions")
+    author: Mapped[Person | None] = relationship()
+    attachments: Mapped[list["Attachment"]] = relationship(back_populates="action", order_by="Attachment.id")
+
+
+class Attachment(Base):
+    """Metadata of a stored attachment; the bytes live on disk at ``path``
+    (relative to ``[store] attachments``), named by their SHA-256."""
+
+    __tablename__ = "attachments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action_id: Mapped[int] = mapped_column(ForeignKey("actions.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    content_type: Mapped[str] = mapped_column(String(255), default="application/octet-stream")
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    content_id: Mapped[str] = mapped_column(String(255), default="")
+    path: Mapped[str] = mapped_column(String(255))
+
+    action: Mapped[Action] = relationship(back_populates="attachments")
+
+
+class MessageId(Base):
+    """Every Message-ID we received or sent, mapped to its ticket.
+
+    ``key`` is the Message-ID without <> (or "sha256:..." for a message that
+    had none).  Its uniqueness is what makes a redelivered message a
+    duplicate, even when two deliveries race.
+    """
+
+    __tablename__ = "message_ids"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(998), unique=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), nullable=True, index=True)
+    action_id: Mapped[int | None] = mapped_column(ForeignKey("actions.id"), nullable=True)
+    ours: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Outbox(Base):
+    """A mail the notifier will send.
+
+    kind: ack | alert | update.  ``ack`` and ``alert`` point at the action
+    they are about; an ``update`` is composed when due from the ticket's
+    public actions after the participant's ``last_update_action_id``.
+    state: queued | sending | sent | failed | suppressed.
+    A queued update's ``due_at`` moves to (last change + quiet_period) on
+    every change to its ticket.  ``lease_until`` marks a row claimed by a
+    worker; a row whose lease ran out is claimed again.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "state", "due_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    action_id: Mapped[int | None] = mapped_column(ForeignKey("actions.id"), nullable=True)
+    recipient: Mapped[str] = mapped_column(String(320))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    due_at: Mapped[datetime] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str] = mapped_column(String(998), default="")  # ours, when sent
+    queue_id: Mapped[str] = mapped_column(String(64), default="")  # Postfix's, from the 250 reply
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    up_to_action_id: Mapped[int] = mapped_column(Integer, default=0)  # update: newest action included

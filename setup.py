@@ -1,0 +1,27 @@
+"""Packaging for postdesk: a help desk that runs inside the company's Postfix."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="postdesk",
+    version="0.1.0",
+    description="An email help desk that lives inside Postfix: milter, pipe filter, ticket store and notifier",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=find_packages(include=["postdesk", "postdesk.*"]),
+    package_data={"postdesk.store": ["migrations/*.py", "migrations/versions/*.py", "alembic.ini"]},
+    install_requires=[
+        "pymilter>=1.0.5",
+        "dnspython>=2.3",
+        "sqlalchemy>=2.0",
+        "schedule>=1.2",
+        "alembic>=1.12",
+    ],
+    extras_require={
+        "pg": ["psycopg[binary]>=3.1"],
+        "test": ["pytest>=7", "aiosmtpd>=1.4"],
+    },
+    entry_points={"console_scripts": ["postdesk = postdesk.cli:main"]},
+)

@@ -1,0 +1,124 @@
+"""Shared fixtures: configurations, stores on SQLite and PostgreSQL, services.
+
+A test that needs a service it cannot find skips with the reason; with
+``POSTDESK_REQUIRE_SERVICES=1`` (set by ``.ci/run``) it fails instead, so CI
+never passes by skipping.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from postdesk import config as configmod
+
+REQUIRE_SERVICES = os.environ.get("POSTDESK_REQUIRE_SERVICES") == "1"
+PG_URL = os.environ.get("POSTDESK_TEST_PG_URL", "")
+MAIL_DIR = Path(__file__).parent / "data" / "mail"
+
+
+def need(available: bool, reason: str) -> None:
+    """Skip (locally) or fail (in CI) when a service is missing."""
+    if available:
+        return
+    if REQUIRE_SERVICES:
+        pytest.fail(f"POSTDESK_REQUIRE_SERVICES=1 but {reason}")
+    pytest.skip(reason)
+
+
+BASE_CONFIG = {
+    "organization": {
+        "name": "Example Inc",
+        "system_addresses": ["support@example.com", "help@example.com"],
+        "reply_to": "support@example.com",
+        "team": ["team@example.com"],
+        "staff": ["@example.com"],
+        "status_change_emails": True,
+        "tag": "#",
+        "first_ticket_number": 1000,
+    },
+    "notifier": {"quiet_period": 120, "tick": 1},
+}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for section, values in extra.items():
+        out.setdefault(section, {}).update(values)
+    return out
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """make_config(store_url=None, **{"section": {...}}) -> Config."""
+
+    def make(store_url: str | None = None, **sections) -> configmod.Config:
+        data = _merge(
+            BASE_CONFIG,
+            {
+                "store": {
+                    "url": store_url or f"sqlite:///{tmp_path}/postdesk.db",
+                    "attachments": str(tmp_path / "attachments"),
+                }
+            },
+        )
+        data = _merge(data, sections)
+        return configmod.from_dict(data, source="<test>")
+
+    return make
+
+
+@pytest.fixture
+def config(make_config):
+    return make_config()
+
+
+def _pg_reachable() -> bool:
+    if not PG_URL:
+        return False
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(PG_URL)
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_available() -> bool:
+    return _pg_reachable()
+
+
+@pytest.fixture
+def pg_url(pg_available):
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    need(bool(PG_URL), "POSTDESK_TEST_PG_URL is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+    need(pg_available, f"PostgreSQL at {PG_URL} is not reachable")
+    import sqlalchemy
+
+    schema = "pd_" + uuid.uuid4().hex[:12]
+    admin = sqlalchemy.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
+    with admin.begin() as conn:
+        conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """Each test using this runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/postdesk.db"
+    return request.getfixturevalue("pg_url")
