@@ -1,0 +1,311 @@
+"""The pymilter adapter: one ``PostdeskMilter`` per SMTP connection.
+
+It collects the envelope and (only for support mail) the message during the
+SMTP session, calls ``postdesk.ingest.ingest`` at end-of-message, edits the
+message (Subject tag, ``X-Postdesk-*`` headers) and answers Postfix from the
+one table ``postdesk.outcomes.ANSWERS``.
+
+Where the time goes (FIELD-NOTES): mail that is not ours is accepted at DATA,
+so Postfix sends us neither headers nor body and the milter costs almost
+nothing; only support mail and authenticated staff mail are read.
+
+Nothing is accepted that is not recorded: every failure (store locked or
+unreachable, disk full, a bug) becomes ``451 4.3.0`` and TEMPFAIL, the
+traceback logged once here, at the adapter boundary.  The sender's MTA
+retries; the store records a redelivered message once (same Message-ID).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+import time
+from typing import Callable
+
+import Milter
+
+from postdesk.config import Config
+from postdesk.filter.decision import Envelope
+from postdesk.milter import subject as subj
+from postdesk.milter.spool import Spool
+from postdesk.outcomes import ANSWERS, TOO_BIG, Outcome
+
+log = logging.getLogger("postdesk")
+
+TICKET_HEADER = "X-Postdesk-Ticket"
+OUTCOME_HEADER = "X-Postdesk-Outcome"
+TEMPFAIL_TEXT = "postdesk cannot record this message now, try again later"
+
+
+def strip_brackets(address: str) -> str:
+    a = address.strip()
+    if a.startswith("<") and a.endswith(">"):
+        a = a[1:-1]
+    return a
+
+
+def reply_text(text: str) -> str:
+    """A safe SMTP reply text: one line, printable, no '%' (libmilter formats it)."""
+    text = "".join(c if " " <= c <= "~" else " " for c in text).replace("%", " percent")
+    return " ".join(text.split())[:400] or "-"
+
+
+def actions_for(config: Config) -> int:
+    """The milter actions we use, and nothing more (negotiated with Postfix)."""
+    flags = Milter.ADDHDRS | Milter.CHGHDRS
+    if config.milter.deliver == "discard":
+        flags |= Milter.DELRCPT
+    return flags
+
+
+def action_names(flags: int) -> str:
+    names = [n for n in ("ADDHDRS", "CHGHDRS", "DELRCPT") if flags & getattr(Milter, n)]
+    return ",".join(names)
+
+
+def boundary(callback):
+    """Catch everything a callback raises: log once, answer 451 4.3.0.
+
+    pymilter's exception policy (set to TEMPFAIL in server.run) is the last
+    net; catching here lets us log the queue id and give a reason.
+    """
+
+    @functools.wraps(callback)
+    def wrapper(self, *args):
+        try:
+            return callback(self, *args)
+        except Exception as e:
+            log.error("%s: %s failed: %s: %s", self.queue_id() or "NOQUEUE", callback.__name__, type(e).__name__, e, exc_info=True)
+            return self.tempfail()
+
+    return wrapper
+
+
+class PostdeskMilter(Milter.Base):
+    """State of one SMTP connection (libmilter runs each in its own thread)."""
+
+    def __init__(self, config: Config, store, ingest: Callable | None = None):
+        self.config = config
+        self.store = store
+        if ingest is None:
+            from postdesk.ingest import ingest
+        self.ingest = ingest
+        self.wanted_actions = actions_for(config)
+        self.client_addr = ""
+        self.client_name = ""
+        self.spool: Spool | None = None
+        self._reset()
+
+    # -- per-message state ------------------------------------------------------
+
+    def _reset(self) -> None:
+        if getattr(self, "spool", None) is not None:
+            self.spool.close()
+        self.spool = None
+        self.sender = ""
+        self.sasl = ""
+        self.size_hint = 0
+        self.recipients: list[str] = []  # as received ("<a@b>"), for delrcpt
+        self.system_rcpts: list[str] = []
+        self.subject_raw: bytes | None = None
+        self.own_headers = {TICKET_HEADER.lower(): 0, OUTCOME_HEADER.lower(): 0}
+        self.too_big = False
+        self.started = 0.0
+
+    def queue_id(self) -> str:
+        try:
+            return self.getsymval("i") or ""
+        except Exception:
+            return ""
+
+    def tempfail(self, reason: str = TEMPFAIL_TEXT) -> int:
+        a = ANSWERS[Outcome.TEMPFAIL]
+        self.setreply(a.smtp_code, a.dsn, reply_text(reason))
+        return Milter.TEMPFAIL
+
+    def reject_too_big(self, size: int) -> int:
+        self.too_big = True
+        self.setreply(TOO_BIG.smtp_code, TOO_BIG.dsn, reply_text(f"message size {size} exceeds the limit of {self.config.limits.max_message_bytes} bytes for this recipient"))
+        return Milter.REJECT
+
+    def staff_candidate(self) -> bool:
+        """An authenticated sender whose SASL login maps to a staff address.
+
+        Such mail may be a staff member replying straight to a customer
+        (issue 3 item 6), so we look at its Subject even without a
+        system-address recipient.  The filter makes the real trust decision.
+        """
+        login = self.sasl.strip().lower()
+        if not login:
+            return False
+        if "@" in login:
+            return self.config.matches_staff(login)
+        sender = self.sender.lower()
+        return sender.partition("@")[0] == login and self.config.matches_staff(sender)
+
+    # -- negotiation --------------------------------------------------------------
+
+    def negotiate(self, opts):
+        rc = super().negotiate(opts)
+        if rc == Milter.CONTINUE:
+            # Ask only for the actions we use: ADDHDRS/CHGHDRS for the tag and
+            # our headers, DELRCPT for deliver = "discard".
+            opts[0] = self._actions = opts[0] & self.wanted_actions
+        return rc
+
+    # -- callbacks ------------------------------------------------------------------
+
+    @boundary
+    def connect(self, hostname, family, hostaddr):
+        self.client_name = hostname or ""
+        if isinstance(hostaddr, tuple):
+            self.client_addr = str(hostaddr[0])
+        elif isinstance(hostaddr, str) and family != socket.AF_UNIX:
+            self.client_addr = hostaddr  # Milter.testctx passes the bare IP
+        return Milter.CONTINUE
+
+    @boundary
+    def envfrom(self, mailfrom, *params):
+        self._reset()
+        self.sender = strip_brackets(mailfrom)
+        self.sasl = self.getsymval("{auth_authen}") or ""
+        if not self.client_addr:
+            self.client_addr = (self.getsymval("{client_addr}") or "").strip("[]")
+        for p in params:
+            key, _, value = p.partition("=")
+            if key.upper() == "SIZE" and value.isdigit():
+                self.size_hint = int(value)
+        return Milter.CONTINUE
+
+    @boundary
+    def envrcpt(self, to, *params):
+        address = strip_brackets(to)
+        if self.config.is_system_address(address):
+            # RFC 1870: refuse an over-size message before its data is sent.
+            # Only the system-address recipient is refused: mail to others
+            # is Postfix's business (message_size_limit), not ours.
+            if self.size_hint > self.config.limits.max_message_bytes:
+                return self.reject_too_big(self.size_hint)
+            self.system_rcpts.append(to)
+        self.recipients.append(to)
+        return Milter.CONTINUE
+
+    @boundary
+    def data(self):
+        if not self.system_rcpts and not self.staff_candidate():
+            # The fast path: not ours.  ACCEPT here means Postfix sends
+            # neither headers nor body to this milter for this message.
+            return Milter.ACCEPT
+        self.started = time.monotonic()
+        self.spool = Spool(self.config.milter.spool_memory)
+        return Milter.CONTINUE
+
+    @Milter.decode("bytes")
+    @boundary
+    def header(self, name, value):
+        if self.spool is None:
+            return Milter.CONTINUE
+        if isinstance(value, str):  # a harness that hands us text
+            value = value.encode("utf-8", "surrogateescape")
+        self.spool.header(name, value)
+        lname = name.lower()
+        if lname == "subject" and self.subject_raw is None:
+            self.subject_raw = value
+        elif lname in self.own_headers:
+            self.own_headers[lname] += 1
+        if self.spool.size > self.config.limits.max_message_bytes:
+            return self.reject_too_big(self.spool.size)
+        return Milter.CONTINUE
+
+    @boundary
+    def eoh(self):
+        if self.spool is None:
+            return Milter.CONTINUE
+        self.spool.end_of_headers()
+        if not self.system_rcpts:
+            # A staff candidate: only a [#N] tag makes it a direct reply.
+            if subj.find_tag(subj.decode(self.subject_raw), self.config.organization.tag) is None:
+                return Milter.ACCEPT
+        return Milter.CONTINUE
+
+    @boundary
+    def body(self, chunk):
+        if self.spool is None:
+            return Milter.CONTINUE
+        self.spool.body(chunk)
+        if self.spool.size > self.config.limits.max_message_bytes:
+            return self.reject_too_big(self.spool.size)
+        return Milter.CONTINUE
+
+    @boundary
+    def eom(self):
+        if self.spool is None:
+            return Milter.ACCEPT
+        envelope = Envelope(
+            sender=self.sender,
+            recipients=tuple(strip_brackets(r) for r in self.recipients),
+            queue_id=self.queue_id(),
+            client_address=self.client_addr,
+            sasl_username=self.sasl,
+            client_name=self.client_name,
+        )
+        raw = self.spool.read()
+        self.spool.close()
+        self.spool = None
+        try:
+            result = self.ingest(raw, envelope, self.store, self.config)
+        except Exception as e:
+            # Transient or not, the message is not recorded: the sender's MTA
+            # must keep it and retry (DESIGN: "nothing lost").
+            log.error("%s: outcome=tempfail reason=\"%s: %s\"", envelope.queue_id or "NOQUEUE", type(e).__name__, e, exc_info=True)
+            return self.tempfail()
+        answer = ANSWERS[result.outcome]
+        if answer.milter == "tempfail":
+            return self.tempfail(result.reason or TEMPFAIL_TEXT)
+        if answer.milter == "reject":
+            self.setreply(answer.smtp_code, answer.dsn, reply_text(result.reason or "message refused"))
+            return Milter.REJECT
+        if not self.system_rcpts:
+            return Milter.ACCEPT  # a staff direct reply: recorded, sent on untouched
+        return self.edit(result)
+
+    def edit(self, result) -> int:
+        """Tag and mark the support copy, or drop it (deliver = "discard")."""
+        if self.config.milter.deliver == "discard" and result.outcome in (Outcome.CREATED, Outcome.UPDATED, Outcome.DUPLICATE):
+            # Recorded: the support mailbox does not need its copy.  Ignored
+            # mail (loops, bounces without a ticket) is kept: it is recorded
+            # nowhere else.
+            if len(self.system_rcpts) == len(self.recipients):
+                return Milter.DISCARD
+            for rcpt in self.system_rcpts:
+                self.delrcpt(rcpt)
+        if result.ticket is not None:
+            new = subj.tagged(self.subject_raw, result.ticket, self.config.organization.tag)
+            if new is not None:
+                if self.subject_raw is None:
+                    self.addheader("Subject", new)
+                else:
+                    self.chgheader("Subject", 1, new)
+        # Headers of ours that came from outside could mislead mailbox rules:
+        # remove them (last index first, indexes are 1-based per name).
+        for name in (TICKET_HEADER, OUTCOME_HEADER):
+            for idx in range(self.own_headers[name.lower()], 0, -1):
+                self.chgheader(name, idx, "")
+        if result.ticket is not None:
+            self.addheader(TICKET_HEADER, str(result.ticket))
+        self.addheader(OUTCOME_HEADER, result.outcome.value)
+        return Milter.ACCEPT
+
+    def abort(self):
+        self._reset()
+        return Milter.CONTINUE
+
+    def close(self):
+        self._reset()
+        return Milter.CONTINUE
+
+
+def make_factory(config: Config, store, ingest: Callable | None = None) -> Callable[[], PostdeskMilter]:
+    """The per-connection factory for ``Milter.factory``; one Store shared by all."""
+    return lambda: PostdeskMilter(config, store, ingest)

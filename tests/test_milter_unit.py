@@ -1,0 +1,325 @@
+"""The milter driven by ``Milter.testctx.TestCtx``: no MTA, no socket.
+
+Covers the fast path, the Subject tag (plain, encoded-word, raw 8-bit,
+already tagged), the X-Postdesk headers, the size limit, deliver = discard,
+staff direct replies and TEMPFAIL on a store error.  The ingest function is
+injected, so a store failure is one ``raise``.
+
+FIELD-NOTES traps: never ``import Milter.test`` (it turns NOREPLY into
+CONTINUE globally); TestCtx's ``chgheader`` appends a second header instead
+of replacing, so the new value is the *last* one; TestCtx shares its
+``default_opts`` list between instances and our negotiate narrows it, so
+each test starts from a fresh copy.
+"""
+
+from __future__ import annotations
+
+import email.header
+import io
+from dataclasses import dataclass
+
+import Milter
+import pytest
+from Milter import testctx
+
+from postdesk.milter import subject as subj
+from postdesk.milter.app import PostdeskMilter, make_factory
+from postdesk.milter.spool import Spool
+from postdesk.outcomes import Outcome
+
+
+@dataclass(frozen=True)
+class FakeResult:
+    outcome: Outcome
+    ticket: int | None = None
+    action_id: int | None = None
+    decision: object = None
+    reason: str = ""
+
+
+class FakeIngest:
+    """Stands in for postdesk.ingest.ingest; records what it was given."""
+
+    def __init__(self, result=None, error: Exception | None = None):
+        self.result = result or FakeResult(Outcome.CREATED, ticket=1042)
+        self.error = error
+        self.calls = []
+
+    def __call__(self, raw, envelope, store, config, now=None):
+        self.calls.append((raw, envelope))
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+@pytest.fixture(autouse=True)
+def fresh_opts(monkeypatch):
+    monkeypatch.setattr(testctx.TestCtx, "default_opts", [Milter.CURR_ACTS, 0x1FFFFF, 0, 0])
+    yield
+    Milter.factory = Milter.Milter
+
+
+def drive(config, ingest, raw: bytes, sender="customer@example.org", rcpts=("support@example.com",), macros=None, ip="192.0.2.7"):
+    """Feed one message through a fresh milter; returns (rc, ctx)."""
+    Milter.factory = make_factory(config, store=object(), ingest=ingest)
+    ctx = testctx.TestCtx()
+    ctx._setsymval("i", "4BxT2k1Z3n")
+    for k, v in (macros or {}).items():
+        ctx._setsymval(k, v)
+    assert ctx._connect(host="client.example.org", helo="client.example.org", ip=ip) == Milter.CONTINUE
+    rc = ctx._feedFile(io.BytesIO(raw), sender, *rcpts)
+    return rc, ctx
+
+
+def message(subject: bytes | None = b"Printer on fire", extra: bytes = b"", body: bytes = b"It burns.\n") -> bytes:
+    head = b"From: Customer <customer@example.org>\nTo: support@example.com\nMessage-ID: <m1@example.org>\n"
+    if subject is not None:
+        head += b"Subject: " + subject + b"\n"
+    return head + extra + b"\n" + body
+
+
+def last(ctx, name):
+    values = ctx._msg.get_all(name) or []
+    return str(values[-1]) if values else None
+
+
+# -- the fast path --------------------------------------------------------------
+
+
+def test_mail_not_for_us_is_accepted_at_data_without_reading_it(config):
+    ingest = FakeIngest()
+    rc, ctx = drive(config, ingest, message(), rcpts=("someone@example.net",))
+    assert rc == Milter.ACCEPT
+    assert ingest.calls == []
+    assert ctx._priv.spool is None  # never spooled: accepted before headers
+    assert not ctx._headerschanged
+
+
+def test_unauthenticated_staff_address_takes_the_fast_path(config):
+    ingest = FakeIngest()
+    rc, _ = drive(config, ingest, message(b"Re: [#1042] fixed"), sender="alice@example.com", rcpts=("customer@example.org",))
+    assert rc == Milter.ACCEPT and ingest.calls == []
+
+
+# -- support mail -----------------------------------------------------------------
+
+
+def test_support_mail_is_recorded_tagged_and_marked(config):
+    ingest = FakeIngest(FakeResult(Outcome.CREATED, ticket=1042))
+    rc, ctx = drive(config, ingest, message(), rcpts=("support@example.com", "boss@example.net"))
+    assert rc == Milter.ACCEPT
+    (raw, env), = ingest.calls
+    assert b"Subject: Printer on fire\r\n" in raw and raw.endswith(b"It burns.\n")
+    assert env.sender == "customer@example.org"
+    assert env.recipients == ("support@example.com", "boss@example.net")
+    assert env.queue_id == "4BxT2k1Z3n" and env.client_address == "192.0.2.7"
+    assert last(ctx, "Subject") == "[#1042] Printer on fire"
+    assert last(ctx, "X-Postdesk-Ticket") == "1042"
+    assert last(ctx, "X-Postdesk-Outcome") == "created"
+
+
+def test_followup_outcome_updated(config):
+    ingest = FakeIngest(FakeResult(Outcome.UPDATED, ticket=7))
+    rc, ctx = drive(config, ingest, message(b"Re: [#7] Printer on fire"))
+    assert rc == Milter.ACCEPT
+    assert last(ctx, "Subject") == "Re: [#7] Printer on fire"  # already tagged: untouched
+    assert ctx._msg.get_all("Subject") == ["Re: [#7] Printer on fire"]
+    assert last(ctx, "X-Postdesk-Outcome") == "updated"
+
+
+def test_ignored_mail_gets_no_tag(config):
+    ingest = FakeIngest(FakeResult(Outcome.IGNORED, reason="loop"))
+    rc, ctx = drive(config, ingest, message())
+    assert rc == Milter.ACCEPT
+    assert ctx._msg.get_all("Subject") == ["Printer on fire"]
+    assert last(ctx, "X-Postdesk-Ticket") is None
+    assert last(ctx, "X-Postdesk-Outcome") == "ignored"
+
+
+def test_inbound_postdesk_headers_are_not_trusted(config):
+    ingest = FakeIngest(FakeResult(Outcome.CREATED, ticket=5))
+    rc, ctx = drive(config, ingest, message(extra=b"X-Postdesk-Ticket: 999\n"))
+    assert rc == Milter.ACCEPT
+    # TestCtx deletes on chgheader(name, idx, ""), then our addheader appends.
+    assert ctx._msg.get_all("X-Postdesk-Ticket") == ["5"]
+
+
+def test_no_subject_gets_one(config):
+    rc, ctx = drive(config, FakeIngest(FakeResult(Outcome.CREATED, ticket=3)), message(None))
+    assert rc == Milter.ACCEPT and last(ctx, "Subject") == "[#3]"
+
+
+def test_encoded_word_subject_is_kept_byte_for_byte(config):
+    encoded = b"=?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?="
+    rc, ctx = drive(config, FakeIngest(FakeResult(Outcome.CREATED, ticket=1042)), message(encoded))
+    assert rc == Milter.ACCEPT
+    new = last(ctx, "Subject")
+    assert new == "[#1042] " + encoded.decode()
+    assert str(email.header.make_header(email.header.decode_header(new))) == "[#1042] Grüße aus Köln"
+
+
+def test_raw_utf8_subject_is_reencoded(config):
+    rc, ctx = drive(config, FakeIngest(FakeResult(Outcome.CREATED, ticket=1042)), message("Grüße aus Köln".encode()))
+    assert rc == Milter.ACCEPT
+    new = last(ctx, "Subject")
+    assert new.isascii() and new.startswith("[#1042] =?utf-8?")
+    assert str(email.header.make_header(email.header.decode_header(new))) == "[#1042] Grüße aus Köln"
+
+
+def test_size_hint_over_the_limit_refuses_the_support_recipient(make_config):
+    config = make_config(limits={"max_message_bytes": 2048})
+    Milter.factory = make_factory(config, store=object(), ingest=FakeIngest())
+    ctx = testctx.TestCtx()
+    ctx._connect(ip="192.0.2.7")
+    ctx._stage = Milter.M_ENVFROM
+    assert ctx._priv.envfrom("<c@example.org>", "SIZE=5000") == Milter.CONTINUE
+    ctx._stage = Milter.M_ENVRCPT
+    assert ctx._priv.envrcpt("<support@example.com>") == Milter.REJECT
+    assert ctx._reply[:2] == ("552", "5.3.4")
+    assert ctx._priv.envrcpt("<other@example.net>") == Milter.CONTINUE
+
+
+def test_body_over_the_limit_is_refused_early(make_config):
+    config = make_config(limits={"max_message_bytes": 2048})
+    ingest = FakeIngest()
+    rc, ctx = drive(config, ingest, message(body=b"x" * 70 + b"\n") * 1 + b"y" * 4000 + b"\n")
+    assert rc == Milter.REJECT
+    assert ctx._reply[:2] == ("552", "5.3.4")
+    assert ingest.calls == []
+
+
+# -- never lose mail --------------------------------------------------------------
+
+
+class StoreLocked(Exception):
+    pass
+
+
+def test_store_error_tempfails_with_451(config, caplog):
+    ingest = FakeIngest(error=StoreLocked("database is locked"))
+    rc, ctx = drive(config, ingest, message())
+    assert rc == Milter.TEMPFAIL
+    assert ctx._reply[:2] == ("451", "4.3.0")
+    assert not ctx._headerschanged
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1 and "4BxT2k1Z3n" in tracebacks[0].getMessage()
+
+
+def test_tempfail_outcome_tempfails(config):
+    rc, ctx = drive(config, FakeIngest(FakeResult(Outcome.TEMPFAIL, reason="busy")), message())
+    assert rc == Milter.TEMPFAIL and ctx._reply[:2] == ("451", "4.3.0")
+
+
+def test_rejected_outcome_answers_from_the_table(config):
+    rc, ctx = drive(config, FakeIngest(FakeResult(Outcome.REJECTED, reason="unreadable 100% garbage")), message())
+    assert rc == Milter.REJECT
+    assert ctx._reply[:2] == ("554", "5.6.0")
+    assert "%" not in ctx._reply[2]
+
+
+# -- where the support copy goes --------------------------------------------------
+
+
+def test_discard_drops_a_copy_only_for_support(make_config):
+    config = make_config(milter={"deliver": "discard"})
+    rc, ctx = drive(config, FakeIngest(), message())
+    assert rc == Milter.DISCARD
+
+
+def test_discard_removes_support_recipients_and_keeps_others(make_config):
+    config = make_config(milter={"deliver": "discard"})
+    rc, ctx = drive(config, FakeIngest(), message(), rcpts=("support@example.com", "help@example.com", "boss@example.net"))
+    assert rc == Milter.ACCEPT
+    assert ctx._delrcpt == ["<support@example.com>", "<help@example.com>"]
+    assert last(ctx, "Subject") == "[#1042] Printer on fire"
+
+
+def test_discard_keeps_ignored_mail(make_config):
+    config = make_config(milter={"deliver": "discard"})
+    rc, ctx = drive(config, FakeIngest(FakeResult(Outcome.IGNORED)), message())
+    assert rc == Milter.ACCEPT and ctx._delrcpt == []
+
+
+def test_negotiates_only_the_actions_it_uses(make_config):
+    for deliver, wanted in (("pass", Milter.ADDHDRS | Milter.CHGHDRS), ("discard", Milter.ADDHDRS | Milter.CHGHDRS | Milter.DELRCPT)):
+        Milter.factory = make_factory(make_config(milter={"deliver": deliver}), store=object(), ingest=FakeIngest())
+        ctx = testctx.TestCtx()
+        ctx._opts = opts = [Milter.CURR_ACTS, 0x1FFFFF, 0, 0]
+        ctx._stage = -1
+        assert Milter.negotiate_callback(ctx, opts) == Milter.CONTINUE
+        assert opts[0] == wanted
+
+
+# -- staff replying straight to a customer ----------------------------------------
+
+
+def test_authenticated_staff_direct_reply_is_recorded_untouched(config):
+    ingest = FakeIngest(FakeResult(Outcome.UPDATED, ticket=1042))
+    rc, ctx = drive(
+        config, ingest, message(b"Re: [#1042] Printer on fire"), sender="alice@example.com",
+        rcpts=("customer@example.org",), macros={"{auth_authen}": "alice"},
+    )
+    assert rc == Milter.ACCEPT
+    (raw, env), = ingest.calls
+    assert env.sasl_username == "alice" and env.recipients == ("customer@example.org",)
+    assert not ctx._headerschanged  # mail to the customer leaves as written
+
+
+def test_authenticated_staff_without_tag_is_accepted_after_headers(config):
+    ingest = FakeIngest()
+    rc, ctx = drive(config, ingest, message(b"Lunch?"), sender="alice@example.com", rcpts=("bob@example.net",), macros={"{auth_authen}": "alice@example.com"})
+    assert rc == Milter.ACCEPT and ingest.calls == []
+
+
+# -- one connection, several messages ---------------------------------------------
+
+
+def test_state_is_reset_between_messages(config):
+    ingest = FakeIngest()
+    rc, ctx = drive(config, ingest, message())
+    assert rc == Milter.ACCEPT
+    rc = ctx._feedFile(io.BytesIO(message(b"second")), "x@example.org", "nobody@example.net")
+    assert rc == Milter.ACCEPT and len(ingest.calls) == 1
+
+
+# -- the pieces ---------------------------------------------------------------------
+
+
+def test_subject_tagging_rules():
+    assert subj.tagged(b"Hello", 5) == "[#5] Hello"
+    assert subj.tagged(b"Re: [#5] Hello", 5) is None
+    assert subj.tagged(b"RE: [#5] Hello", 5, "#") is None
+    assert subj.tagged(b"Re: [#4] Hello", 5) == "[#5] Re: [#4] Hello"
+    assert subj.tagged(b"[T77] x", 77, "T") is None
+    folded = subj.tagged(b"first part\n second part", 5)
+    assert folded == "[#5] first part\n second part" and "\r" not in folded
+    assert "\r" not in subj.tagged(b"a\r\n b", 5)
+    latin1 = subj.tagged("Café crème".encode("latin-1"), 9)
+    assert str(email.header.make_header(email.header.decode_header(latin1))) == "[#9] Café crème"
+
+
+def test_subject_tag_value_is_short_and_folded():
+    long = ("ü" * 3000).encode()
+    value = subj.tagged(long, 12345)
+    assert len(value) <= 2047 and value.startswith("[#12345] ")
+    assert "\r" not in value
+    for line in value.split("\n")[1:]:
+        assert line.startswith(" ")
+    assert subj.tagged(b"x" * 3000, 1).startswith("[#1] ") and len(subj.tagged(b"x" * 3000, 1)) <= 2047
+
+
+def test_spool_rolls_over_to_disk():
+    s = Spool(memory=1000)
+    s.header("Subject", b"x")
+    assert not s.on_disk
+    s.body(b"y" * 5000)
+    assert s.on_disk
+    raw = s.read()
+    assert raw.startswith(b"Subject: x\r\n\r\n") and raw.endswith(b"y" * 5000) and s.size == len(raw)
+    s.close()
+
+
+def test_milter_class_has_no_noreply_callbacks():
+    # @noreply callbacks break under TestCtx and cost us the early REJECT.
+    for name in ("header", "body", "eoh", "envrcpt", "data"):
+        assert not getattr(getattr(PostdeskMilter, name), "milter_protocol", 0)
