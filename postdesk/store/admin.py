@@ -1,0 +1,190 @@
+"""What ``postdesk ticket|action|attachment|outbox ...`` does to the store.
+
+Mixed into ``Store``; every method is one transaction.  Read-only commands
+use a deferred BEGIN on SQLite so they never queue behind the milter.
+Changes a customer should hear about (a status change when
+``status_change_emails`` is on, the ticket made visible, an action made
+public) schedule the debounced customer update.  A missing ticket, action
+or attachment raises ``LookupError`` with a message fit for the terminal.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from postdesk.store.apply import status_action
+from postdesk.store.models import Action, Attachment, Outbox, Ticket
+from postdesk.store.updates import schedule_update
+
+if TYPE_CHECKING:
+    from postdesk.config import Config
+
+STATUSES = ("open", "closed")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") + "Z" if value is not None else None
+
+
+def ticket_dict(t: Ticket) -> dict[str, Any]:
+    return {
+        "number": t.number,
+        "subject": t.subject,
+        "status": t.status,
+        "visible_to_customers": bool(t.visible_to_customers),
+        "requester": t.requester.address,
+        "created_at": _iso(t.created_at),
+        "updated_at": _iso(t.updated_at),
+    }
+
+
+def attachment_dict(a: Attachment) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "filename": a.filename,
+        "content_type": a.content_type,
+        "size": a.size,
+        "sha256": a.sha256,
+        "content_id": a.content_id,
+    }
+
+
+def action_dict(a: Action) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "kind": a.kind,
+        "author": a.author.address if a.author is not None else None,
+        "public": bool(a.public),
+        "text": a.text,
+        "new_text": a.new_text,
+        "flags": a.flags.split() if a.flags else [],
+        "message_id": a.message_id,
+        "queue_id": a.queue_id,
+        "delivered_to": a.delivered_to.split() if a.delivered_to else [],
+        "created_at": _iso(a.created_at),
+        "attachments": [attachment_dict(x) for x in a.attachments],
+    }
+
+
+def outbox_dict(o: Outbox, number: int | None) -> dict[str, Any]:
+    return {
+        "id": o.id,
+        "kind": o.kind,
+        "ticket": number,
+        "action_id": o.action_id,
+        "recipient": o.recipient,
+        "state": o.state,
+        "due_at": _iso(o.due_at),
+        "created_at": _iso(o.created_at),
+        "attempts": o.attempts,
+        "last_error": o.last_error,
+        "message_id": o.message_id,
+        "queue_id": o.queue_id,
+        "sent_at": _iso(o.sent_at),
+    }
+
+
+class AdminMixin:
+    """Needs ``self.session(read_only=...)`` and ``self.attachments``."""
+
+    def list_tickets(self, status: str | None = None) -> list[dict[str, Any]]:
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+        with self.session(read_only=True) as s:
+            q = select(Ticket).options(selectinload(Ticket.requester)).order_by(Ticket.number)
+            if status is not None:
+                q = q.where(Ticket.status == status)
+            return [ticket_dict(t) for t in s.scalars(q)]
+
+    def show_ticket(self, number: int) -> dict[str, Any] | None:
+        with self.session(read_only=True) as s:
+            t = s.scalar(
+                select(Ticket)
+                .where(Ticket.number == number)
+                .options(
+                    selectinload(Ticket.actions).selectinload(Action.attachments),
+                    selectinload(Ticket.actions).selectinload(Action.author),
+                    selectinload(Ticket.participants),
+                )
+            )
+            if t is None:
+                return None
+            out = ticket_dict(t)
+            out["participants"] = [
+                {"address": p.person.address, "name": p.person.name, "role": p.role, "last_update_action_id": p.last_update_action_id}
+                for p in sorted(t.participants, key=lambda p: p.id)
+            ]
+            out["actions"] = [action_dict(a) for a in t.actions]
+            return out
+
+    def _ticket(self, s, number: int) -> Ticket:
+        t = s.scalar(select(Ticket).where(Ticket.number == number).with_for_update())
+        if t is None:
+            raise LookupError(f"no ticket #{number}")
+        return t
+
+    def set_status(self, number: int, status: str, config: Config, now: datetime) -> bool:
+        """Open or close ticket ``number``; False when it already had that status."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+        with self.session() as s:
+            t = self._ticket(s, number)
+            if t.status == status:
+                return False
+            status_action(s, t, status, None, now)
+            if config.organization.status_change_emails:
+                schedule_update(s, t, now, config)
+            return True
+
+    def set_visibility(self, number: int, visible: bool, config: Config, now: datetime) -> bool:
+        """The ticket-level "visible to customers" flag; True when it changed."""
+        with self.session() as s:
+            t = self._ticket(s, number)
+            if bool(t.visible_to_customers) == bool(visible):
+                return False
+            t.visible_to_customers = bool(visible)
+            t.updated_at = now
+            s.flush()
+            if visible:
+                schedule_update(s, t, now, config)
+            return True
+
+    def toggle_action(self, action_id: int, config: Config, now: datetime) -> bool:
+        """Flip an action private <-> public; returns the new ``public``."""
+        with self.session() as s:
+            a = s.get(Action, action_id)
+            if a is None:
+                raise LookupError(f"no action {action_id}")
+            t = self._ticket(s, a.ticket.number)
+            a.public = not a.public
+            t.updated_at = now
+            s.flush()
+            if a.public:
+                exclude = {a.author.address} if a.author is not None else set()
+                exclude.update(a.delivered_to.split())
+                schedule_update(s, t, now, config, exclude=exclude)
+            return bool(a.public)
+
+    def attachment(self, attachment_id: int) -> tuple[dict[str, Any], Path]:
+        """Metadata and the file holding attachment ``attachment_id``."""
+        with self.session(read_only=True) as s:
+            a = s.get(Attachment, attachment_id)
+            if a is None:
+                raise LookupError(f"no attachment {attachment_id}")
+            info = attachment_dict(a)
+            info["action_id"] = a.action_id
+            info["ticket"] = a.action.ticket.number
+            path = Path(self.attachments) / a.path
+        if not path.is_file():
+            raise LookupError(f"attachment {attachment_id}: file {path} is missing")
+        return info, path
+
+    def list_outbox(self) -> list[dict[str, Any]]:
+        with self.session(read_only=True) as s:
+            rows = s.execute(select(Outbox, Ticket.number).join(Ticket, Ticket.id == Outbox.ticket_id).order_by(Outbox.id)).all()
+            return [outbox_dict(o, n) for o, n in rows]

@@ -1,0 +1,72 @@
+"""Attachment bytes on disk, named by their SHA-256.
+
+Layout: ``<attachments>/ab/cd/<sha256>`` (two levels of fan-out keep
+directories small).  The sender's filename is metadata in the database only
+and never part of a path, so no name can escape the directory or clobber
+another file.  Identical content is stored once.
+
+A file is written to a temporary name in its final directory, fsynced,
+then renamed over the final name with ``os.replace`` (atomic on POSIX within
+one file system), and the directory is fsynced, so a reader never sees a
+partial file and a crash leaves either nothing or the whole file.  Blobs are
+written before the database commit: a committed row always has its bytes; a
+rolled-back message may leave an unreferenced blob, which is harmless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def relative_path(sha256: str) -> str:
+    if not _HEX64.fullmatch(sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+def blob_path(root: Path, sha256: str) -> Path:
+    return Path(root) / relative_path(sha256)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_blob(root: Path, data: bytes) -> tuple[str, str]:
+    """Store ``data``; returns (sha256, path relative to root).
+
+    Raises OSError (disk full, permissions); the store maps it to
+    StoreUnavailable.
+    """
+    sha = hashlib.sha256(data).hexdigest()
+    rel = relative_path(sha)
+    final = Path(root) / rel
+    if final.exists() and final.stat().st_size == len(data):
+        return sha, rel
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o640)
+        os.replace(tmp, final)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(final.parent)
+    return sha, rel

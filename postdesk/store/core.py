@@ -1,0 +1,174 @@
+"""The Store: one database + one attachment directory, one transaction per message.
+
+``record`` is what ``postdesk.ingest`` calls for every message: it opens a
+write transaction, hands the filter a ``Known`` view on it, applies the
+Decision and commits.  Transient failures raise ``StoreUnavailable`` (cause
+chained) and leave nothing behind; a second delivery of a message already
+recorded (even one racing the first) returns DUPLICATE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from postdesk.store.admin import AdminMixin
+from postdesk.store.apply import TICKET_COUNTER, apply, existing_ticket_number
+from postdesk.store.blobs import blob_path
+from postdesk.store.engine import READ_ONLY, make_engine, sqlite_path
+from postdesk.store.errors import INIT_HINT, StoreNotInitialised, StoreUnavailable, unavailable_on_failure
+from postdesk.store.models import Counter, Setting
+from postdesk.store.view import KnownView
+
+if TYPE_CHECKING:
+    from postdesk.config import Config
+    from postdesk.filter.decision import Decision, Envelope, Known
+    from postdesk.ingest import Result
+
+log = logging.getLogger("postdesk.store")
+
+SECRET = "msgid_secret"
+ATTEMPTS = 3  # a lost race on a unique row (a new person) is retried this often
+# PostgreSQL serialization_failure, deadlock_detected: retry the message.
+RETRY_SQLSTATES = {"40001", "40P01"}
+
+
+class Store(AdminMixin):
+    def __init__(self, url: str, attachments: str | os.PathLike, busy_timeout: float = 10.0):
+        self.url = url
+        self.attachments = Path(attachments)
+        self.busy_timeout = float(busy_timeout)
+        self.engine: Engine = make_engine(url, self.busy_timeout)
+        self._read_engine = self.engine.execution_options(**{READ_ONLY: True})
+        self._secret: bytes | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> Store:
+        return cls(config.store.url, config.store.attachments, config.store.busy_timeout)
+
+    def __repr__(self) -> str:
+        return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- sessions ------------------------------------------------------------
+
+    def _check_exists(self) -> None:
+        path = sqlite_path(self.url)
+        if path is not None and not path.exists():
+            raise StoreNotInitialised(f"database {path} does not exist; {INIT_HINT}")
+
+    @contextlib.contextmanager
+    def session(self, *, read_only: bool = False) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on
+        error.  Transient failures raise StoreUnavailable (cause chained).
+        SQLite: write transactions start with BEGIN IMMEDIATE."""
+        with unavailable_on_failure("store"):
+            self._check_exists()
+            with Session(self._read_engine if read_only else self.engine, expire_on_commit=False) as s:
+                with s.begin():
+                    yield s
+
+    # --- init ----------------------------------------------------------------
+
+    def init(self, first_ticket_number: int = 1000) -> None:
+        """Create or upgrade the schema (Alembic upgrade head), the attachment
+        directory, the Message-ID secret and the ticket counter.  Idempotent."""
+        from postdesk.store import migrate  # alembic: only here, never on the pipe path
+
+        with unavailable_on_failure("init"):
+            path = sqlite_path(self.url)
+            if path is not None and not path.parent.is_dir():
+                raise StoreUnavailable(f"init: directory {path.parent} does not exist (create it, owned by the postdesk user)")
+            engine = make_engine(self.url, self.busy_timeout, create=True)
+            try:
+                migrate.upgrade(engine)
+            finally:
+                engine.dispose()
+            self.attachments.mkdir(parents=True, exist_ok=True)
+            with self.session() as s:
+                if s.get(Setting, SECRET) is None:
+                    s.add(Setting(name=SECRET, value=os.urandom(32)))
+                if s.get(Counter, TICKET_COUNTER) is None:
+                    s.add(Counter(name=TICKET_COUNTER, value=int(first_ticket_number) - 1))
+
+    # --- the secret ----------------------------------------------------------
+
+    def _load_secret(self, session: Session) -> bytes:
+        if self._secret is None:
+            value = session.scalar(select(Setting.value).where(Setting.name == SECRET))
+            if value is None:
+                raise StoreNotInitialised(f"the database has no Message-ID secret; {INIT_HINT}")
+            self._secret = bytes(value)
+        return self._secret
+
+    def secret(self) -> bytes:
+        """Key of the HMAC token in our Message-IDs (postdesk.msgid)."""
+        if self._secret is None:
+            with self.session(read_only=True) as s:
+                self._load_secret(s)
+        assert self._secret is not None
+        return self._secret
+
+    def attachment_path(self, sha256: str) -> Path:
+        return blob_path(self.attachments, sha256)
+
+    # --- one message ---------------------------------------------------------
+
+    def record(
+        self,
+        decide: Callable[[Known], Decision],
+        envelope: Envelope,
+        config: Config,
+        now: datetime,
+    ) -> Result:
+        """Decide and apply in ONE transaction; see the module docstring."""
+        from postdesk.outcomes import Outcome
+        from postdesk.store.result import make_result
+
+        last: Exception | None = None
+        for attempt in range(ATTEMPTS):
+            decision: Decision | None = None
+            try:
+                with self.session() as s:
+                    # Also proves the schema exists before anything is decided.
+                    self._load_secret(s)
+                    decision = decide(KnownView(s, self.secret))
+                    return apply(s, decision, envelope, config, now, self.attachments)
+            except sa_exc.IntegrityError as e:
+                # Rolled back.  If the message key is there now, another
+                # delivery of this message won the race: a duplicate.
+                last = e
+                if decision is None or not decision.message_key:
+                    raise
+                found, number = self._key_owner(decision.message_key)
+                if found:
+                    return make_result(Outcome.DUPLICATE, ticket=number, decision=decision)
+                log.info("store: retrying after a lost race (%s)", str(e.orig).splitlines()[0] if e.orig else e)
+            except StoreUnavailable as e:
+                cause = e.__cause__
+                state = getattr(getattr(cause, "orig", None), "sqlstate", None)
+                if state in RETRY_SQLSTATES and attempt + 1 < ATTEMPTS:
+                    last = e
+                    continue
+                raise
+        raise StoreUnavailable(f"store: gave up after {ATTEMPTS} attempts: {last}") from last
+
+    def _key_owner(self, key: str) -> tuple[bool, int | None]:
+        from postdesk.store.models import MessageId
+        from postdesk.store.text import message_key
+
+        with self.session(read_only=True) as s:
+            if s.scalar(select(MessageId.id).where(MessageId.key == message_key(key))) is None:
+                return False, None
+            return True, existing_ticket_number(s, key)

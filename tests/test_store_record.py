@@ -1,0 +1,286 @@
+"""Store.init and Store.record on SQLite and PostgreSQL: tickets, follow-ups,
+attachments, participants, outbox rows, duplicates."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from postdesk.filter.decision import Kind
+from postdesk.outcomes import Outcome
+from postdesk.store import Store
+from postdesk.store.models import Action, Attachment, Counter, MessageId, Outbox, Participant, Person, Setting, Ticket
+
+from test_store_support import ENVELOPE, T0, attachment, followup, new, record, staff_reply
+
+
+@pytest.fixture
+def cfg(make_config, store_url):
+    return make_config(store_url)
+
+
+@pytest.fixture
+def store(cfg):
+    s = Store.from_config(cfg)
+    s.init(cfg.organization.first_ticket_number)
+    yield s
+    s.close()
+
+
+def count(store, model) -> int:
+    with store.session(read_only=True) as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def outbox(store) -> list[tuple[str, str, int]]:
+    with store.session(read_only=True) as s:
+        return [(o.kind, o.recipient, o.action_id) for o in s.scalars(select(Outbox).order_by(Outbox.id))]
+
+
+def test_init_is_idempotent(cfg):
+    s = Store.from_config(cfg)
+    s.init(1000)
+    secret = s.secret()
+    assert len(secret) == 32
+    s.init(1000)
+    s2 = Store.from_config(cfg)
+    assert s2.secret() == secret
+    assert count(s, Setting) == 1
+    assert count(s, Counter) == 1
+    assert (s.attachments).is_dir()
+    s.close()
+    s2.close()
+
+
+def test_new_ticket(store, cfg):
+    d = new(cc=("carol@customer.org", "support@example.com"))
+    r = record(store, d, cfg)
+    assert r.outcome is Outcome.CREATED
+    assert r.ticket == 1000
+    assert r.decision is d
+    with store.session(read_only=True) as s:
+        t = s.scalar(select(Ticket))
+        assert (t.number, t.subject, t.status, t.requester.address) == (1000, "Printer on fire", "open", "alice@customer.org")
+        assert t.requester.name == "Alice"
+        (a,) = t.actions
+        assert a.id == r.action_id
+        assert (a.kind, a.public, a.text, a.new_text, a.queue_id) == ("message", True, "It is on fire.\n", "It is on fire.", "4BxT2k1Z3n")
+        assert a.delivered_to == "carol@customer.org"
+        roles = {p.person.address: (p.role, p.last_update_action_id, p.last_message_id) for p in t.participants}
+        assert roles == {
+            "alice@customer.org": ("requester", a.id, d.message_id),
+            "carol@customer.org": ("cc", a.id, ""),
+        }
+        key = s.scalar(select(MessageId))
+        assert (key.key, key.ticket_id, key.action_id, key.ours) == (d.message_key, t.id, a.id, False)
+    # ack to the requester, alert to the team, both due now; no customer update
+    # (the requester wrote it, carol got it directly).
+    assert outbox(store) == [("ack", "alice@customer.org", r.action_id), ("alert", "team@example.com", r.action_id)]
+    with store.session(read_only=True) as s:
+        assert {o.due_at for o in s.scalars(select(Outbox))} == {T0}
+
+
+def test_numbers_are_contiguous_from_first_ticket_number(store, cfg):
+    numbers = [record(store, new(), cfg).ticket for _ in range(5)]
+    assert numbers == [1000, 1001, 1002, 1003, 1004]
+
+
+def test_first_ticket_number_from_init(make_config, store_url):
+    cfg = make_config(store_url, organization={"first_ticket_number": 42})
+    s = Store.from_config(cfg)
+    s.init(cfg.organization.first_ticket_number)
+    assert record(s, new(), cfg).ticket == 42
+    s.close()
+
+
+def test_no_ack_no_alert_when_decision_says_so(store, cfg):
+    r = record(store, new(send_ack=False, notify_team=False, flags=frozenset({"auto"})), cfg)
+    assert r.outcome is Outcome.CREATED
+    assert outbox(store) == []
+    assert store.show_ticket(r.ticket)["actions"][0]["flags"] == ["auto"]
+
+
+def test_followup_by_customer_and_staff_reply(store, cfg):
+    first = record(store, new(), cfg)
+    n = first.ticket
+    # Customer follow-up: an action, a team alert, no update for the author.
+    r = record(store, followup(n, text="More info"), cfg, T0 + timedelta(seconds=10))
+    assert (r.outcome, r.ticket) == (Outcome.UPDATED, n)
+    kinds = [k for k, _, _ in outbox(store)]
+    assert kinds == ["ack", "alert", "alert"]
+    # Staff public reply: alice gets a queued update due after the quiet period.
+    r2 = record(store, staff_reply(n, message_id="staff1@example.com", message_key="staff1@example.com"), cfg, T0 + timedelta(seconds=20))
+    assert r2.outcome is Outcome.UPDATED
+    with store.session(read_only=True) as s:
+        ups = s.scalars(select(Outbox).where(Outbox.kind == "update")).all()
+        assert [(u.recipient, u.state, u.due_at) for u in ups] == [("alice@customer.org", "queued", T0 + timedelta(seconds=140))]
+        bob = s.scalar(select(Person).where(Person.address == "bob@example.com"))
+        assert bob.staff is True
+        p = s.scalar(select(Participant).where(Participant.person_id == bob.id))
+        assert (p.role, p.last_message_id) == ("staff", "staff1@example.com")
+        t = s.scalar(select(Ticket))
+        assert t.updated_at == T0 + timedelta(seconds=20)
+        assert [a.author.address for a in t.actions] == ["alice@customer.org", "alice@customer.org", "bob@example.com"]
+
+
+def test_private_staff_reply_schedules_nothing(store, cfg):
+    n = record(store, new(), cfg).ticket
+    before = outbox(store)
+    r = record(store, staff_reply(n, public=False, flags=frozenset({"staff", "pvt"})), cfg)
+    assert r.outcome is Outcome.UPDATED
+    assert outbox(store) == before
+    show = store.show_ticket(n)
+    assert [a["public"] for a in show["actions"]] == [True, False]
+
+
+def test_stranger_is_not_added_as_participant(store, cfg):
+    n = record(store, new(), cfg).ticket
+    r = record(store, followup(n, author="mallory@evil.test", public=False, cc=("eve@evil.test",), flags=frozenset({"stranger"})), cfg)
+    assert r.outcome is Outcome.UPDATED
+    with store.session(read_only=True) as s:
+        addresses = {p.person.address for p in s.scalar(select(Ticket)).participants}
+    assert addresses == {"alice@customer.org"}
+
+
+def test_customer_cc_on_followup_joins_the_ticket(store, cfg):
+    n = record(store, new(), cfg).ticket
+    r = record(store, followup(n, cc=("dave@customer.org",)), cfg)
+    with store.session(read_only=True) as s:
+        t = s.scalar(select(Ticket))
+        ps = {p.person.address: (p.role, p.last_update_action_id) for p in t.participants}
+    assert ps["dave@customer.org"] == ("cc", r.action_id)
+    # Nobody to update: alice wrote it, dave received it directly.
+    assert [k for k, _, _ in outbox(store) if k == "update"] == []
+
+
+def test_close_by_staff_records_status_action(store, cfg):
+    n = record(store, new(), cfg).ticket
+    r = record(store, staff_reply(n, public=False, close=True, flags=frozenset({"staff", "pvt", "closed"})), cfg, T0 + timedelta(seconds=5))
+    assert r.outcome is Outcome.UPDATED
+    show = store.show_ticket(n)
+    assert show["status"] == "closed"
+    kinds = [(a["kind"], a["public"], a["text"] if a["kind"] == "status" else "") for a in show["actions"]]
+    assert kinds == [("message", True, ""), ("message", False, ""), ("status", True, "Status changed from open to closed")]
+    ups = [(k, rcpt) for k, rcpt, _ in outbox(store) if k == "update"]
+    assert ups == [("update", "alice@customer.org")]
+
+
+def test_close_without_status_change_emails(make_config, store_url):
+    cfg = make_config(store_url, organization={"status_change_emails": False})
+    store = Store.from_config(cfg)
+    store.init(1000)
+    n = record(store, new(), cfg).ticket
+    record(store, staff_reply(n, public=False, close=True, flags=frozenset({"staff", "pvt", "closed"})), cfg)
+    assert store.show_ticket(n)["status"] == "closed"
+    assert [k for k, _, _ in outbox(store) if k == "update"] == []
+    store.close()
+
+
+def test_ignore_and_reject_write_nothing(store, cfg):
+    r = record(store, new(kind=Kind.IGNORE, reason="loop"), cfg)
+    assert (r.outcome, r.reason) == (Outcome.IGNORED, "loop")
+    r = record(store, new(kind=Kind.REJECT, reason="unreadable"), cfg)
+    assert (r.outcome, r.reason) == (Outcome.REJECTED, "unreadable")
+    assert count(store, Ticket) == 0
+    assert count(store, MessageId) == 0
+
+
+def test_attachments_on_disk_by_hash(store, cfg):
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+    d = new(attachments=(attachment(png, "../../etc/passwd", "image/png"), attachment(png, "copy.png", "image/png"), attachment(b"hello", "h.txt", "text/plain")))
+    r = record(store, d, cfg)
+    sha = hashlib.sha256(png).hexdigest()
+    show = store.show_ticket(r.ticket)
+    atts = show["actions"][0]["attachments"]
+    assert [(a["filename"], a["sha256"], a["size"], a["content_type"]) for a in atts] == [
+        ("../../etc/passwd", sha, len(png), "image/png"),
+        ("copy.png", sha, len(png), "image/png"),
+        ("h.txt", hashlib.sha256(b"hello").hexdigest(), 5, "text/plain"),
+    ]
+    info, path = store.attachment(atts[0]["id"])
+    assert path == store.attachments / sha[:2] / sha[2:4] / sha
+    assert path.read_bytes() == png
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == sha
+    assert info["ticket"] == r.ticket
+    files = sorted(p for p in store.attachments.rglob("*") if p.is_file())
+    assert len(files) == 2  # identical content stored once; nothing else (no temp files)
+    # A second message with the same bytes reuses the file.
+    record(store, followup(r.ticket, attachments=(attachment(png, "again.png"),)), cfg)
+    assert len([p for p in store.attachments.rglob("*") if p.is_file()]) == 2
+    assert count(store, Attachment) == 4
+
+
+def test_duplicate_decision_returns_existing_ticket(store, cfg):
+    d = new()
+    n = record(store, d, cfg).ticket
+    r = record(store, new(kind=Kind.DUPLICATE, message_key=d.message_key), cfg)
+    assert (r.outcome, r.ticket) == (Outcome.DUPLICATE, n)
+
+
+def test_known_view(store, cfg):
+    d = new(cc=("carol@customer.org",))
+    n = record(store, d, cfg).ticket
+    seen = {}
+
+    def decide(known):
+        seen["ticket"] = known.ticket(n)
+        seen["missing"] = known.ticket(n + 100)
+        seen["by_ref"] = known.ticket_for_message_ids(["nope@x", f"<{d.message_id}>"])
+        seen["by_none"] = known.ticket_for_message_ids(["nope@x"])
+        seen["seen"] = known.message_seen(d.message_key)
+        seen["unseen"] = known.message_seen("other@x")
+        seen["secret"] = known.secret()
+        return new(kind=Kind.IGNORE)
+
+    store.record(decide, ENVELOPE, cfg, T0)
+    info = seen["ticket"]
+    assert (info.number, info.status, info.requester) == (n, "open", "alice@customer.org")
+    assert info.participants == frozenset({"alice@customer.org", "carol@customer.org"})
+    assert seen["missing"] is None
+    assert seen["by_ref"] == n and seen["by_none"] is None
+    assert seen["seen"] is True and seen["unseen"] is False
+    assert seen["secret"] == store.secret()
+
+
+def test_redelivery_past_the_filter_is_recorded_once(store, cfg):
+    """A second delivery whose Decision was made before the first committed
+    (simulated: the Decision ignores message_seen) hits the unique key."""
+    d = new()
+    first = record(store, d, cfg)
+    again = record(store, new(message_key=d.message_key, message_id=d.message_id), cfg)
+    assert (again.outcome, again.ticket) == (Outcome.DUPLICATE, first.ticket)
+    assert count(store, Ticket) == 1
+    assert count(store, Action) == 1
+    # The rolled-back attempt gave its ticket number back.
+    assert record(store, new(), cfg).ticket == first.ticket + 1
+
+
+def test_racing_duplicates(store, cfg, store_url):
+    """Two deliveries of one message at once: one ticket, one DUPLICATE."""
+    d = new()
+    is_pg = store_url.startswith("postgresql")
+    barrier = threading.Barrier(2, timeout=5)
+    results = []
+
+    def decide(known):
+        if is_pg:
+            # Both have looked (message not seen yet) before either writes.
+            barrier.wait()
+        return d
+
+    def run():
+        results.append(store.record(decide, ENVELOPE, cfg, T0))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(r.outcome.value for r in results) == ["created", "duplicate"]
+    assert {r.ticket for r in results} == {1000}
+    assert count(store, Ticket) == 1
+    assert count(store, MessageId) == 1
