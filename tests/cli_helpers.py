@@ -1,0 +1,151 @@
+"""Helpers for the CLI and pipe tests: a config file, a runner, test mails.
+
+Everything goes through a real subprocess (``python -m postdesk``), the way
+Postfix pipe(8), systemd and an admin's shell run it, so exit statuses,
+stdout/stderr and import side effects are the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BASE = {
+    "organization": {
+        "name": "Example Inc",
+        "system_addresses": ["support@example.com", "help@example.com"],
+        "reply_to": "support@example.com",
+        "team": ["team@example.com"],
+        "staff": ["@example.com"],
+        "first_ticket_number": 1000,
+    },
+    "notifier": {"quiet_period": 120, "tick": 1},
+}
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def toml_dump(data: dict[str, dict[str, Any]]) -> str:
+    lines = []
+    for section, values in data.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_config(path: Path, store_url: str, attachments: Path, **sections: dict[str, Any]) -> Path:
+    data: dict[str, dict[str, Any]] = {k: dict(v) for k, v in BASE.items()}
+    data["store"] = {"url": store_url, "attachments": str(attachments)}
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    path.write_text(toml_dump(data), encoding="utf-8")
+    return path
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "POSTDESK_CONFIG"}
+    env.update(extra)
+    return env
+
+
+def run(*args: str, input: bytes | None = b"", env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``python -m postdesk ARGS`` with bytes in, bytes out."""
+    return subprocess.run(
+        [sys.executable, "-m", "postdesk", *args],
+        input=input,
+        capture_output=True,
+        env=env if env is not None else clean_env(),
+        cwd=ROOT,
+        timeout=timeout,
+    )
+
+
+def make_mail(
+    subject: str = "Printer on fire",
+    sender: str = "Alice Customer <alice@customer.example>",
+    to: str = "support@example.com",
+    body: str = "Hello,\nthe printer in room 4 is on fire.\nAlice\n",
+    message_id: str | None = None,
+    attachments: list[tuple[str, str, bytes]] = (),
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = "Fri, 27 Nov 2026 23:00:00 +0000"
+    msg["Message-ID"] = f"<{message_id or uuid.uuid4().hex + '@customer.example'}>"
+    for k, v in (headers or {}).items():
+        msg[k] = v
+    msg.set_content(body)
+    for filename, ctype, data in attachments:
+        maintype, subtype = ctype.split("/", 1)
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return msg.as_bytes(policy=default_policy.clone(linesep="\n"))
+
+
+def pad_to(raw: bytes, size: int) -> bytes:
+    """A mail of exactly ``size`` bytes (body padded with text lines)."""
+    head, sep, body = raw.partition(b"\n\n")
+    missing = size - len(raw)
+    line = b"All work and no play makes Jack a dull boy, said the printer.\n"
+    filler = (line * (missing // len(line) + 1))[:missing]
+    if filler and not filler.endswith(b"\n"):
+        filler = filler[:-1] + b"\n"
+    return head + sep + body + filler
+
+
+@dataclass
+class Desk:
+    """One postdesk installation in a temporary directory."""
+
+    root: Path
+    config: Path
+    store_url: str
+
+    @property
+    def attachments(self) -> Path:
+        return self.root / "attachments"
+
+    def cli(self, *args: str, input: bytes | None = b"") -> subprocess.CompletedProcess:
+        return run("--config", str(self.config), *args, input=input)
+
+    def filter(self, raw: bytes, sender: str = "alice@customer.example", recipients: tuple[str, ...] = ("support@example.com",), *extra: str) -> subprocess.CompletedProcess:
+        args = ["filter", "--sender", sender]
+        for r in recipients:
+            args += ["--recipient", r]
+        return self.cli(*args, *extra, input=raw)
+
+    def json(self, *args: str) -> Any:
+        p = self.cli(*args, "--json")
+        assert p.returncode == 0, p.stderr.decode()
+        return json.loads(p.stdout)
+
+
+def make_desk(root: Path, store_url: str, init: bool = True, **sections: dict[str, Any]) -> Desk:
+    root.mkdir(parents=True, exist_ok=True)
+    config = write_config(root / "postdesk.toml", store_url, root / "attachments", **sections)
+    desk = Desk(root, config, store_url)
+    if init:
+        p = desk.cli("init")
+        assert p.returncode == 0, p.stderr.decode()
+    return desk
