@@ -137,7 +137,7 @@ def _ticket_or_fail(store, number: int) -> dict:
 
 def cmd_init(args, config) -> int:
     store = _store(config)
-    store.init()
+    store.init(config.organization.first_ticket_number)
     print(f"postdesk: database {_redact(config.store.url)} is at the newest schema; attachments in {config.store.attachments}")
     return EX_OK
 

@@ -1,0 +1,190 @@
+"""Benchmark: the filter core (parse + decide) in messages per second, one core.
+
+    .venv/bin/python bench/filter.py [--seconds 3] [--count 2000]
+
+Two workloads, each in one process pinned to one CPU, no I/O (the Known
+view is in memory, as the corpus tests build it):
+
+- the corpus ``tests/data/mail/*.eml`` with each file's envelope and known
+  tickets (mixed sizes: bounces, HTML-only, attachments, a 100 KB header);
+- synthetic 2 KB mails: new tickets and tagged replies, plain text.
+
+Goal (issue 2): at least 500 msg/s for 2 KB mails.  Prints the figures;
+exits 0 whatever they are (a benchmark reports, a test asserts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from postdesk import config as configmod  # noqa: E402
+from postdesk.filter import decide, parse  # noqa: E402
+from postdesk.filter.decision import Envelope, TicketInfo  # noqa: E402
+
+MAIL_DIR = ROOT / "tests" / "data" / "mail"
+SECRET = b"bench-secret"
+NOW = datetime(2026, 11, 28, 0, 30, 0)
+MSGID_TEMPLATE = re.compile(rb"\{\{msgid:(\d+)\}\}")
+
+CONFIG = configmod.from_dict(
+    {
+        "organization": {
+            "system_addresses": ["support@example.com", "help@example.com"],
+            "reply_to": "support@example.com",
+            "team": ["team@example.com"],
+            "staff": ["@example.com"],
+        }
+    },
+    source="<bench>",
+)
+
+
+class MemoryKnown:
+    """The store's Known view, in memory."""
+
+    def __init__(self, tickets: Sequence[TicketInfo] = (), message_ids: dict[str, int] | None = None, seen: Sequence[str] = ()) -> None:
+        self.tickets = {t.number: t for t in tickets}
+        self.message_ids = dict(message_ids or {})
+        self.seen = set(seen)
+
+    def ticket(self, number: int) -> TicketInfo | None:
+        return self.tickets.get(number)
+
+    def ticket_for_message_ids(self, message_ids: Sequence[str]) -> int | None:
+        for mid in message_ids:
+            n = self.message_ids.get(mid.strip("<>"))
+            if n is not None:
+                return n
+        return None
+
+    def message_seen(self, message_key: str) -> bool:
+        return message_key.strip("<>") in self.seen
+
+    def secret(self) -> bytes:
+        return SECRET
+
+
+def _info(t: dict) -> TicketInfo:
+    requester = t["requester"].lower()
+    return TicketInfo(int(t["number"]), t.get("status", "open"), requester, frozenset(p.lower() for p in t.get("participants", [])) | {requester})
+
+
+def corpus() -> list[tuple[bytes, Envelope, MemoryKnown]]:
+    try:
+        from postdesk.msgid import make_message_id
+    except ImportError:  # the corpus still parses; {{msgid:N}} stays literal
+        make_message_id = None
+    items = []
+    for eml in sorted(MAIL_DIR.glob("*.eml")):
+        raw = eml.read_bytes()
+        if make_message_id is not None:
+            raw = MSGID_TEMPLATE.sub(lambda m: make_message_id(int(m.group(1)), SECRET, "example.com").encode(), raw)
+        spec_file = eml.with_suffix(".json")
+        spec = json.loads(spec_file.read_text()) if spec_file.exists() else {}
+        env = spec.get("envelope", {})
+        envelope = Envelope(
+            sender=env.get("sender", "someone@customer.example"),
+            recipients=tuple(env.get("recipients", ["support@example.com"])),
+            queue_id="BENCH",
+            client_address=env.get("client_address", "203.0.113.5"),
+            sasl_username=env.get("sasl_username", ""),
+        )
+        k = spec.get("known", {})
+        known = MemoryKnown([_info(t) for t in k.get("tickets", [])], {m.strip("<>"): int(n) for m, n in k.get("message_ids", {}).items()}, [s.strip("<>") for s in k.get("seen", [])])
+        items.append((raw, envelope, known))
+    return items
+
+
+WORDS = (
+    "the printer in room four stopped working after the update and now prints only blank pages "
+    "we tried to restart it twice and also replaced the toner cartridge but nothing changed "
+    "could you please have a look at it today because the quarterly reports must go out tomorrow"
+).split()
+
+
+def synthetic(count: int, size: int = 2048) -> list[tuple[bytes, Envelope, MemoryKnown]]:
+    """``count`` distinct ~2 KB mails: 2/3 new tickets, 1/3 tagged replies."""
+    known = MemoryKnown([TicketInfo(n, "open", f"user{n}@customer.example", frozenset({f"user{n}@customer.example"})) for n in range(1000, 1100)])
+    items = []
+    for i in range(count):
+        n = 1000 + i % 100
+        sender = f"user{n}@customer.example"
+        subject = f"Re: [#{n}] Printer trouble" if i % 3 == 0 else f"Printer trouble number {i}"
+        head = (
+            f"From: User {n} <{sender}>\n"
+            "To: Example Support <support@example.com>\n"
+            f"Subject: {subject}\n"
+            "Date: Fri, 27 Nov 2026 23:00:00 +0000\n"
+            f"Message-ID: <{i:08d}.bench@customer.example>\n"
+            "MIME-Version: 1.0\n"
+            "Content-Type: text/plain; charset=utf-8\n"
+            "Content-Transfer-Encoding: 8bit\n"
+            "\n"
+        )
+        body_lines, j = [], i
+        while len(head) + sum(len(x) + 1 for x in body_lines) < size - 80:
+            body_lines.append(" ".join(WORDS[(j + k) % len(WORDS)] for k in range(12)))
+            j += 7
+        body = "\n".join(body_lines) + "\n"
+        if i % 3 == 0:
+            body += "\nOn Fri, 27 Nov 2026, Support wrote:\n> We are looking into it.\n"
+        body += "\n-- \nUser\n"
+        raw = (head + body).encode()
+        items.append((raw, Envelope(sender, ("support@example.com",), "BENCH", "203.0.113.5"), known))
+    return items
+
+
+def measure(items: list[tuple[bytes, Envelope, MemoryKnown]], seconds: float) -> tuple[float, int]:
+    """Messages per second of parse + decide over ``items``, repeated for ``seconds``."""
+    step: Callable = lambda raw, env, known: decide(parse(raw), env, known, CONFIG, NOW)  # noqa: E731
+    for raw, env, known in items[: min(len(items), 50)]:  # warm-up (imports, caches)
+        step(raw, env, known)
+    done, started = 0, time.perf_counter()
+    rounds = []
+    while True:
+        t0 = time.perf_counter()
+        for raw, env, known in items:
+            step(raw, env, known)
+        rounds.append(len(items) / (time.perf_counter() - t0))
+        done += len(items)
+        if time.perf_counter() - started >= seconds:
+            break
+    return statistics.median(rounds), done
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=3.0, help="minimum time per workload")
+    ap.add_argument("--count", type=int, default=2000, help="number of synthetic 2 KB mails")
+    args = ap.parse_args(argv)
+    if hasattr(os, "sched_setaffinity"):
+        cpu = min(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpu})  # one core, as the goal says
+    mails = corpus()
+    if mails:
+        rate, done = measure(mails, args.seconds)
+        avg = sum(len(m[0]) for m in mails) / len(mails) / 1024
+        print(f"filter core, corpus ({len(mails)} mails, average {avg:.1f} KB): {rate:,.0f} msg/s ({done} decisions)")
+    else:
+        print(f"filter core, corpus: no mails in {MAIL_DIR}")
+    synth = synthetic(args.count)
+    rate, done = measure(synth, args.seconds)
+    avg = sum(len(m[0]) for m in synth) / len(synth) / 1024
+    print(f"filter core, synthetic {avg:.1f} KB mails ({len(synth)} distinct): {rate:,.0f} msg/s ({done} decisions; goal >= 500 msg/s on one core)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
