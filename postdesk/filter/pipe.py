@@ -154,7 +154,8 @@ def _run(options, config_path: str | None, stdin: BinaryIO) -> tuple[int, str]:
         store = Store.from_config(config)
         result = ingest(raw, envelope, store, config)
     except StoreUnavailable as e:
-        log.error("%s: store unavailable: %s; deferring (exit 75)", qid, e)
+        # The driver's error is chained as __cause__: the one traceback shows it.
+        log.error("%s: store unavailable: %s; deferring (exit 75)", qid, e, exc_info=True)
         return EX_TEMPFAIL, f"{DSN_TRANSIENT} ticket store unavailable; try again later"
     except OSError as e:
         log.exception("%s: I/O error: %s; deferring (exit 75)", qid, e)
