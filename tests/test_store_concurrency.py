@@ -7,7 +7,7 @@ import threading
 from postdesk.outcomes import Outcome
 from postdesk.store import Store
 
-from test_store_support import ENVELOPE, T0, new
+from test_store_support import ENVELOPE, T0, followup, new
 
 WORKERS = 8
 EACH = 25
@@ -44,4 +44,44 @@ def test_concurrent_numbering(make_config, store_url):
     assert numbers == list(range(1000, 1000 + WORKERS * EACH))
     store = Store.from_config(cfg)
     assert [t["number"] for t in store.list_tickets()] == numbers
+    store.close()
+
+
+def test_same_new_person_on_two_tickets_at_once(make_config, store_url):
+    """Two follow-ups racing to add the same new address: on PostgreSQL one
+    loses on people.address and is retried; both are recorded."""
+    cfg = make_config(store_url)
+    store = Store.from_config(cfg)
+    store.init()
+    a = store.record(lambda k: new(), ENVELOPE, cfg, T0).ticket
+    b = store.record(lambda k: new(author="zed@customer.org"), ENVELOPE, cfg, T0).ticket
+    is_pg = store_url.startswith("postgresql")
+    barrier = threading.Barrier(2, timeout=5)
+    results: list = []
+    errors: list = []
+
+    def run(number: int, author: str) -> None:
+        d = followup(number, author=author, cc=("dave@new.example",))
+        waited = []
+
+        def decide(known):
+            if is_pg and not waited:  # only the first attempt waits for the other
+                waited.append(1)
+                barrier.wait()
+            return d
+
+        try:
+            results.append(store.record(decide, ENVELOPE, cfg, T0))
+        except Exception as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(a, "alice@customer.org")), threading.Thread(target=run, args=(b, "zed@customer.org"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert errors == []
+    assert sorted((r.outcome.value, r.ticket) for r in results) == [("updated", a), ("updated", b)]
+    for n in (a, b):
+        assert "dave@new.example" in {p["address"] for p in store.show_ticket(n)["participants"]}
     store.close()

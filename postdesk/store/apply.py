@@ -145,9 +145,13 @@ def apply(
     # Claim the message key first: a racing delivery of the same message
     # blocks on the unique index (PostgreSQL) and fails here, before it has
     # taken a ticket number or written anything else.
-    key_row = MessageId(key=message_key(d.message_key), ours=False, created_at=now)
-    session.add(key_row)
-    session.flush()
+    # (The filter always gives a key; an empty one would make every keyless
+    # message a duplicate of the first, so it is not stored.)
+    key_row = None
+    if message_key(d.message_key):
+        key_row = MessageId(key=message_key(d.message_key), ours=False, created_at=now)
+        session.add(key_row)
+        session.flush()
 
     stored = [(a, write_blob(attachments_root, a.data)) for a in d.attachments]
 
@@ -158,6 +162,10 @@ def apply(
         # participants and the queued update row stay single.
         ticket = session.scalar(select(Ticket).where(Ticket.number == d.ticket).with_for_update())
     created = ticket is None  # a FOLLOWUP whose ticket vanished opens a new one
+    # The number before any person row: every new ticket takes the counter
+    # lock first, so two new tickets naming each other's new addresses
+    # cannot deadlock on PostgreSQL.
+    number = next_ticket_number(session, config) if created else None
 
     author_address = (d.author or envelope.sender or "").lower()
     author = person_for(session, author_address, d.author_name, d.staff) if author_address else None
@@ -167,7 +175,7 @@ def apply(
     if created:
         requester = author or person_for(session, "", "")
         ticket = Ticket(
-            number=next_ticket_number(session, config),
+            number=number,
             subject=clean(d.subject or d.original_subject),
             status="open",
             visible_to_customers=True,
@@ -211,8 +219,9 @@ def apply(
                 path=rel,
             )
         )
-    key_row.ticket_id = ticket.id
-    key_row.action_id = action.id
+    if key_row is not None:
+        key_row.ticket_id = ticket.id
+        key_row.action_id = action.id
 
     # Participants.  The requester wrote the first action: they get the
     # acknowledgement, not an update about it.  People in To/Cc received the

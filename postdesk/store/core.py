@@ -149,11 +149,14 @@ class Store(AdminMixin):
                 # Rolled back.  If the message key is there now, another
                 # delivery of this message won the race: a duplicate.
                 last = e
-                if decision is None or not decision.message_key:
+                if decision is None:
                     raise
-                found, number = self._key_owner(decision.message_key)
-                if found:
-                    return make_result(Outcome.DUPLICATE, ticket=number, decision=decision)
+                if decision.message_key:
+                    found, number = self._key_owner(decision.message_key)
+                    if found:
+                        return make_result(Outcome.DUPLICATE, ticket=number, decision=decision)
+                # Lost a race on another unique row (the same new person
+                # added by two messages at once): decide and apply again.
                 log.info("store: retrying after a lost race (%s)", str(e.orig).splitlines()[0] if e.orig else e)
             except StoreUnavailable as e:
                 cause = e.__cause__

@@ -48,7 +48,7 @@ def translate(e: BaseException, what: str = "store") -> StoreUnavailable | None:
     if isinstance(e, StoreUnavailable):
         return e
     if _missing_table(e):
-        return StoreNotInitialised(f"{what}: the database has no postdesk tables; {INIT_HINT}")
+        return StoreNotInitialised(f"{what}: the postdesk tables do not exist in this database; {INIT_HINT}")
     if isinstance(e, OSError):
         return StoreUnavailable(f"{what}: {e.strerror or e} ({getattr(e, 'filename', '') or ''})".replace(" ()", ""))
     if is_transient(e):
