@@ -1,0 +1,18 @@
+"""The notifier: sends the acknowledgement, the team alert and debounced customer updates.
+
+``run(config, once=False, clock=utcnow) -> int`` is what ``postdesk notifier
+[--once]`` calls.  Modules: ``jobs`` (plain values from the outbox),
+``compose`` (the mails), ``smtp`` (submission), ``worker`` (passes and the
+schedule loop).  The SQL lives in ``postdesk.store.outbox``.
+"""
+
+from __future__ import annotations
+
+
+def run(config, once: bool = False, clock=None, **kwargs) -> int:
+    from postdesk.notifier.worker import run as _run, utcnow
+
+    return _run(config, once=once, clock=clock or utcnow, **kwargs)
+
+
+__all__ = ["run"]

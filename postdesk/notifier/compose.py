@@ -1,0 +1,325 @@
+"""Build the mails the notifier sends: acknowledgement, team alert, customer update.
+
+Input is a ``Job`` (plain data loaded by ``postdesk.store.outbox``); output is
+a ``Mail``: envelope plus the exact bytes to submit.
+
+Headers are the dangerous part.  Every value that comes from a message we
+received (subject, display names, file names, Message-IDs) was decoded from
+RFC 2047 on the way in, so it may hold CR/LF that would become new header
+lines ("Bcc:" injection), or text that *looks* like an encoded-word and that
+``email.policy.default`` would decode a second time on output (FIELD-NOTES).
+So we (1) clean every value (``postdesk.filter.clean_header``: no CR, LF, NUL
+or other controls), and (2) write headers through the compat32 machinery,
+which emits exactly the encoded-words we give it and never re-parses them:
+a value that is not plain ASCII, or that contains "=?", is encoded as a whole
+as UTF-8 encoded-words (RFC 2047 section 2), so a receiving client decodes it
+back to the literal text and nothing more.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email import encoders
+from email.charset import QP, Charset
+from email.header import Header
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime
+from typing import Callable
+
+from postdesk.config import Config
+try:
+    from postdesk.filter import clean_header
+except ImportError:  # TEMP until the filter exports it
+    from postdesk.filter.headers import clean_header
+from postdesk.msgid import make_message_id
+from postdesk.notifier.jobs import Entry, Job, Person
+
+# The filter cuts a reply at this line, so customers' quoted history of our
+# own mail never becomes part of the ticket.
+REPLY_MARKER = "##- Please type your reply above this line -##"
+LOOP_HEADER = "X-Postdesk-Loop"
+TICKET_HEADER = "X-Postdesk-Ticket"
+
+MAX_SUBJECT = 250  # characters; RFC 5322 2.1.1 wants lines under 998, folding handles the rest
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+_ADDR = re.compile(r"^[^\s<>()\[\]\\,;:\"@]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_MSGID = re.compile(r"^[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+$")  # no <, >, space
+_MIMETYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
+
+
+class ComposeError(ValueError):
+    """The row cannot become a mail (e.g. an unusable recipient address): permanent."""
+
+
+@dataclass(frozen=True)
+class Mail:
+    sender: str  # envelope MAIL FROM
+    recipient: str  # envelope RCPT TO
+    message_id: str  # without <>
+    data: bytes  # the message, CRLF line ends
+
+
+# --- header values -----------------------------------------------------------
+
+
+def clean(value: str) -> str:
+    """A header-safe single line: the filter's cleaning, then our own check.
+
+    The second pass is belt and braces: whatever clean_header does, no CR/LF or
+    other control character from data can reach a header we write.
+    """
+    return " ".join(_CONTROLS.sub(" ", clean_header(value or "")).split())
+
+
+def _needs_encoding(value: str) -> bool:
+    return not value.isascii() or "=?" in value
+
+
+def unstructured(value: str, name: str) -> Header:
+    """An unstructured header value (Subject), encoded when needed."""
+    value = clean(value)
+    if _needs_encoding(value):
+        return Header(value, "utf-8", header_name=name)
+    return Header(value, header_name=name)
+
+
+def address(addr: str) -> str:
+    """A validated addr-spec, or ComposeError."""
+    addr = (addr or "").strip()
+    if not _ADDR.match(addr):
+        raise ComposeError(f"unusable address {addr!r}")
+    return addr
+
+
+def mailbox(name: str, addr: str) -> str:
+    """``Display Name <addr>`` with the name encoded or quoted (RFC 5322 3.4)."""
+    addr = address(addr)
+    name = clean(name)
+    if not name:
+        return addr
+    if _needs_encoding(name):
+        # An encoded-word is a whole "word" in a phrase (RFC 2047 section 5 (3)).
+        shown = Header(name, "utf-8").encode(maxlinelen=10_000)
+    elif re.search(r'[][\\()<>@,:;".]', name):
+        shown = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    else:
+        shown = name
+    return f"{shown} <{addr}>"
+
+
+def msgid(value: str) -> str:
+    """``<id>`` for a usable Message-ID, "" otherwise."""
+    value = clean(value).strip("<>")
+    return f"<{value}>" if _MSGID.match(value) else ""
+
+
+# --- bodies ------------------------------------------------------------------
+
+
+def _when(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB"):
+        if n < 1024 or unit == "MB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _tag(config: Config, job: Job) -> str:
+    return f"[{config.organization.tag}{job.ticket}]"
+
+
+def _who(person: Person | None, config: Config) -> str:
+    if person is None:
+        return config.organization.name
+    if person.staff:
+        # Customers see staff by name, not by address: replies go to the desk.
+        return clean(person.name) or config.organization.name
+    return clean(person.label())
+
+
+def _attachment_lines(entry: Entry) -> list[str]:
+    return [f"  - {clean(a.filename) or 'attachment'} ({clean(a.content_type)}, {_size(a.size)})" for a in entry.attachments]
+
+
+def ack_text(job: Job, config: Config) -> str:
+    hello = f"Hello {clean(job.recipient.name)}," if clean(job.recipient.name) else "Hello,"
+    tag = _tag(config, job)
+    return "\n".join(
+        [
+            REPLY_MARKER,
+            "",
+            hello,
+            "",
+            f"we have received your message and opened ticket {tag}:",
+            f"  {clean(job.subject) or '(no subject)'}",
+            "",
+            "Our team will get back to you. To add anything, reply to this mail",
+            f"and keep {tag} in the subject.",
+            "",
+            "-- ",
+            clean(config.organization.name),
+            "",
+        ]
+    )
+
+
+def alert_text(job: Job, config: Config) -> str:
+    tag = _tag(config, job)
+    lines = [REPLY_MARKER, ""]
+    for entry in job.entries:
+        who = entry.author.label() if entry.author else "(unknown sender)"
+        what = "New ticket" if job.new_ticket else "New reply on ticket"
+        lines.append(f"{what} {tag} from {clean(who)}")
+        lines.append(f"Subject: {clean(job.subject) or '(no subject)'}")
+        lines.append(f"Received: {_when(entry.created_at)}")
+        if not entry.public:
+            flags = ", ".join(sorted(entry.flags)) or "private"
+            lines.append(f"Private action ({flags}): customers are not told about it.")
+        lines += ["", entry.text.rstrip() or "(no text)", ""]
+        if entry.attachments:
+            lines.append("Attachments:")
+            lines += _attachment_lines(entry)
+            lines.append("")
+    lines += [
+        "-- ",
+        f"Reply to this mail to answer on {tag}; put [pvt] in your reply to keep it",
+        "internal, [closed] to close the ticket.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def update_text(job: Job, config: Config) -> str:
+    tag = _tag(config, job)
+    lines = [REPLY_MARKER, "", f"Ticket {tag}: {clean(job.subject) or '(no subject)'}", ""]
+    for entry in job.entries:
+        if entry.kind == "status":
+            lines.append(f"{_when(entry.created_at)}: {entry.text.strip() or 'status changed to ' + job.status}")
+            lines.append("")
+            continue
+        lines.append(f"{_who(entry.author, config)} wrote on {_when(entry.created_at)}:")
+        lines += ["", entry.text.rstrip() or "(no text)", ""]
+        if entry.attachments:
+            lines.append("Attached:")
+            lines += _attachment_lines(entry)
+            lines.append("")
+    lines += ["-- ", f"To answer, reply to this mail and keep {tag} in the subject.", clean(config.organization.name), ""]
+    return "\n".join(lines)
+
+
+# --- the message ---------------------------------------------------------------
+
+
+def _text_part(text: str) -> MIMEText:
+    cs = Charset("utf-8")
+    cs.body_encoding = QP  # readable in logs and queues; 7bit-safe for any relay
+    return MIMEText(text, "plain", cs)
+
+
+def _attachment_part(info, data: bytes) -> MIMEBase:
+    ctype = info.content_type.lower().strip()
+    if not _MIMETYPE.match(ctype) or ctype.startswith(("multipart/", "message/")):
+        # message/* and multipart/* must not be base64-encoded (RFC 2046 5.2.1,
+        # 5.1); shipping them as opaque bytes keeps them byte-identical.
+        ctype = "application/octet-stream"
+    maintype, subtype = ctype.split("/", 1)
+    part = MIMEBase(maintype, subtype)
+    part.set_payload(data)
+    encoders.encode_base64(part)
+    filename = clean(info.filename) or "attachment"
+    if filename.isascii():
+        part.add_header("Content-Disposition", "attachment", filename=filename)
+    else:
+        # RFC 2231 parameter value: charset, language, percent-encoded text.
+        part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", filename))
+    return part
+
+
+def compose(
+    job: Job,
+    config: Config,
+    secret: bytes,
+    now: datetime,
+    read_attachment: Callable[[str], bytes] | None = None,
+) -> Mail:
+    """The mail for ``job``.  ``read_attachment(sha256) -> bytes`` for updates."""
+    org = config.organization
+    reply_to = org.reply_to
+    domain = reply_to.rpartition("@")[2]
+    recipient = address(job.recipient.address)
+
+    if job.kind == "ack":
+        text, auto = ack_text(job, config), "auto-replied"
+    elif job.kind == "alert":
+        text, auto = alert_text(job, config), "auto-generated"
+    elif job.kind == "update":
+        text, auto = update_text(job, config), "auto-generated"
+    else:
+        raise ComposeError(f"unknown outbox kind {job.kind!r}")
+
+    parts = []
+    if job.kind == "update" and read_attachment is not None:
+        for entry in job.entries:
+            for info in entry.attachments:
+                parts.append(_attachment_part(info, read_attachment(info.sha256)))
+    if parts:
+        msg = MIMEMultipart("mixed")
+        for p in [_text_part(text), *parts]:
+            del p["MIME-Version"]  # RFC 2045 4: on the message, not on each part
+            msg.attach(p)
+    else:
+        msg = _text_part(text)
+
+    own = make_message_id(job.ticket, secret, domain)
+    subject = f"{_tag(config, job)} {clean(job.subject)[:MAX_SUBJECT]}".rstrip()
+
+    # A staff reply to an alert must reach a system address to become an action.
+    answer_to = reply_to if job.kind != "alert" or config.is_system_address(reply_to) else org.system_addresses[0]
+
+    headers: list[tuple[str, object]] = [
+        ("From", mailbox(org.name, reply_to)),
+        ("Reply-To", mailbox(org.name, answer_to)),
+        ("To", mailbox(job.recipient.name, recipient)),
+        ("Subject", unstructured(subject, "Subject")),
+        ("Date", format_datetime(now.replace(tzinfo=timezone.utc))),
+        ("Message-ID", f"<{own}>"),
+    ]
+    parent = msgid(job.in_reply_to)
+    if parent:
+        # RFC 5322 3.6.4: both, so clients thread under the customer's message.
+        headers += [("In-Reply-To", parent), ("References", parent)]
+    headers += [
+        ("Auto-Submitted", auto),  # RFC 3834 section 5
+        # Exchange/Outlook: no out-of-office or read receipts back to the desk.
+        ("X-Auto-Response-Suppress", "All"),
+        (LOOP_HEADER, reply_to),
+        (TICKET_HEADER, str(job.ticket)),
+    ]
+    # MIME-Version/Content-Type are already on msg; put ours in front of them.
+    mime = sorted(msg.items(), key=lambda kv: kv[0].lower() != "mime-version")
+    for k in list(msg.keys()):
+        del msg[k]
+    for k, v in headers + mime:
+        msg[k] = v
+
+    data = msg.as_bytes(policy=_SMTP_COMPAT)
+    return Mail(sender=reply_to, recipient=recipient, message_id=own, data=data)
+
+
+def _smtp_compat():
+    from email.policy import compat32
+
+    # compat32 writes header values as given (no re-parsing, so no second
+    # RFC 2047 decoding); CRLF line ends as SMTP wants (RFC 5321 2.3.8).
+    return compat32.clone(linesep="\r\n", max_line_length=78)
+
+
+_SMTP_COMPAT = _smtp_compat()

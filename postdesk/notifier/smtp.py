@@ -1,0 +1,172 @@
+"""Submit composed mail over SMTP: one connection per pass, opened on first use.
+
+The default target is the local Postfix (``[notifier] smtp = 127.0.0.1:25``);
+STARTTLS and AUTH are there for a remote relay.  We speak MAIL/RCPT/DATA
+ourselves instead of ``smtplib.sendmail`` because we need the text of the
+final 250 reply: Postfix puts its queue id there ("250 2.0.0 Ok: queued as
+4BxT2k1Z3n", smtpd(8)), and that id is what ties our log line to Postfix's.
+
+Failures become ``SubmitError``: ``permanent`` for 5xx replies (RFC 5321
+section 4.2.1: do not retry the same transaction), temporary for 4xx, for a
+refused, dropped or timed-out connection, and for TLS/AUTH trouble (a
+configuration problem should hold mail, not bounce it).  ``connection`` says
+the session is gone, so the pass stops instead of failing every queued mail
+against a dead server.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import socket
+import ssl
+from pathlib import Path
+
+from postdesk.config import Config
+
+_QUEUED_AS = re.compile(r"queued as ([0-9A-Za-z]+)")
+
+
+class SubmitError(Exception):
+    def __init__(self, text: str, code: int | None = None, *, permanent: bool = False, connection: bool = False):
+        super().__init__(text)
+        self.code = code
+        self.permanent = permanent
+        self.connection = connection
+
+    def __str__(self) -> str:
+        text = " ".join(str(self.args[0]).split())
+        return f"{self.code} {text}" if self.code and not text.startswith(str(self.code)) else text
+
+
+def queue_id(reply: bytes | str) -> str:
+    """The Postfix queue id in a 250 reply to DATA, "" when there is none."""
+    if isinstance(reply, bytes):
+        reply = reply.decode("utf-8", "replace")
+    m = _QUEUED_AS.search(reply)
+    return m.group(1) if m else ""
+
+
+def _reply_error(code: int, resp: bytes | str) -> SubmitError:
+    if isinstance(resp, bytes):
+        resp = resp.decode("utf-8", "replace")
+    # 421: the server is closing the channel (RFC 5321 3.8).
+    return SubmitError(f"{code} {resp}", code, permanent=500 <= code < 600, connection=code == 421)
+
+
+class Submitter:
+    """A lazily opened SMTP session.  Use as a context manager, or call close()."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        starttls: bool = False,
+        username: str = "",
+        password: str = "",
+        timeout: float = 30.0,
+        local_hostname: str | None = None,
+    ):
+        self.host, self.port = host, port
+        self.starttls, self.username, self.password = starttls, username, password
+        self.timeout = timeout
+        self.local_hostname = local_hostname
+        self._smtp: smtplib.SMTP | None = None
+
+    @classmethod
+    def from_config(cls, config: Config, timeout: float = 30.0) -> "Submitter":
+        n = config.notifier
+        host, _, port = n.smtp.rpartition(":")
+        password = ""
+        if n.username and n.password_file:
+            password = Path(n.password_file).read_text(encoding="utf-8").strip()
+        return cls(
+            host.strip("[]"),
+            int(port),
+            starttls=n.starttls,
+            username=n.username,
+            password=password,
+            timeout=timeout,
+            local_hostname=config.organization.reply_to.rpartition("@")[2] or None,
+        )
+
+    def __enter__(self) -> "Submitter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _connect(self) -> smtplib.SMTP:
+        try:
+            smtp = smtplib.SMTP(self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout)
+        except smtplib.SMTPConnectError as e:
+            raise SubmitError(f"connect to {self.host}:{self.port}: {e.smtp_code} {e.smtp_error!r}", e.smtp_code, connection=True) from e
+        except (OSError, smtplib.SMTPException) as e:
+            raise SubmitError(f"connect to {self.host}:{self.port}: {e}", connection=True) from e
+        try:
+            smtp.ehlo()
+            if self.starttls:
+                smtp.starttls(context=ssl.create_default_context())
+                smtp.ehlo()
+            if self.username:
+                smtp.login(self.username, self.password)
+        except (OSError, smtplib.SMTPException) as e:
+            # Wrong TLS or AUTH setup: hold the mail (temporary) and say why.
+            try:
+                smtp.close()
+            finally:
+                raise SubmitError(f"session setup with {self.host}:{self.port}: {e}", connection=True) from e
+        return smtp
+
+    def send(self, sender: str, recipient: str, data: bytes) -> str:
+        """Submit one mail; returns Postfix's queue id ("" if the reply had none)."""
+        if self._smtp is None:
+            self._smtp = self._connect()
+        smtp = self._smtp
+        try:
+            code, resp = smtp.mail(sender)
+            if code != 250:
+                self._reset()
+                raise _reply_error(code, resp)
+            code, resp = smtp.rcpt(recipient)
+            if code not in (250, 251):
+                self._reset()
+                raise _reply_error(code, resp)
+            code, resp = smtp.data(data)
+            if code != 250:  # smtplib returns, not raises, a refusal after the dot
+                self._reset()
+                raise _reply_error(code, resp)
+        except smtplib.SMTPDataError as e:  # a refusal of the DATA command itself
+            err = _reply_error(e.smtp_code, e.smtp_error)
+            if err.connection:
+                self.close()
+            else:
+                self._reset()
+            raise err from e
+        except SubmitError as e:
+            if e.connection:
+                self.close()
+            raise
+        except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException, OSError, socket.timeout) as e:
+            self.close()
+            raise SubmitError(f"{self.host}:{self.port}: {e}", connection=True) from e
+        return queue_id(resp)
+
+    def _reset(self) -> None:
+        try:
+            self._smtp.rset()
+        except (OSError, smtplib.SMTPException):
+            self.close()
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            try:
+                smtp.close()
+            except OSError:
+                pass
