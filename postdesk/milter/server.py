@@ -131,6 +131,9 @@ def run(config: Config, store=None, ingest=None) -> int:
             log.error("cannot set up the store %s: %s", redact_url(config.store.url), e)
             return EX_CONFIG
 
+    if ingest is None:
+        from postdesk.ingest import ingest  # fail at start-up, not per message
+
     address = config.milter.socket
     path = unix_path(address)
     if path:
