@@ -545,3 +545,91 @@ def test_no_header_injection_from_subject_or_name(desk, sink):
             assert "\n" not in (part.get_filename() or "")
     # The literal text survives, harmlessly, on one line.
     assert "victim2@evil.test" in sink.to("alice@customer.org")[0].message["Subject"]
+
+
+# --- the worker process: run(), --once, AUTH, SIGTERM -------------------------------
+
+
+def test_run_once_sends_what_is_due(desk, sink):
+    from postdesk.notifier import run
+
+    cfg, store, worker, clock = desk()
+    record(store, new(), cfg, now=T0)
+    assert run(cfg, once=True, clock=lambda: T0 + timedelta(seconds=1)) == 0
+    assert len(sink.got) == 2
+
+
+def test_run_once_without_a_database_is_a_temporary_failure(make_config, sink, tmp_path):
+    from postdesk.notifier import run
+
+    cfg = make_config(f"sqlite:///{tmp_path}/missing.db", notifier={"smtp": f"127.0.0.1:{sink.port}"})
+    assert run(cfg, once=True) == 75
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_smtp_auth_from_password_file(desk, tmp_path):
+    from aiosmtpd.controller import Controller
+
+    from postdesk.notifier.smtp import Submitter
+    from aiosmtpd.smtp import AuthResult
+
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((auth_data.login, auth_data.password))
+        return AuthResult(success=auth_data.password == b"s3cret")
+
+    handler = SinkHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, authenticator=authenticator, auth_require_tls=False, auth_required=True)
+    controller.start()
+    try:
+        (tmp_path / "pw").write_text("s3cret\n")
+        cfg, store, worker, clock = desk(notifier={"smtp": f"127.0.0.1:{port}", "username": "desk", "password_file": str(tmp_path / "pw")})
+        record(store, new(), cfg, now=T0)
+        assert worker.run_pass().sent == 2
+        assert logins == [(b"desk", b"s3cret")]  # one connection, one login per pass
+        assert len(handler.got) == 2
+        # A wrong password holds the mail (temporary), it does not bounce it.
+        (tmp_path / "pw").write_text("wrong\n")
+        cfg2, store2, _, clock2 = desk(notifier={"smtp": f"127.0.0.1:{port}", "username": "desk", "password_file": str(tmp_path / "pw")})
+        # (aiosmtpd stalls smtplib's fallback from PLAIN to LOGIN: keep the timeout short.)
+        worker2 = Worker(cfg2, store2, clock2, submitter_factory=lambda: Submitter.from_config(cfg2, timeout=1))
+        record(store2, new(), cfg2, now=T0)
+        stats = worker2.run_pass()
+        assert stats.deferred == 2 and stats.failed == 0
+    finally:
+        controller.stop()
+
+
+def test_sigterm_finishes_the_mail_in_flight_then_stops(desk, sink, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from postfix import toml_dumps
+    from postdesk.notifier.worker import utcnow
+
+    cfg, store, worker, clock = desk()
+    for i in range(4):
+        record(store, new(subject=f"T{i}"), cfg, now=utcnow() - timedelta(seconds=5))
+    conf = tmp_path / "postdesk.toml"
+    conf.write_text(toml_dumps(cfg.as_dict()))
+    sink.delay = 0.5
+    env = dict(os.environ, PYTHONPATH=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen([sys.executable, "-m", "postdesk", "--config", str(conf), "notifier"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert sink.in_flight.wait(15), "the notifier never started a mail"
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = proc.stderr.read()
+    assert rc == 0, log
+    assert len(sink.got) == 1, log  # the mail in flight, and no other
+    states = [o.state for o in rows(store)]
+    assert states.count("sent") == 1 and states.count("queued") == 7, states
+    assert all(o.lease_until is None for o in rows(store))
+    assert f"{sink.got[0].queue_id}: to=<" in log and "status=sent" in log

@@ -235,10 +235,12 @@ def _attachment_part(info, data: bytes) -> MIMEBase:
     part.set_payload(data)
     encoders.encode_base64(part)
     filename = clean(info.filename) or "attachment"
-    if filename.isascii():
+    if not _needs_encoding(filename):
         part.add_header("Content-Disposition", "attachment", filename=filename)
     else:
         # RFC 2231 parameter value: charset, language, percent-encoded text.
+        # Also for ASCII holding "=?": clients RFC 2047-decode quoted
+        # filenames (against RFC 2047 section 5), percent-encoding they don't.
         part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", filename))
     return part
 
