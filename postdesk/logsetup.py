@@ -17,6 +17,7 @@ import sys
 from typing import TextIO
 
 _HANDLER_FLAG = "_postdesk_handler"
+SYSLOG_SOCKET = "/dev/log"
 
 
 class PostfixFormatter(logging.Formatter):
@@ -45,14 +46,49 @@ class PostfixFormatter(logging.Formatter):
         return "\n".join(prefix + line for line in text.splitlines() or [""])
 
 
-def setup(component: str, level: str | int = "INFO", stream: TextIO | None = None) -> logging.Logger:
+class _SyslogLines(logging.Handler):
+    """One syslog record per line, facility mail, straight to /dev/log.
+
+    Used by the pipe filter only: pipe(8) shows a command's output only in a
+    defer or bounce reason, so without this the per-message line would never
+    reach the mail log on success.  The milter and the notifier run under
+    systemd, whose journal already takes their stderr.
+    """
+
+    LOG_MAIL = 2 << 3  # syslog(3) facility LOG_MAIL
+    PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        import socket
+
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.connect(address)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            pri = self.LOG_MAIL | self.PRIORITY.get(record.levelno, 6)
+            for line in self.format(record).splitlines():
+                self.sock.send(f"<{pri}>{line}".encode("utf-8", "replace")[:8000])
+        except Exception:
+            pass  # logging must never turn a delivered message into a failure
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        finally:
+            super().close()
+
+
+def setup(component: str, level: str | int = "INFO", stream: TextIO | None = None, syslog: bool = False) -> logging.Logger:
     """Send all logging to stderr in Postfix's format; returns the "postdesk" logger.
 
     ``stream`` replaces stderr: the pipe filter collects its lines and writes
     them after its DSN line, because pipe(8) only honours a ``5.x.x text``
     status when it starts the command's output (stdout and stderr share one
-    pipe there).  Calling setup again replaces the handler instead of adding
-    a second one.
+    pipe there).  ``syslog`` also sends each line to /dev/log (facility
+    mail) when that socket exists.  Calling setup again replaces the handlers
+    instead of adding more.
     """
     if isinstance(level, str):
         level = logging.getLevelName(level.upper())
@@ -62,10 +98,20 @@ def setup(component: str, level: str | int = "INFO", stream: TextIO | None = Non
     for handler in list(root.handlers):
         if getattr(handler, _HANDLER_FLAG, False):
             root.removeHandler(handler)
+            handler.close()
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     setattr(handler, _HANDLER_FLAG, True)
     handler.setFormatter(PostfixFormatter(component))
     root.addHandler(handler)
+    if syslog and os.path.exists(SYSLOG_SOCKET):
+        try:
+            lines = _SyslogLines(SYSLOG_SOCKET)
+        except OSError:
+            pass  # no syslog daemon listening: stderr is enough
+        else:
+            setattr(lines, _HANDLER_FLAG, True)
+            lines.setFormatter(PostfixFormatter(component))
+            root.addHandler(lines)
     root.setLevel(level)
     return logging.getLogger("postdesk")
 

@@ -22,7 +22,10 @@ bounces on the other sysexits codes and on a plain 1, and lets output that
 - never 1.
 
 Log lines are held until the status line is written, since pipe(8) reads
-stdout and stderr through one pipe and only a leading status counts.
+stdout and stderr through one pipe and only a leading status counts.  They
+also go to syslog (facility mail) when /dev/log exists: pipe(8) discards the
+output of a successful delivery, and ops expect the per-message line in the
+mail log next to Postfix's own.
 
 Imports stay lazy: this path loads neither pymilter nor Alembic, because
 Postfix starts one process per message and start-up time is the cost.
@@ -72,7 +75,7 @@ def run(
     stdout = stdout if stdout is not None else sys.stdout
     stderr = stderr if stderr is not None else sys.stderr
     held = io.StringIO()
-    logsetup.setup("filter", "INFO", stream=held)
+    logsetup.setup("filter", "INFO", stream=held, syslog=True)
     status_line = ""
     try:
         code, status_line = _run(options, config_path, stdin)
