@@ -317,6 +317,12 @@ def _umask() -> int:
 OUTBOX_COLUMNS = ("id", "kind", "state", "ticket", "recipient", "due_at", "attempts", "sent_at", "last_error")
 
 
+def _short(value: Any, width: int = 60) -> Any:
+    if isinstance(value, str) and len(value) > width:
+        return value[: width - 3] + "..."
+    return value
+
+
 def cmd_outbox_list(args, config) -> int:
     rows = _store(config).list_outbox()
     if args.json:
@@ -325,10 +331,10 @@ def cmd_outbox_list(args, config) -> int:
     if not rows:
         print("outbox empty")
         return EX_OK
+    # The table keeps to what a person scans for; --json has every field.
     present = set().union(*(r.keys() for r in rows))
     columns = [c for c in OUTBOX_COLUMNS if c in present]
-    columns += sorted(k for k in present if k not in OUTBOX_COLUMNS and not isinstance(rows[0].get(k), (dict, list)))
-    print(_table(columns, [[r.get(c) for c in columns] for r in rows]))
+    print(_table(columns, [[_short(r.get(c)) for c in columns] for r in rows]))
     return EX_OK
 
 
