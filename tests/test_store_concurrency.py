@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 
+from postdesk import config as configmod
 from postdesk.outcomes import Outcome
 from postdesk.store import Store
 
@@ -85,3 +87,26 @@ def test_same_new_person_on_two_tickets_at_once(make_config, store_url):
     for n in (a, b):
         assert "dave@new.example" in {p["address"] for p in store.show_ticket(n)["participants"]}
     store.close()
+
+
+def _process_worker(url: str, attachments: str, count: int) -> list[int]:
+    """Runs in a separate process: its own interpreter, engine and pool."""
+    cfg = configmod.from_dict({"store": {"url": url, "attachments": attachments}}, source="<test>")
+    store = Store.from_config(cfg)
+    try:
+        return [store.record(lambda known: new(), ENVELOPE, cfg, T0).ticket for _ in range(count)]
+    finally:
+        store.close()
+
+
+def test_concurrent_numbering_across_processes(make_config, store_url):
+    """As with several milter or pipe processes on one database."""
+    cfg = make_config(store_url)
+    store = Store.from_config(cfg)
+    store.init()
+    store.close()
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(WORKERS) as pool:
+        chunks = pool.starmap(_process_worker, [(cfg.store.url, cfg.store.attachments, EACH)] * WORKERS, chunksize=1)
+    numbers = sorted(n for chunk in chunks for n in chunk)
+    assert numbers == list(range(1000, 1000 + WORKERS * EACH))

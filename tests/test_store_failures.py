@@ -148,3 +148,26 @@ def test_store_import_stays_light():
     """The pipe path imports the store but must not pull in alembic or pymilter."""
     code = "import sys, postdesk.store; sys.exit(any(m in sys.modules for m in ('alembic', 'Milter', 'milter')))"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_postgresql_row_lock_past_busy_timeout_is_unavailable(make_config, pg_url):
+    """The PostgreSQL twin of a locked SQLite: another transaction holds the
+    ticket counter; lock_timeout (= busy_timeout) ends the wait."""
+    import sqlalchemy
+
+    cfg = make_config(pg_url, store={"busy_timeout": 0.5})
+    store = Store.from_config(cfg)
+    store.init()
+    holder = sqlalchemy.create_engine(pg_url)
+    with holder.connect() as conn:
+        conn.execute(sqlalchemy.text("SELECT value FROM counters FOR UPDATE"))
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable) as ei:
+            record(store, new(), cfg)
+        waited = time.monotonic() - started
+        conn.rollback()
+    holder.dispose()
+    assert isinstance(ei.value.__cause__, sa_exc.OperationalError)
+    assert 0.4 <= waited < 5, waited
+    assert record(store, new(), cfg).ticket == 1000
+    store.close()
