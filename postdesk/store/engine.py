@@ -82,10 +82,14 @@ def _sqlite_engine(url: str, busy_timeout: float, create: bool) -> Engine:
         cur = dbapi_connection.cursor()
         try:
             cur.execute(f"PRAGMA busy_timeout = {ms}")
-            cur.execute("PRAGMA foreign_keys = ON")
             if create:
                 # Persistent in the file: set once at init, kept afterwards.
                 cur.execute("PRAGMA journal_mode = WAL")
+            else:
+                # Not while migrating: Alembic's batch mode copies and drops
+                # tables, which enforced foreign keys would cascade or refuse
+                # (Alembic docs, "Dealing with Constraints" in batch mode).
+                cur.execute("PRAGMA foreign_keys = ON")
             # FULL: a message Postfix was told is accepted survives power
             # loss (NORMAL in WAL may lose the last commits).
             cur.execute("PRAGMA synchronous = FULL")

@@ -14,7 +14,7 @@ from typing import Iterator
 
 from sqlalchemy import exc as sa_exc
 
-INIT_HINT = "run `postdesk init` to create the database"
+INIT_HINT = "run `postdesk init` to create or upgrade the database"
 
 
 class StoreUnavailable(Exception):
@@ -27,12 +27,13 @@ class StoreNotInitialised(StoreUnavailable):
 
 
 def _missing_table(e: BaseException) -> bool:
+    """The schema is missing or older than the code: `postdesk init` fixes it."""
     text = str(getattr(e, "orig", e)).lower()
-    if "no such table" in text:  # SQLite
+    if "no such table" in text or "no such column" in text or "has no column named" in text:  # SQLite
         return True
     orig = getattr(e, "orig", None)
-    # PostgreSQL SQLSTATE 42P01 undefined_table.
-    return getattr(orig, "sqlstate", None) == "42P01"
+    # PostgreSQL SQLSTATE 42P01 undefined_table, 42703 undefined_column.
+    return getattr(orig, "sqlstate", None) in ("42P01", "42703")
 
 
 def is_transient(e: BaseException) -> bool:
@@ -48,7 +49,7 @@ def translate(e: BaseException, what: str = "store") -> StoreUnavailable | None:
     if isinstance(e, StoreUnavailable):
         return e
     if _missing_table(e):
-        return StoreNotInitialised(f"{what}: the postdesk tables do not exist in this database; {INIT_HINT}")
+        return StoreNotInitialised(f"{what}: the postdesk tables do not exist in this database or are older than this version; {INIT_HINT}")
     if isinstance(e, OSError):
         return StoreUnavailable(f"{what}: {e.strerror or e} ({getattr(e, 'filename', '') or ''})".replace(" ()", ""))
     if is_transient(e):
