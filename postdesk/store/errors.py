@@ -49,7 +49,7 @@ def translate(e: BaseException, what: str = "store") -> StoreUnavailable | None:
     if isinstance(e, StoreUnavailable):
         return e
     if _missing_table(e):
-        return StoreNotInitialised(f"{what}: the postdesk tables do not exist in this database or are older than this version; {INIT_HINT}")
+        return StoreNotInitialised(f"{what}: the postdesk schema does not exist in this database or is older than this version; {INIT_HINT}")
     if isinstance(e, OSError):
         return StoreUnavailable(f"{what}: {e.strerror or e} ({getattr(e, 'filename', '') or ''})".replace(" ()", ""))
     if is_transient(e):
