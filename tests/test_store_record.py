@@ -284,3 +284,17 @@ def test_racing_duplicates(store, cfg, store_url):
     assert {r.ticket for r in results} == {1000}
     assert count(store, Ticket) == 1
     assert count(store, MessageId) == 1
+
+
+def test_bounce_and_auto_reply_add_nobody(store, cfg):
+    n = record(store, new(), cfg).ticket
+    record(store, followup(n, author="mailer-daemon@mx.customer.org", public=False, send_ack=False, notify_team=False, flags=frozenset({"bounce"})), cfg)
+    record(store, followup(n, author="noreply@customer.org", public=False, send_ack=False, notify_team=False, cc=("x@customer.org",), flags=frozenset({"auto"})), cfg)
+    record(store, followup(n, author="ceo@example.com", public=False, flags=frozenset({"untrusted"})), cfg)
+    assert [p["address"] for p in store.show_ticket(n)["participants"]] == ["alice@customer.org"]
+    # The requester's own auto-reply still updates what we know of her thread.
+    r = record(store, followup(n, public=False, message_id="ooo@customer.org", message_key="ooo@customer.org", flags=frozenset({"auto"})), cfg)
+    assert r.outcome is Outcome.UPDATED
+    with store.session(read_only=True) as s:
+        (p,) = s.scalar(select(Ticket)).participants
+        assert p.last_message_id == "ooo@customer.org"

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from postdesk.ingest import Result
 
 TICKET_COUNTER = "ticket_number"
+# A message with one of these flags adds nobody to its ticket.
+NO_JOIN_FLAGS = frozenset({"stranger", "bounce", "auto", "list", "loop", "untrusted"})
 
 
 def next_ticket_number(session: Session, config: Config) -> int:
@@ -225,19 +227,21 @@ def apply(
 
     # Participants.  The requester wrote the first action: they get the
     # acknowledgement, not an update about it.  People in To/Cc received the
-    # message directly.  A stranger (or a private follow-up's Cc) is not
-    # added: they must not start receiving customer mail.
-    stranger = "stranger" in flags
+    # message directly.  Nobody starts receiving customer mail through a
+    # stranger's message, a bounce or an auto-reply (RFC 3834), or a private
+    # one: then only someone already on the ticket is updated.
+    may_join = (d.public or d.staff) and not (flags & NO_JOIN_FLAGS)
+    me = None
     if author is not None:
         if created:
             me = participant(ticket, author, "requester", last_update_action_id=action.id)
-        elif not stranger:
+        elif may_join:
             me = participant(ticket, author, "staff" if d.staff else "cc")
         else:
-            me = None
+            me = next((p for p in ticket.participants if p.person_id == author.id), None)
         if me is not None and d.message_id:
             me.last_message_id = clean(d.message_id, KEY_MAX)
-    if created or (d.public and not stranger):
+    if created or (d.public and may_join):
         for address in cc:
             participant(ticket, person_for(session, address), "cc", last_update_action_id=action.id)
     session.flush()
