@@ -241,7 +241,7 @@ def apply(
             me = next((p for p in ticket.participants if p.person_id == author.id), None)
         if me is not None and d.message_id:
             me.last_message_id = clean(d.message_id, KEY_MAX)
-    if created or (d.public and may_join):
+    if (created and not (flags & NO_JOIN_FLAGS)) or (d.public and may_join):
         for address in cc:
             participant(ticket, person_for(session, address), "cc", last_update_action_id=action.id)
     session.flush()
