@@ -199,3 +199,34 @@ def test_schema_older_than_the_code_names_postdesk_init(make_config, store_url):
     with pytest.raises(StoreUnavailable, match="postdesk init"):
         record(store, new(), cfg)
     store.close()
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A 64 KiB tmpfs (needs root: skipped elsewhere), unmounted afterwards."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_disk_full_is_unavailable(make_config, store_url, tiny_fs):
+    import errno
+
+    cfg = make_config(store_url, store={"attachments": str(tiny_fs / "attachments")})
+    store = Store.from_config(cfg)
+    store.init()
+    big = bytes(range(256)) * 1024  # 256 KiB > 64 KiB
+    with pytest.raises(StoreUnavailable) as ei:
+        record(store, new(attachments=(attachment(b"small"), attachment(big))), cfg)
+    assert isinstance(ei.value.__cause__, OSError) and ei.value.__cause__.errno == errno.ENOSPC
+    assert not [p for p in tiny_fs.rglob(".tmp-*")]  # the partial file is gone
+    with store.session(read_only=True) as s:
+        assert s.scalar(select(func.count()).select_from(Ticket)) == 0
+    assert record(store, new(attachments=(attachment(b"small"),)), cfg).ticket == 1000
+    store.close()
