@@ -122,6 +122,24 @@ def toml_dumps(data: dict[str, dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def shared_tmpdir(prefix: str = "postdesk-") -> Path:
+    """A fresh 0755 directory directly under /tmp (or $POSTDESK_SHARED_TMP).
+
+    Postfix's unprivileged processes (user ``postfix``) must traverse every
+    parent of the instance and of a milter socket.  pytest's ``tmp_path``
+    lives under ``/tmp/pytest-of-root`` which pytest (re)sets to 0700 at the
+    start of every session, also while another session's Postfix is running,
+    so instances and sockets go here instead.  Remove it with
+    ``shutil.rmtree`` when done (``PrivatePostfix.stop`` does for its own).
+    """
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("POSTDESK_SHARED_TMP", "/tmp")))
+    os.chmod(d, 0o755)
+    _make_traversable(d)
+    return d
+
+
 def _make_traversable(path: Path) -> None:
     """Postfix's unprivileged processes must reach the instance directory.
 
@@ -136,7 +154,7 @@ def _make_traversable(path: Path) -> None:
 
 
 class PrivatePostfix:
-    """A Postfix instance of its own: ``tmpdir/etc``, ``spool``, ``data``.
+    """A Postfix instance of its own: ``etc/``, ``spool/``, ``data/``, ``postfix.log``.
 
     ``port``: where its smtpd listens on 127.0.0.1.  ``relay_port``: where it
     relays every mail to (``relayhost = [127.0.0.1]:relay_port``; nothing is
@@ -149,11 +167,24 @@ class PrivatePostfix:
     call twice and should be in a ``finally``.  ``reload()`` re-reads main.cf
     (after ``set_milter()`` or ``postconf()``).  ``log()`` is the instance's
     maillog file, ``mailq()`` the ``postqueue -p`` output, ``flush()`` retries
-    deferred mail now.
+    deferred mail now.  The files are in ``root`` (a ``shared_tmpdir``);
+    ``stop()`` copies the log to ``tmpdir/postfix.log`` and removes ``root``
+    unless ``keep=True``.
     """
 
-    def __init__(self, tmpdir, port: int, relay_port: int, milter_socket: str | None = None, extra: dict[str, str] | None = None):
-        self.root = Path(tmpdir).resolve()
+    def __init__(self, tmpdir, port: int, relay_port: int, milter_socket: str | None = None, extra: dict[str, str] | None = None, keep: bool = False):
+        # The instance itself lives in shared_tmpdir() (see there why);
+        # ``tmpdir/postfix`` is a symlink to it, for looking at after a test.
+        self.tmpdir = Path(tmpdir)
+        self.root = shared_tmpdir("postdesk-postfix-")
+        self.keep = keep
+        try:
+            self.tmpdir.mkdir(parents=True, exist_ok=True)
+            link = self.tmpdir / "postfix"
+            if not link.exists() and not link.is_symlink():
+                link.symlink_to(self.root)
+        except OSError:
+            pass
         self.port = port
         self.relay_port = relay_port
         self.milter_socket = milter_socket
@@ -286,6 +317,14 @@ class PrivatePostfix:
         except TimeoutError:
             pass
         self.running = False
+        if not self.keep:
+            # Keep the log next to the test's files, drop the queue.
+            try:
+                shutil.copy(self.logfile, self.tmpdir / "postfix.log")
+                (self.tmpdir / "postfix").unlink()
+            except OSError:
+                pass
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "PrivatePostfix":
         return self.start()

@@ -1,0 +1,295 @@
+"""The milter in a real, private Postfix, relaying to an aiosmtpd sink.
+
+Each test starts its own Postfix instance (127.0.0.1 high port, own queue),
+the milter as a child process (``python -m postdesk.milter``; libmilter is
+one per process) on a unix socket, and a sink.  Needs root and the Debian
+postfix package; skips without them (fails under POSTDESK_REQUIRE_SERVICES=1).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import smtplib
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from postdesk import config as configmod
+from tests.conftest import BASE_CONFIG, need
+from tests.postfix import PrivatePostfix, Sink, available, free_port, shared_tmpdir, toml_dumps, unix_socket_open, wait_for
+
+pytestmark = pytest.mark.postfix
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Milter:
+    """``python -m postdesk.milter --config FILE`` as a child process."""
+
+    def __init__(self, config_path: Path, socket_path: Path, log_path: Path):
+        self.config_path = config_path
+        self.socket_path = socket_path
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Milter":
+        self.log = open(self.log_path, "ab")
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen([sys.executable, "-m", "postdesk.milter", "--config", str(self.config_path)], stderr=self.log, stdout=self.log, env=env, cwd=ROOT)
+        wait_for(lambda: unix_socket_open(str(self.socket_path)) or self.proc.poll() is not None, 15, "the milter socket")
+        assert self.proc.poll() is None, self.text()
+        return self
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.log.close()
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+        finally:
+            self.log.close()
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class Env:
+    def __init__(self, tmp_path: Path, extra: dict | None = None):
+        self.tmp = tmp_path
+        # Postfix (user postfix) must reach the socket: not under pytest's 0700 tree.
+        self.sockdir = shared_tmpdir("postdesk-milter-")
+        self.socket_path = self.sockdir / "milter.sock"
+        data = {section: dict(values) for section, values in BASE_CONFIG.items()}
+        data["store"] = {"url": f"sqlite:///{tmp_path}/postdesk.db", "attachments": str(tmp_path / "attachments"), "busy_timeout": 1.0}
+        data["milter"] = {"socket": f"unix:{self.socket_path}", "socket_group": "postfix", "socket_mode": "0660"}
+        data["log"] = {"level": "INFO"}
+        for section, values in (extra or {}).items():
+            data.setdefault(section, {}).update(values)
+        self.config_path = tmp_path / "postdesk.toml"
+        self.config_path.write_text(toml_dumps(data))
+        self.config = configmod.load(self.config_path)
+        self.db = tmp_path / "postdesk.db"
+        from postdesk.store import Store
+
+        self.store = Store.from_config(self.config)
+        self.store.init(self.config.organization.first_ticket_number)
+        self.sink = Sink().start()
+        self.postfix = PrivatePostfix(tmp_path, free_port(), self.sink.port, milter_socket=f"unix:{self.socket_path}")
+        self.milter = Milter(self.config_path, self.socket_path, tmp_path / "milter.log")
+
+    def start(self) -> "Env":
+        self.milter.start()
+        self.postfix.start()
+        return self
+
+    def close(self) -> None:
+        try:
+            self.postfix.stop()
+        finally:
+            try:
+                # SIGKILL: libmilter takes up to ~5 s to notice SIGTERM, and the
+                # graceful stop has its own test.
+                if self.milter.proc is not None and self.milter.proc.poll() is None:
+                    self.milter.kill()
+            finally:
+                self.sink.stop()
+                self.store.close()
+                shutil.rmtree(self.sockdir, ignore_errors=True)
+
+    def send(self, raw: bytes, rcpts=("support@example.com",), sender="customer@example.org") -> tuple[int, str]:
+        """Send over SMTP; returns the final (code, text) of the DATA phase."""
+        with smtplib.SMTP("127.0.0.1", self.postfix.port, timeout=30) as s:
+            try:
+                s.sendmail(sender, list(rcpts), raw)
+            except smtplib.SMTPResponseException as e:
+                return e.smtp_code, e.smtp_error.decode(errors="replace")
+            except smtplib.SMTPRecipientsRefused as e:
+                code, text = next(iter(e.recipients.values()))
+                return code, text.decode(errors="replace")
+        return 250, "ok"
+
+    def tickets(self) -> list[dict]:
+        return self.store.list_tickets()
+
+
+def mail(subject: str, msgid: str | None = None, sender="customer@example.org", body="The printer is on fire.\r\n", extra="") -> bytes:
+    msgid = msgid or f"{uuid.uuid4().hex}@example.org"
+    return (
+        f"From: Customer <{sender}>\r\nTo: support@example.com\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{msgid}>\r\nDate: Fri, 27 Nov 2026 23:00:00 +0000\r\n{extra}"
+        f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}"
+    ).encode()
+
+
+@pytest.fixture
+def env(tmp_path):
+    ok, why = available()
+    need(ok, why)
+    e = Env(tmp_path)
+    try:
+        e.start()
+        yield e
+    finally:
+        e.close()
+
+
+def test_support_copy_is_tagged_and_recorded(env):
+    code, _ = env.send(mail("Printer on fire", msgid="first@example.org"))
+    assert code == 250
+    (got,) = env.sink.wait(1)
+    assert got.header("Subject") == "[#1000] Printer on fire"
+    assert got.header("X-Postdesk-Ticket") == "1000"
+    assert got.header("X-Postdesk-Outcome") == "created"
+    tickets = env.tickets()
+    assert [t["number"] for t in tickets] == [1000]
+    # The one log line, with Postfix's queue id first.
+    found = wait_for(lambda: re.search(r"\]: (\w+): message-id=<first@example\.org>", env.postfix.log()), 5, "Postfix's cleanup line")
+    qid = found.group(1)
+    wait_for(lambda: f"{qid}: msgid=<first@example.org>" in env.milter.text(), 5, "the milter's log line")
+    assert "outcome=created" in env.milter.text() and "ticket=1000" in env.milter.text()
+
+
+def test_other_mail_passes_untouched(env):
+    raw = mail("Lunch on Friday?", msgid="lunch@example.org")
+    code, _ = env.send(raw, rcpts=("friend@example.net",))
+    assert code == 250
+    (got,) = env.sink.wait(1)
+    # Postfix adds only its Received: header in front; everything we sent is
+    # there byte for byte, and nothing of ours.
+    assert got.data.rstrip(b"\r\n").endswith(raw.rstrip(b"\r\n"))
+    assert b"X-Postdesk" not in got.data
+    assert env.tickets() == []
+    assert "lunch@example.org" not in env.milter.text()
+
+
+def test_tagged_followup_is_appended(env):
+    assert env.send(mail("Printer on fire", msgid="a1@example.org"))[0] == 250
+    env.sink.wait(1)
+    reply = mail("Re: [#1000] Printer on fire", msgid="a2@example.org", extra="In-Reply-To: <a1@example.org>\r\n", body="Now it smokes.\r\n")
+    assert env.send(reply)[0] == 250
+    msgs = env.sink.wait(2)
+    assert msgs[1].header("Subject") == "Re: [#1000] Printer on fire"  # never tagged twice
+    assert msgs[1].header("X-Postdesk-Outcome") == "updated"
+    assert [t["number"] for t in env.tickets()] == [1000]
+    ticket = env.store.show_ticket(1000)
+    assert len(ticket["actions"]) == 2
+    assert "smokes" in ticket["actions"][1]["text"]
+
+
+def test_locked_store_gives_451_and_the_retry_records_one_ticket(env):
+    raw = mail("Locked out", msgid="locked@example.org")
+    lock = sqlite3.connect(env.db, timeout=0.1)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        code, text = env.send(raw)
+    finally:
+        lock.rollback()
+        lock.close()
+    assert code == 451 and "4.3.0" in text, (code, text)
+    assert env.tickets() == []
+    # Logged once, at the boundary: one error line with its (chained) traceback.
+    assert env.milter.text().count("outcome=tempfail") == 1
+    assert "Traceback" in env.milter.text()
+    code, _ = env.send(raw)  # the sender's MTA retries the same message
+    assert code == 250
+    assert [t["number"] for t in env.tickets()] == [1000]
+    assert len(env.sink.wait(1)) == 1
+
+
+def test_unreachable_store_gives_451_and_the_retry_records_one_ticket(env):
+    raw = mail("Database gone", msgid="gone@example.org")
+    away = env.db.with_suffix(".away")
+    env.db.rename(away)
+    try:
+        code, text = env.send(raw)
+    finally:
+        away.rename(env.db)
+    assert code == 451 and "4.3.0" in text, (code, text)
+    assert env.sink.messages == []
+    assert env.send(raw)[0] == 250
+    assert env.send(raw)[0] == 250  # delivered twice after all: still one ticket
+    assert [t["number"] for t in env.tickets()] == [1000]
+    assert len(env.store.show_ticket(1000)["actions"]) == 1
+    assert [m.header("X-Postdesk-Outcome") for m in env.sink.wait(2)] == ["created", "duplicate"]
+
+
+def test_milter_killed_mid_stream_tempfails_and_the_retry_is_recorded_once(env):
+    raw = mail("Half a message", msgid="half@example.org", body="line\r\n" * 2000)
+    head, body = raw[: len(raw) // 2], raw[len(raw) // 2 :]
+    with smtplib.SMTP("127.0.0.1", env.postfix.port, timeout=30) as s:
+        s.ehlo()
+        assert s.mail("customer@example.org")[0] == 250
+        assert s.rcpt("support@example.com")[0] == 250
+        assert s.docmd("DATA")[0] == 354
+        s.send(head)
+        env.milter.kill()
+        s.send(body + b"\r\n.\r\n")
+        code, text = s.getreply()
+    assert 400 <= code < 500, (code, text)
+    assert env.tickets() == []
+    env.milter.start()  # a new milter removes the stale socket and serves again
+    assert env.send(raw)[0] == 250
+    assert [t["number"] for t in env.tickets()] == [1000]
+    env.sink.wait(1)
+    time.sleep(0.5)
+    assert len(env.sink.messages) == 1
+
+
+def test_sigterm_stops_cleanly_and_removes_the_socket(env):
+    assert env.milter.stop() == 0
+    assert not env.socket_path.exists()
+    assert "stopped" in env.milter.text()
+    # With the milter gone Postfix answers 4xx (milter_default_action = tempfail).
+    code, _ = env.send(mail("While down"))
+    assert 400 <= code < 500
+
+
+def test_check_passes_against_the_private_postfix(env, capsys):
+    from postdesk import check
+
+    assert check.run(env.config, postfix_config=str(env.postfix.etc), dns=False) == 0
+    out = capsys.readouterr().out
+    assert "problem" not in out and "milter_default_action = tempfail" in out
+    env.postfix.postconf(milter_default_action="accept")
+    assert check.run(env.config, postfix_config=str(env.postfix.etc), dns=False) == 78
+    assert "postconf -e 'milter_default_action = tempfail'" in capsys.readouterr().out
+    env.milter.stop()
+    env.postfix.postconf(milter_default_action="tempfail")
+    assert check.run(env.config, postfix_config=str(env.postfix.etc), dns=False) == 69
+    out = capsys.readouterr().out
+    assert "does not answer" in out or "no milter socket" in out
+
+
+def test_discard_drops_the_support_copy_and_keeps_the_others(tmp_path):
+    ok, why = available()
+    need(ok, why)
+    e = Env(tmp_path, {"milter": {"deliver": "discard"}})
+    try:
+        e.start()
+        assert e.send(mail("Only to us"))[0] == 250
+        assert e.send(mail("And to the boss"), rcpts=("support@example.com", "boss@example.net"))[0] == 250
+        (got,) = e.sink.wait(1)
+        assert got.recipients == ["boss@example.net"]
+        assert got.header("Subject") == "[#1001] And to the boss"
+        assert sorted(t["number"] for t in e.tickets()) == [1000, 1001]
+        time.sleep(0.5)
+        assert len(e.sink.messages) == 1
+    finally:
+        e.close()
