@@ -1,0 +1,153 @@
+"""Step: the body as text, and the "new text" without quoted history.
+
+``text`` is what the sender wrote, whole: text/plain preferred, an HTML-only
+mail converted to readable text (``html2text``), the inline text parts of a
+multipart/mixed joined.  ``new_text`` is what is new in this mail: it stops
+at the first marker of quoted history and drops ">" lines and the
+signature.  Markers recognised:
+
+- our own ``##- Please type your reply above this line -##``;
+- "On <date>, <name> wrote:" (also wrapped over two lines), "Am ... schrieb
+  ...:", "Le ... a écrit :", "El ... escribió:", "Op ... schreef ...:";
+- Outlook's "-----Original Message-----" and its "From: ... / Sent: ..."
+  header block (also "Von: / Gesendet:"), with the underscore rule before it;
+- RFC 3676 section 4.3 signature separator "-- ".
+
+Every check looks at one line, bounded, with startswith or short anchored
+patterns: a 1 MB line costs one pass.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.message import Message
+
+from postdesk.filter import parts
+from postdesk.filter.html2text import html_to_text
+
+REPLY_MARKER = "##- Please type your reply above this line -##"
+MAX_LINE_CHECK = 400  # quote-header lines are short; longer lines are text
+
+_WROTE = re.compile(
+    r"^(?:on\s.{0,300}\bwrote\s?:|am\s.{0,300}\bschrieb\b.{0,300}:|le\s.{0,300}\ba\s+[ée]crit\s?:"
+    r"|el\s.{0,300}\bescribi[óo]\s?:|op\s.{0,300}\bschreef\b.{0,300}:)\s*$",
+    re.IGNORECASE,
+)
+_WROTE_START = re.compile(r"^(?:on|am|le|el|op)\s", re.IGNORECASE)
+_WROTE_END = re.compile(r"(?:\bwrote|\bschrieb\b.{0,300}|\ba\s+[ée]crit|\bescribi[óo]|\bschreef\b.{0,300})\s?:\s*$", re.IGNORECASE)
+_ORIGINAL = re.compile(
+    r"^\s*-{2,}\s*(?:original message|ursprüngliche nachricht|message d'origine|originalnachricht|mensaje original)\s*-{2,}\s*$",
+    re.IGNORECASE,
+)
+_FROM = re.compile(r"^\s*\*?(?:from|von|de|van|da)\s?\*?:", re.IGNORECASE)
+_SENT = re.compile(r"^\s*\*?(?:sent|gesendet|envoy[ée]|enviado|verzonden|inviato)\s?\*?:", re.IGNORECASE)
+_UNDERSCORES = re.compile(r"^\s*_{10,}\s*$")
+
+
+@dataclass(frozen=True)
+class Body:
+    text: str
+    new_text: str
+
+
+def _leaf_text(part: Message) -> tuple[str, bool]:
+    ct = parts.content_type(part)
+    t = parts.text(part)
+    if ct == "text/html":
+        return html_to_text(t), True
+    return t, False
+
+
+def _body(part: Message, depth: int = 0) -> tuple[str, bool]:
+    """(text, came from HTML) of a part, choosing among alternatives."""
+    if depth > parts.MAX_DEPTH:
+        return "", False
+    if not parts.is_container(part):
+        if parts.classify(part) == "body":
+            return _leaf_text(part)
+        if depth == 0 and parts.content_type(part) in ("text/plain", "text/html") and parts.disposition(part) != "attachment":
+            return _leaf_text(part)  # a single-part message with a filename is still its own body
+        return "", False
+    kids = parts.children(part)[: parts.MAX_PARTS]
+    if parts.content_type(part) == "multipart/alternative":
+        # RFC 2046 5.1.4: same content, different formats; we prefer plain text.
+        html_choice: tuple[str, bool] | None = None
+        for child in kids:
+            text, from_html = _body(child, depth + 1)
+            if not text.strip():
+                continue
+            if not from_html:
+                return text, False
+            if html_choice is None:
+                html_choice = (text, True)
+        return html_choice or ("", False)
+    if parts.content_type(part) == "multipart/related":
+        # RFC 2387: the root (first part) is the body, the rest are its resources.
+        return _body(kids[0], depth + 1) if kids else ("", False)
+    texts = []
+    any_html = False
+    for child in kids:
+        text, from_html = _body(child, depth + 1)
+        if text.strip():
+            texts.append(text.strip("\n"))
+            any_html = any_html or from_html
+    return "\n\n".join(texts), any_html
+
+
+def body_text(msg: Message) -> str:
+    """The whole body as text, newlines normalised to \\n; never raises."""
+    try:
+        text, _ = _body(msg)
+    except RecursionError:
+        text = ""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    return text.strip("\n")
+
+
+def _is_quote_header(lines: list[str], i: int) -> bool:
+    """Line i starts a quoted-history block (the quote stays below it)."""
+    line = lines[i].strip()
+    if not line or len(line) > MAX_LINE_CHECK:
+        return False
+    if line == REPLY_MARKER or REPLY_MARKER in line:
+        return True
+    if _ORIGINAL.match(line):
+        return True
+    if _WROTE_START.match(line):
+        if _WROTE.match(line):
+            return True
+        # Clients wrap a long attribution line: "On Mon, ... Jane Doe <\njane@x.org> wrote:".
+        if i + 1 < len(lines):
+            nxt = lines[i + 1].strip()
+            if len(nxt) <= MAX_LINE_CHECK and _WROTE_END.search(nxt) and _WROTE.match(line + " " + nxt):
+                return True
+    if _UNDERSCORES.match(line) and i + 1 < len(lines) and _FROM.match(lines[i + 1][:MAX_LINE_CHECK]):
+        return True
+    if _FROM.match(line):
+        # Outlook reply header: From: / Sent: (Date:) within the next lines.
+        for j in range(i + 1, min(i + 4, len(lines))):
+            if _SENT.match(lines[j][:MAX_LINE_CHECK]):
+                return True
+    return False
+
+
+def new_text(text: str) -> str:
+    """``text`` without quoted history, ">" lines and signature."""
+    lines = text.split("\n")
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        bare = line.rstrip("\r")
+        if bare in ("-- ", "--"):  # RFC 3676 4.3 signature separator (the space is often lost)
+            break
+        if bare.lstrip().startswith(">"):
+            continue
+        if _is_quote_header(lines, i):
+            break
+        out.append(bare)
+    return "\n".join(out).strip("\n").rstrip()
+
+
+def extract(msg: Message) -> Body:
+    text = body_text(msg)
+    return Body(text=text, new_text=new_text(text))

@@ -1,0 +1,102 @@
+"""Step 1: bytes -> Parsed.  Never raises.
+
+``email`` with ``policy.default`` reads almost anything and records what is
+wrong as defects instead of raising (FIELD-NOTES).  The few ways it can
+still fail (deep nesting -> RecursionError, pathological input) fall back
+to a headers-only parse, then to an empty message that keeps the raw bytes
+as its body, so a message is never lost for being malformed.
+
+Headers are kept raw (``raw_items()``), indexed by lower-cased name, and
+decoded by ``postdesk.filter.headers``, which is linear and lenient.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser, BytesParser
+
+from postdesk.filter import headers as hdr
+
+MAX_DEFECTS = 50
+
+
+@dataclass
+class Parsed:
+    """A parsed message: the EmailMessage, the raw size and hash, the defects."""
+
+    message: EmailMessage
+    size: int
+    sha256: str  # hex digest of the raw bytes
+    defects: tuple[str, ...] = ()
+    _index: dict[str, list[str]] | None = field(default=None, repr=False)
+
+    def raw_headers(self, name: str) -> list[str]:
+        """All raw values of header ``name`` (any case), in message order."""
+        if self._index is None:
+            index: dict[str, list[str]] = {}
+            try:
+                items = self.message.raw_items()
+                for key, value in items:
+                    index.setdefault(str(key).lower(), []).append(value if isinstance(value, str) else str(value))
+            except Exception:
+                pass
+            self._index = index
+        return self._index.get(name.lower(), [])
+
+    def raw_header(self, name: str) -> str:
+        values = self.raw_headers(name)
+        return values[0] if values else ""
+
+    def header(self, name: str) -> str:
+        """The first value of ``name``, decoded and cleaned ("" when absent)."""
+        return hdr.decode_header(self.raw_header(name))
+
+    def has(self, name: str) -> bool:
+        return bool(self.raw_headers(name))
+
+    @property
+    def key(self) -> str:
+        """Stable identity for duplicates: Message-ID, else sha256 of the raw bytes."""
+        ids = hdr.message_ids(self.raw_header("message-id"), limit=1)
+        return ids[0] if ids else f"sha256:{self.sha256}"
+
+
+def _defects(msg: EmailMessage) -> tuple[str, ...]:
+    out: list[str] = []
+    try:
+        for part in msg.walk():
+            for d in getattr(part, "defects", ()):
+                out.append(type(d).__name__)
+                if len(out) >= MAX_DEFECTS:
+                    return tuple(out)
+    except Exception as e:  # walking a broken tree
+        out.append(type(e).__name__)
+    return tuple(out)
+
+
+def parse(raw: bytes) -> Parsed:
+    """Parse raw message bytes; never raises."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogateescape")
+    elif not isinstance(raw, (bytes, bytearray, memoryview)):
+        raw = b""
+    raw = bytes(raw)
+    digest = hashlib.sha256(raw).hexdigest()
+    extra: list[str] = []
+    try:
+        msg = BytesParser(policy=policy.default).parsebytes(raw)
+    except Exception as e:
+        extra.append(f"ParseError:{type(e).__name__}")
+        try:
+            msg = BytesHeaderParser(policy=policy.default).parsebytes(raw)
+        except Exception as e2:
+            extra.append(f"HeaderParseError:{type(e2).__name__}")
+            msg = EmailMessage(policy=policy.default)
+            try:
+                msg.set_payload(raw.decode("utf-8", "replace"))
+            except Exception:
+                pass
+    return Parsed(message=msg, size=len(raw), sha256=digest, defects=tuple(extra) + _defects(msg))

@@ -1,0 +1,180 @@
+"""Walking a MIME tree and getting a part's content, safely.
+
+Shared by the body and attachment steps.  ``get_content()`` raises
+``KeyError`` on a part declared ``multipart/*`` without a usable boundary and
+``LookupError`` on an unknown charset (FIELD-NOTES); here it is guarded,
+with ``get_payload(decode=True)`` and a lenient decode as the fallback.
+Header parameters (filename, charset) are read with the same guards.
+"""
+
+from __future__ import annotations
+
+from email.message import Message
+from typing import Iterator
+
+from postdesk.filter import headers as hdr
+
+MAX_DEPTH = 30
+MAX_PARTS = 1000
+
+
+def content_type(part: Message) -> str:
+    try:
+        ct = part.get_content_type()
+    except Exception:
+        return "application/octet-stream"
+    return hdr.clean_header(ct).lower()[:255] or "application/octet-stream"
+
+
+def param(part: Message, name: str, header: str = "content-type") -> str:
+    try:
+        value = part.get_param(name, None, header=header)
+    except Exception:
+        return ""
+    if value is None:
+        return ""
+    if isinstance(value, tuple):  # RFC 2231 (charset, language, value)
+        try:
+            from email.utils import collapse_rfc2231_value
+
+            value = collapse_rfc2231_value(value)
+        except Exception:
+            value = str(value[-1])
+    return str(value)
+
+
+def disposition(part: Message) -> str:
+    try:
+        d = part.get_content_disposition()
+    except Exception:
+        return ""
+    return (d or "").lower()
+
+
+def is_container(part: Message) -> bool:
+    """A multipart we can descend into (a declared multipart without a boundary is a leaf)."""
+    try:
+        return part.get_content_maintype() == "multipart" and part.is_multipart()
+    except Exception:
+        return False
+
+
+def children(part: Message) -> list[Message]:
+    try:
+        payload = part.get_payload()
+    except Exception:
+        return []
+    return [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
+
+
+def payload_bytes(part: Message) -> bytes:
+    """Transfer-decoded bytes of a leaf part; never raises."""
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:
+        data = None
+    if isinstance(data, bytes):
+        return data
+    try:
+        raw = part.get_payload()
+    except Exception:
+        return b""
+    if isinstance(raw, str):
+        return raw.encode("utf-8", "surrogateescape")
+    if isinstance(raw, bytes):
+        return raw
+    return b""
+
+
+def text(part: Message) -> str:
+    """A text part's content as str; never raises.
+
+    ``get_content()`` first (it knows the charset); on the failures listed in
+    FIELD-NOTES, or when the declared charset is missing or ASCII and the
+    bytes are 8-bit (old clients), a lenient decode of the payload.
+    """
+    charset = param(part, "charset")
+    if charset and charset.lower() not in ("us-ascii", "ascii"):
+        try:
+            content = part.get_content()
+            if isinstance(content, str):
+                # get_content replaces undecodable bytes; a wrong label then shows U+FFFD.
+                if "\ufffd" not in content:
+                    return content
+        except (KeyError, LookupError, ValueError, TypeError, AssertionError, UnicodeError):
+            pass
+        except Exception:
+            pass
+    return hdr.lenient_decode(payload_bytes(part), charset or None)
+
+
+def leaves(msg: Message) -> Iterator[tuple[Message, bool]]:
+    """(leaf part, inside a multipart/alternative), depth-first, in message order.
+
+    message/* parts are leaves (an attached mail is stored whole, not
+    descended into).  Depth and count are bounded: hostile nesting must
+    not cost more than a normal message.
+    """
+    count = 0
+    stack: list[tuple[Message, int, bool]] = [(msg, 0, False)]
+    while stack:
+        part, depth, alternative = stack.pop()
+        if is_container(part) and depth < MAX_DEPTH:
+            alt = alternative or content_type(part) == "multipart/alternative"
+            stack.extend((c, depth + 1, alt) for c in reversed(children(part)))
+            continue
+        count += 1
+        if count > MAX_PARTS:
+            return
+        yield part, alternative
+
+
+def filename(part: Message) -> str:
+    """The sender's filename (Content-Disposition filename, else Content-Type name), decoded, not yet cleaned."""
+    name = ""
+    try:
+        name = part.get_filename() or ""
+    except Exception:
+        name = param(part, "filename", "content-disposition") or param(part, "name")
+    return hdr.decode_words(hdr.fix_8bit(str(name)))
+
+
+def content_id(part: Message) -> str:
+    raw = ""
+    for key, value in _raw_items(part):
+        if key.lower() == "content-id":
+            raw = str(value)
+            break
+    if not raw:
+        return ""
+    return hdr.clean_header(hdr.unfold(raw[:1000])).strip().strip("<>").strip()[:255]
+
+
+def _raw_items(part: Message) -> list[tuple[str, str]]:
+    try:
+        return list(part.raw_items())
+    except Exception:
+        return []
+
+
+def classify(part: Message, in_alternative: bool = False) -> str:
+    """"body" (text/plain or text/html inline text), "attachment" or "skip"."""
+    ct = content_type(part)
+    if ct in ("message/rfc822", "message/global"):
+        return "attachment"
+    if ct.startswith("message/"):
+        return "skip"  # delivery-status and feedback reports: report machinery, not content
+    if ct.startswith("multipart/"):
+        # Declared multipart but no usable boundary: its raw text is all we have.
+        return "skip" if is_container(part) else "body"
+    disp = disposition(part)
+    if disp == "attachment":
+        return "attachment"
+    name = filename(part)
+    if ct in ("text/plain", "text/html") and not name:
+        return "body"
+    if name or content_id(part):
+        return "attachment"
+    if ct.startswith("text/") and in_alternative:
+        return "skip"  # another rendering of the body (text/enriched, text/watch-html)
+    return "attachment"
