@@ -613,7 +613,7 @@ def test_sigterm_finishes_the_mail_in_flight_then_stops(desk, sink, tmp_path):
 
     cfg, store, worker, clock = desk()
     for i in range(4):
-        record(store, new(subject=f"T{i}"), cfg, now=utcnow() - timedelta(seconds=5))
+        record(store, new(author=f"c{i}@customer.org", subject=f"T{i}"), cfg, now=utcnow() - timedelta(seconds=5))
     conf = tmp_path / "postdesk.toml"
     conf.write_text(toml_dumps(cfg.as_dict()))
     sink.delay = 0.5

@@ -31,10 +31,7 @@ from email.utils import format_datetime
 from typing import Callable
 
 from postdesk.config import Config
-try:
-    from postdesk.filter import clean_header
-except ImportError:  # TEMP until the filter exports it
-    from postdesk.filter.headers import clean_header
+from postdesk.filter import clean_header
 from postdesk.msgid import make_message_id
 from postdesk.notifier.jobs import Entry, Job, Person
 

@@ -77,3 +77,19 @@ class Skip:
     ticket: int
     recipient: str
     reason: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """What happened to one Job, for ``postdesk.store.outbox.record``.
+
+    status: "sent" (with message_id and queue_id), "retry" (temporary
+    failure) or "failed" (permanent), with the SMTP error text.
+    """
+
+    job: Job
+    status: str
+    at: datetime
+    message_id: str = ""
+    queue_id: str = ""
+    error: str = ""

@@ -23,7 +23,7 @@ from typing import Callable
 
 from postdesk.config import Config
 from postdesk.notifier.compose import ComposeError, compose
-from postdesk.notifier.jobs import Job, Skip
+from postdesk.notifier.jobs import Done, Job, Skip
 from postdesk.notifier.smtp import SubmitError, Submitter
 from postdesk.outcomes import EX_OK, EX_SOFTWARE, EX_TEMPFAIL
 from postdesk.store import outbox
@@ -36,7 +36,13 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-BATCH = 20  # rows per claim: small, so a lease is never at risk within a batch
+BATCH = 50  # rows per claim: few commits per mail, and a lease is never at risk within a batch
+
+
+@dataclass
+class _Batch:
+    done: list[Done] = field(default_factory=list)  # results known without the server
+    submitted: list[tuple[Job, str]] = field(default_factory=list)  # (job, our Message-ID), replies pending
 
 
 @dataclass
@@ -69,6 +75,7 @@ class Worker:
         self._submitter_factory = submitter_factory or (lambda: Submitter.from_config(config))
         self._stop = threading.Event()
         self._secret: bytes | None = None
+        self._unrecorded: list[Done] = []
 
     # -- control ------------------------------------------------------------------
 
@@ -86,89 +93,100 @@ class Worker:
     # -- one pass -----------------------------------------------------------------
 
     def run_pass(self) -> PassStats:
-        """Send everything that is due now.  Raises StoreUnavailable on database trouble."""
+        """Send everything that is due now.  Raises StoreUnavailable on database trouble.
+
+        Batches overlap by one: batch k is submitted (pipelined, when the
+        server allows) before the replies to batch k-1 are read and recorded,
+        so Postfix works on one batch while we record the previous one and
+        prepare the next.  At most two batches are ever in flight.
+        """
         stats = PassStats()
+        if self._unrecorded:
+            # Results a previous pass could not write (store down): write them
+            # first, before their leases run out and the mails go again.
+            self._record(self._unrecorded, stats)
         if self._secret is None:
             self._secret = self.store.secret()
         with self._submitter_factory() as submitter:
-            while not self.stopping:
-                claims = outbox.claim(self.store, self.clock(), self.config.notifier.lease, self.batch)
-                if not claims:
-                    break
-                for i, claim in enumerate(claims):
-                    if self.stopping:
-                        outbox.release(self.store, claims[i:])
-                        return stats
-                    try:
-                        self._one(claim, submitter, stats)
-                    except SubmitError as e:
-                        # The connection is gone: the rest of this batch waits
-                        # for the backoff like the mail that found out.
-                        now = self.clock()
-                        for rest in claims[i + 1 :]:
-                            outbox.mark_retry(self.store, rest, str(e), now, self.config)
-                            stats.deferred += 1
-                        return stats
-                if len(claims) < self.batch:
-                    break
+            pending: _Batch | None = None
+            try:
+                while not self.stopping:
+                    claims = outbox.claim(self.store, self.clock(), self.config.notifier.lease, self.batch)
+                    if not claims:
+                        break
+                    jobs = outbox.prepare_many(self.store, claims, self.config, self.clock())
+                    batch = self._submit(jobs, submitter, stats)
+                    if pending is not None:
+                        self._finish(pending, submitter, stats)
+                    pending = batch
+                    if submitter.broken or len(claims) < self.batch:
+                        break
+            finally:
+                if pending is not None:
+                    self._finish(pending, submitter, stats)
         return stats
 
-    def _one(self, claim: tuple[int, int], submitter: Submitter, stats: PassStats) -> None:
-        now = self.clock()
-        job = outbox.prepare(self.store, claim[0], claim[1], self.config, now)
-        if job is None:
-            stats.lost += 1
-            log.warning("NOQUEUE: outbox=%d status=lost reason=\"lease taken over by another worker\"", claim[0])
-            return
-        if isinstance(job, Skip):
-            stats.suppressed += 1
-            log.info('NOQUEUE: to=<%s> ticket=%d kind=%s status=suppressed reason="%s"', job.recipient, job.ticket, job.kind, job.reason)
-            return
-        try:
-            mail = compose(job, self.config, self._secret, now, self._read_attachment)
-        except ComposeError as e:
-            outbox.mark_failed(self.store, job, str(e), now)
-            stats.failed += 1
-            self._log(job, "", "", "failed", reason=str(e))
-            return
-        except OSError as e:  # an attachment file unreadable: the store's disk, retry
-            state, delay = outbox.mark_retry(self.store, job, f"attachment: {e}", now, self.config)
-            self._count(stats, state)
-            self._log(job, "", "", state, reason=f"attachment: {e}", delay=delay)
-            return
-        try:
-            qid = submitter.send(mail.sender, mail.recipient, mail.data)
-        except SubmitError as e:
+    def _submit(self, jobs: list, submitter: Submitter, stats: PassStats) -> "_Batch":
+        """Compose and submit a claimed batch (replies are read by _finish)."""
+        batch = _Batch()
+        for i, job in enumerate(jobs):
+            if self.stopping:
+                # SIGTERM: what is submitted is finished; the rest goes back.
+                outbox.release(self.store, [(j.row_id, j.token) for j in jobs[i:] if isinstance(j, Job)])
+                break
+            if job is None:
+                stats.lost += 1
+                log.warning('NOQUEUE: status=lost reason="lease taken over by another worker"')
+                continue
+            if isinstance(job, Skip):
+                stats.suppressed += 1
+                log.info('NOQUEUE: to=<%s> ticket=%d kind=%s status=suppressed reason="%s"', job.recipient, job.ticket, job.kind, job.reason)
+                continue
             now = self.clock()
-            if e.permanent:
-                outbox.mark_failed(self.store, job, str(e), now)
-                stats.failed += 1
-                self._log(job, "", mail.message_id, "failed", reason=str(e))
+            try:
+                mail = compose(job, self.config, self._secret, now, self._read_attachment)
+            except ComposeError as e:
+                batch.done.append(Done(job, "failed", now, error=str(e)))
+                continue
+            except OSError as e:  # an attachment file unreadable: the store's disk, retry
+                batch.done.append(Done(job, "retry", now, error=f"attachment: {e}"))
+                continue
+            submitter.submit(mail.sender, mail.recipient, mail.data)
+            batch.submitted.append((job, mail.message_id))
+        return batch
+
+    def _finish(self, batch: "_Batch", submitter: Submitter, stats: PassStats) -> None:
+        """Read the replies of a submitted batch and record all its results."""
+        now = self.clock()
+        results = submitter.collect(len(batch.submitted))
+        for (job, message_id), result in zip(batch.submitted, results):
+            if isinstance(result, SubmitError):
+                batch.done.append(Done(job, "failed" if result.permanent else "retry", now, message_id=message_id, error=str(result)))
             else:
-                state, delay = outbox.mark_retry(self.store, job, str(e), now, self.config)
-                self._count(stats, state)
-                self._log(job, "", mail.message_id, state, reason=str(e), delay=delay)
-            if e.connection:
-                raise
+                batch.done.append(Done(job, "sent", now, message_id=message_id, queue_id=result))
+        batch.submitted = []
+        self._record(batch.done, stats)
+
+    def _record(self, done: list[Done], stats: PassStats) -> None:
+        """Write a batch's results in one transaction, then log one line per mail."""
+        if not done:
             return
-        if outbox.mark_sent(self.store, job, mail.message_id, qid, self.clock()):
-            stats.sent += 1
-            self._log(job, qid, mail.message_id, "sent")
-        else:
-            stats.lost += 1
-            self._log(job, qid, mail.message_id, "sent", reason="lease taken over by another worker: possible duplicate")
+        try:
+            states = outbox.record(self.store, done, self.config)
+        except Exception:
+            self._unrecorded = list(done)
+            raise
+        self._unrecorded = []
+        for d, (state, delay) in zip(done, states):
+            if state == "lost" and d.status == "sent":
+                stats.lost += 1
+                self._log(d.job, d.queue_id, d.message_id, "sent", reason="lease taken over by another worker: possible duplicate")
+                continue
+            setattr(stats, state, getattr(stats, state) + 1)  # sent / deferred / failed / lost
+            self._log(d.job, d.queue_id, d.message_id, state, reason=d.error, delay=delay)
 
     def _read_attachment(self, sha256: str) -> bytes:
         return self.store.attachment_path(sha256).read_bytes()
-
-    @staticmethod
-    def _count(stats: PassStats, state: str) -> None:
-        if state == "failed":
-            stats.failed += 1
-        elif state == "deferred":
-            stats.deferred += 1
-        else:
-            stats.lost += 1
 
     @staticmethod
     def _log(job: Job, qid: str, msgid: str, status: str, *, reason: str = "", delay: float = 0.0) -> None:

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, or_, select, tuple_, update
+from sqlalchemy.orm import Session, selectinload
 
 from postdesk.config import Config
-from postdesk.notifier.jobs import AttachmentInfo, Entry, Job, Person, Skip
+from postdesk.notifier.jobs import AttachmentInfo, Done, Entry, Job, Person, Skip
 from postdesk.store.errors import unavailable_on_failure
 from postdesk.store.models import Action, MessageId, Outbox, Participant, Ticket
 from postdesk.store.models import Person as PersonRow
@@ -69,17 +69,20 @@ def claim(store, now: datetime, lease: float, limit: int = 20) -> list[tuple[int
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
-        claimed = []
-        for row_id in ids:
-            token = s.execute(
+        if not ids:
+            return []
+        # Compare-and-set: the due condition again, so a row another worker
+        # claimed meanwhile (SQLite without row locks) is not claimed twice.
+        got = dict(
+            s.execute(
                 update(Outbox)
-                .where(Outbox.id == row_id, _due(now))
+                .where(Outbox.id.in_(ids), _due(now))
                 .values(state="sending", lease_until=until, attempts=Outbox.attempts + 1)
-                .returning(Outbox.attempts)
-            ).scalar_one_or_none()
-            if token is not None:
-                claimed.append((row_id, token))
-        return claimed
+                .returning(Outbox.id, Outbox.attempts)
+                .execution_options(synchronize_session=False)
+            ).all()
+        )
+        return [(row_id, got[row_id]) for row_id in ids if row_id in got]
 
 
 # --- loading -------------------------------------------------------------------
@@ -117,33 +120,106 @@ def _entry(action: Action) -> Entry:
 
 
 def prepare(store, row_id: int, token: int, config: Config, now: datetime) -> Job | Skip | None:
-    """Load claimed row ``row_id`` as a Job, or mark it suppressed and return a Skip.
+    """``prepare_many`` for one claimed row."""
+    return prepare_many(store, [(row_id, token)], config, now)[0]
 
-    None: the row is no longer ours (our lease ran out and another worker
-    claimed it).  Also renews our lease, so a long pass keeps its rows.
+
+def prepare_many(store, claims, config: Config, now: datetime) -> list[Job | Skip | None]:
+    """Load claimed rows as Jobs, in one transaction; rows that must not be
+    sent are marked suppressed and come back as Skips.
+
+    None for a row that is no longer ours (our lease ran out and another
+    worker claimed it).  Also renews our leases, so a long pass keeps its rows.
     """
+    until = now + timedelta(seconds=config.notifier.lease)
     with unavailable_on_failure("outbox"), store.session() as s:
-        renewed = s.execute(
-            update(Outbox).where(_mine(row_id, token)).values(lease_until=now + timedelta(seconds=config.notifier.lease))
-        ).rowcount
-        if not renewed:
-            return None
-        row = s.get(Outbox, row_id)
-        ticket = s.get(Ticket, row.ticket_id)
-        if row.kind == "ack":
-            result = _prepare_ack(s, row, ticket, config, now)
-        elif row.kind == "alert":
-            result = _prepare_alert(s, row, ticket, config)
-        elif row.kind == "update":
-            result = _prepare_update(s, row, ticket, config)
-        else:
-            result = f"unknown kind {row.kind!r}"
-        if isinstance(result, str):
-            row.state = "suppressed"
-            row.last_error = result
-            row.lease_until = None
-            return Skip(row_id=row.id, kind=row.kind, ticket=ticket.number, recipient=row.recipient, reason=result)
-        return result
+        ours = set(
+            s.scalars(
+                update(Outbox)
+                .where(tuple_(Outbox.id, Outbox.attempts).in_([tuple(c) for c in claims]), Outbox.state == "sending")
+                .values(lease_until=until)
+                .returning(Outbox.id)
+                .execution_options(synchronize_session=False)
+            ).all()
+        )
+        rows = {r.id: r for r in s.scalars(select(Outbox).where(Outbox.id.in_(ours)))} if ours else {}
+        pre = _Preload.load(s, list(rows.values()), config, now)
+        return [_prepare_row(s, rows[row_id], config, now, pre) if row_id in rows else None for row_id, _token in claims]
+
+
+class _Preload:
+    """What a batch of rows needs, loaded with a few queries instead of a few
+    per row (the notifier's throughput is mostly round trips to the database).
+    Holding the objects also keeps them in the session's identity map, so
+    ``session.get`` and the relationships below issue no SQL."""
+
+    def __init__(self):
+        self.keep: list = []
+        self.people: dict[str, PersonRow] = {}
+        self.first_action: dict[int, int] = {}
+        self.acks_sent: dict[str, int] = {}
+        self.acks_sending: dict[str, list[int]] = {}
+
+    @classmethod
+    def load(cls, s: Session, rows: list[Outbox], config: Config, now: datetime) -> "_Preload":
+        pre = cls()
+        if not rows:
+            return pre
+        ticket_ids = {r.ticket_id for r in rows}
+        pre.keep += s.scalars(select(Ticket).where(Ticket.id.in_(ticket_ids))).all()
+        action_ids = {r.action_id for r in rows if r.action_id}
+        if action_ids:
+            pre.keep += s.scalars(
+                select(Action).where(Action.id.in_(action_ids)).options(selectinload(Action.author), selectinload(Action.attachments))
+            ).all()
+        addresses = {(r.recipient or "").lower() for r in rows}
+        pre.people = {p.address: p for p in s.scalars(select(PersonRow).where(PersonRow.address.in_(addresses)))}
+        alerts = {r.ticket_id for r in rows if r.kind == "alert"}
+        if alerts:
+            pre.first_action = dict(
+                s.execute(select(Action.ticket_id, func.min(Action.id)).where(Action.ticket_id.in_(alerts)).group_by(Action.ticket_id)).all()
+            )
+        acks = {r.recipient for r in rows if r.kind == "ack"}
+        if acks:
+            since = now - timedelta(seconds=config.notifier.ack_window)
+            pre.acks_sent = dict(
+                s.execute(
+                    select(Outbox.recipient, func.count(Outbox.id))
+                    .where(Outbox.kind == "ack", Outbox.recipient.in_(acks), Outbox.state == "sent", Outbox.sent_at > since)
+                    .group_by(Outbox.recipient)
+                ).all()
+            )
+            for row_id, recipient in s.execute(
+                select(Outbox.id, Outbox.recipient).where(Outbox.kind == "ack", Outbox.recipient.in_(acks), Outbox.state == "sending")
+            ):
+                pre.acks_sending.setdefault(recipient, []).append(row_id)
+        return pre
+
+    def person(self, address: str) -> Person:
+        return _person(self.people.get(address.lower())) or Person(address=address.lower())
+
+    def acks_before(self, row: Outbox) -> int:
+        """Acks to this row's recipient sent within the window, plus older
+        claims in flight (the lower row id wins when two workers race)."""
+        return self.acks_sent.get(row.recipient, 0) + sum(1 for i in self.acks_sending.get(row.recipient, ()) if i < row.id)
+
+
+def _prepare_row(s: Session, row: Outbox, config: Config, now: datetime, pre: _Preload) -> Job | Skip:
+    ticket = s.get(Ticket, row.ticket_id)
+    if row.kind == "ack":
+        result = _prepare_ack(s, row, ticket, config, pre)
+    elif row.kind == "alert":
+        result = _prepare_alert(s, row, ticket, config, pre)
+    elif row.kind == "update":
+        result = _prepare_update(s, row, ticket, config)
+    else:
+        result = f"unknown kind {row.kind!r}"
+    if isinstance(result, str):
+        row.state = "suppressed"
+        row.last_error = result
+        row.lease_until = None
+        return Skip(row_id=row.id, kind=row.kind, ticket=ticket.number, recipient=row.recipient, reason=result)
+    return result
 
 
 def _job(row: Outbox, ticket: Ticket, recipient: Person, entries, **kw) -> Job:
@@ -161,12 +237,7 @@ def _job(row: Outbox, ticket: Ticket, recipient: Person, entries, **kw) -> Job:
     )
 
 
-def _recipient(s: Session, address: str) -> Person:
-    p = s.scalar(select(PersonRow).where(PersonRow.address == address.lower()))
-    return _person(p) or Person(address=address.lower())
-
-
-def _prepare_ack(s: Session, row: Outbox, ticket: Ticket, config: Config, now: datetime) -> Job | str:
+def _prepare_ack(s: Session, row: Outbox, ticket: Ticket, config: Config, pre: _Preload) -> Job | str:
     to = (row.recipient or "").strip().lower()
     # RFC 3834 section 2: never answer the null sender, nor ourselves.
     if not to or to in ("<>", "mailer-daemon", "postmaster") or to.startswith(("mailer-daemon@", "postmaster@")):
@@ -182,37 +253,24 @@ def _prepare_ack(s: Session, row: Outbox, ticket: Ticket, config: Config, now: d
     limit = int(config.notifier.ack_limit)
     if limit == 0:
         return "acknowledgements off (ack_limit = 0)"
-    since = now - timedelta(seconds=config.notifier.ack_window)
-    # Sent within the window, plus older claims in flight (the lower row id
-    # wins when two workers race for the same sender).
-    count = s.scalar(
-        select(func.count(Outbox.id)).where(
-            Outbox.kind == "ack",
-            Outbox.recipient == row.recipient,
-            Outbox.id != row.id,
-            or_(
-                and_(Outbox.state == "sent", Outbox.sent_at > since),
-                and_(Outbox.state == "sending", Outbox.id < row.id),
-            ),
-        )
-    )
+    count = pre.acks_before(row)
     if count >= limit:
         return f"rate limit ({count} acknowledgements to this sender in {int(config.notifier.ack_window)} s)"
-    return _job(row, ticket, _recipient(s, to), [_entry(action)], in_reply_to=action.message_id or "", up_to_action_id=action.id)
+    return _job(row, ticket, pre.person(to), [_entry(action)], in_reply_to=action.message_id or "", up_to_action_id=action.id)
 
 
-def _prepare_alert(s: Session, row: Outbox, ticket: Ticket, config: Config) -> Job | str:
+def _prepare_alert(s: Session, row: Outbox, ticket: Ticket, config: Config, pre: _Preload) -> Job | str:
     to = (row.recipient or "").strip().lower()
     if not to or config.is_system_address(to):
         return "own address"  # a system address would turn the alert into a ticket
     action = s.get(Action, row.action_id) if row.action_id else None
     if action is None:
         return "action missing"
-    first = s.scalar(select(func.min(Action.id)).where(Action.ticket_id == ticket.id))
+    first = pre.first_action.get(ticket.id)
     return _job(
         row,
         ticket,
-        _recipient(s, to),
+        pre.person(to),
         [_entry(action)],
         in_reply_to=action.message_id or "",
         up_to_action_id=action.id,
@@ -248,6 +306,7 @@ def _prepare_update(s: Session, row: Outbox, ticket: Ticket, config: Config) -> 
             Action.kind.in_(("message", "status")),
         )
         .order_by(Action.id)
+        .options(selectinload(Action.author), selectinload(Action.attachments))
     ).all()
     entries = []
     for a in actions:
@@ -277,81 +336,106 @@ def _prepare_update(s: Session, row: Outbox, ticket: Ticket, config: Config) -> 
 # --- results -------------------------------------------------------------------
 
 
+def record(store, done: list[Done], config: Config) -> list[tuple[str, float]]:
+    """Record the results of a batch in one transaction (one commit, not one per mail).
+
+    Returns, per item, (state, seconds): ("sent", 0), ("deferred", delay),
+    ("failed", 0), or ("lost", 0) when the row was no longer ours.  Grouping
+    the commits widens the duplicate window described above from one mail to
+    one batch; the worker records each batch as soon as it is sent.
+    """
+    out = []
+    with unavailable_on_failure("outbox"), store.session() as s:
+        keep = s.scalars(select(Outbox).where(Outbox.id.in_({d.job.row_id for d in done}))).all()  # noqa: F841 (identity map)
+        keys = {d.message_id.strip("<>")[:KEY_MAX] for d in done if d.status == "sent"}
+        seen = set(s.scalars(select(MessageId.key).where(MessageId.key.in_(keys)))) if keys else set()
+        for d in done:
+            if d.status == "sent":
+                out.append(_sent(s, d, seen))
+            elif d.status == "retry":
+                out.append(_retry(s, d, config))
+            else:
+                out.append(_failed(s, d))
+    return out
+
+
 def mark_sent(store, job: Job, message_id: str, queue_id: str, now: datetime) -> bool:
-    """Record a delivered mail.  False: the row was no longer ours (logged by the caller).
-
-    Our Message-ID goes into message_ids (ours=True), so a reply that keeps
-    only In-Reply-To/References threads onto the ticket.
-    """
-    with unavailable_on_failure("outbox"), store.session() as s:
-        ours = s.execute(
-            update(Outbox)
-            .where(_mine(job.row_id, job.token))
-            .values(
-                state="sent",
-                sent_at=now,
-                message_id=message_id,
-                queue_id=queue_id[:64],
-                lease_until=None,
-                last_error="",
-                up_to_action_id=job.up_to_action_id,
-            )
-        ).rowcount
-        row = s.get(Outbox, job.row_id)
-        key = message_id.strip("<>")[:KEY_MAX]
-        if row is not None and not s.scalar(select(MessageId.id).where(MessageId.key == key)):
-            s.add(
-                MessageId(
-                    key=key,
-                    ticket_id=row.ticket_id,
-                    action_id=job.up_to_action_id or row.action_id,
-                    ours=True,
-                    created_at=now,
-                )
-            )
-        if row is not None and job.kind == "update":
-            s.execute(
-                update(Participant)
-                .where(
-                    Participant.ticket_id == row.ticket_id,
-                    Participant.person_id == select(PersonRow.id).where(PersonRow.address == job.recipient.address).scalar_subquery(),
-                    Participant.last_update_action_id < job.up_to_action_id,
-                )
-                .values(last_update_action_id=job.up_to_action_id)
-            )
-        return bool(ours)
+    return record(store, [Done(job, "sent", now, message_id=message_id, queue_id=queue_id)], None)[0][0] == "sent"
 
 
-def mark_retry(store, job_or_claim, error: str, now: datetime, config: Config) -> tuple[str, float]:
-    """A temporary failure: queue again after a backoff, or give up when too old.
+def mark_retry(store, job: Job, error: str, now: datetime, config: Config) -> tuple[str, float]:
+    return record(store, [Done(job, "retry", now, error=error)], config)[0]
 
-    Returns ("deferred", seconds) or ("failed", 0).
-    """
-    row_id, token = _ids(job_or_claim)
-    with unavailable_on_failure("outbox"), store.session() as s:
-        row = s.get(Outbox, row_id)
-        if row is None or row.state != "sending" or row.attempts != token:
-            return ("lost", 0.0)
-        if (now - row.created_at).total_seconds() >= config.notifier.retry_max_age:
-            _fail(s, row, f"gave up after {row.attempts} attempts: {error}", now)
-            return ("failed", 0.0)
-        delay = backoff(row.attempts)
-        row.state = "queued"
-        row.due_at = now + timedelta(seconds=delay)
+
+def mark_failed(store, job: Job, error: str, now: datetime) -> bool:
+    return record(store, [Done(job, "failed", now, error=error)], None)[0][0] == "failed"
+
+
+def _row(s: Session, job: Job) -> Outbox | None:
+    row = s.get(Outbox, job.row_id)
+    if row is None or row.state != "sending" or row.attempts != job.token:
+        return None
+    return row
+
+
+def _sent(s: Session, d: Done, seen: set[str]) -> tuple[str, float]:
+    """A delivered mail.  Our Message-ID goes into message_ids (ours=True), so
+    a reply that keeps only In-Reply-To/References threads onto the ticket."""
+    job = d.job
+    row = s.get(Outbox, job.row_id)
+    if row is None:
+        return ("lost", 0.0)
+    ours = row.state == "sending" and row.attempts == job.token
+    if ours:
+        row.state = "sent"
+        row.sent_at = d.at
+        row.message_id = d.message_id
+        row.queue_id = d.queue_id[:64]
         row.lease_until = None
-        row.last_error = error[:2000]
-        return ("deferred", delay)
+        row.last_error = ""
+        row.up_to_action_id = job.up_to_action_id
+    # Even when another worker took the row over, this mail went out: record
+    # its Message-ID so a reply to it still threads.
+    key = d.message_id.strip("<>")[:KEY_MAX]
+    if key not in seen:
+        seen.add(key)
+        s.add(MessageId(key=key, ticket_id=row.ticket_id, action_id=job.up_to_action_id or row.action_id, ours=True, created_at=d.at))
+    if job.kind == "update":
+        s.execute(
+            update(Participant)
+            .where(
+                Participant.ticket_id == row.ticket_id,
+                Participant.person_id == select(PersonRow.id).where(PersonRow.address == job.recipient.address).scalar_subquery(),
+                Participant.last_update_action_id < job.up_to_action_id,
+            )
+            .values(last_update_action_id=job.up_to_action_id)
+        )
+    return ("sent", 0.0) if ours else ("lost", 0.0)
 
 
-def mark_failed(store, job_or_claim, error: str, now: datetime) -> bool:
+def _retry(s: Session, d: Done, config: Config) -> tuple[str, float]:
+    """A temporary failure: queued again after a backoff, failed when too old."""
+    row = _row(s, d.job)
+    if row is None:
+        return ("lost", 0.0)
+    if (d.at - row.created_at).total_seconds() >= config.notifier.retry_max_age:
+        _fail(s, row, f"gave up after {row.attempts} attempts: {d.error}", d.at)
+        return ("failed", 0.0)
+    delay = backoff(row.attempts)
+    row.state = "queued"
+    row.due_at = d.at + timedelta(seconds=delay)
+    row.lease_until = None
+    row.last_error = d.error[:2000]
+    return ("deferred", delay)
+
+
+def _failed(s: Session, d: Done) -> tuple[str, float]:
     """A permanent failure (5xx): the row is failed and the ticket says so, privately."""
-    row_id, token = _ids(job_or_claim)
-    with unavailable_on_failure("outbox"), store.session() as s:
-        row = s.get(Outbox, row_id)
-        if row is None or row.state != "sending" or row.attempts != token:
-            return False
-        _fail(s, row, error, now)
-        return True
+    row = _row(s, d.job)
+    if row is None:
+        return ("lost", 0.0)
+    _fail(s, row, d.error, d.at)
+    return ("failed", 0.0)
 
 
 def _fail(s: Session, row: Outbox, error: str, now: datetime) -> None:
@@ -392,4 +476,4 @@ def _ids(job_or_claim) -> tuple[int, int]:
     return job_or_claim.row_id, job_or_claim.token
 
 
-__all__ = ["claim", "prepare", "mark_sent", "mark_retry", "mark_failed", "release", "backoff"]
+__all__ = ["claim", "prepare", "prepare_many", "record", "mark_sent", "mark_retry", "mark_failed", "release", "backoff"]
