@@ -41,27 +41,40 @@ _CONTROLS = {c: " " for c in list(range(0x00, 0x20)) + list(range(0x7F, 0xA0)) +
 def lenient_decode(data: bytes, charset: str | None = None) -> str:
     """Decode bytes as ``charset``; never raises.
 
-    Unknown or wrong charsets fall back to UTF-8, then latin-1 (which
-    decodes anything).  A missing or ASCII charset on 8-bit data is the
-    common lie of old clients: try UTF-8 first there too.
+    A missing or ASCII charset on 8-bit data is the common lie of old
+    clients, and an unknown charset tells us nothing: both are read as
+    UTF-8.  When the bytes are not valid in the charset: valid UTF-8 wins;
+    then mostly-UTF-8 (some multi-byte characters decode) keeps the
+    declared reading with U+FFFD for the bad bytes; otherwise latin-1,
+    which decodes anything and is right for the usual legacy 8-bit text.
     """
     cs = (charset or "").strip().strip('"').lower()
     cs = cs.split("*", 1)[0]  # RFC 2231 section 5: charset*language
-    if cs in ("", "us-ascii", "ascii", "unknown-8bit", "x-unknown", "unknown"):
+    if cs in ("", "us-ascii", "ascii", "unknown-8bit", "x-unknown", "unknown", "utf8"):
         cs = "utf-8"
     try:
         return data.decode(cs)
-    except (LookupError, UnicodeDecodeError, ValueError, TypeError):
+    except LookupError:
+        cs = "utf-8"
+        try:
+            return data.decode(cs)
+        except UnicodeDecodeError:
+            pass
+    except (UnicodeDecodeError, ValueError, TypeError):
         pass
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    try:
-        codecs.lookup(cs)
-        return data.decode(cs, errors="replace")
-    except (LookupError, ValueError, TypeError):
-        return data.decode("latin-1")
+    if cs != "utf-8":
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        try:
+            return data.decode(cs, errors="replace")
+        except (LookupError, ValueError, TypeError):
+            return data.decode("latin-1")
+    replaced = data.decode("utf-8", errors="replace")
+    if any(c >= "\x80" and c != "\ufffd" for c in replaced):
+        return replaced
+    return data.decode("latin-1")
 
 
 def fix_8bit(value: str) -> str:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from postdesk.config import Config
@@ -83,8 +84,13 @@ def is_report(parsed: Parsed) -> bool:
     return False
 
 
+_KEYWORD = re.compile(r"\s*(?:\([^()]{0,200}\)\s*)?([\w.-]{1,64})")
+
+
 def _first_word(raw: str) -> str:
-    return hdr.decode_header(raw).split(";", 1)[0].strip().lower()
+    """The keyword of Auto-Submitted/Precedence, without parameters or comments (RFC 3834 5.1 allows CFWS)."""
+    m = _KEYWORD.match(hdr.decode_header(raw))
+    return m.group(1).lower() if m else ""
 
 
 def is_auto(parsed: Parsed) -> bool:

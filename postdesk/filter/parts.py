@@ -164,12 +164,14 @@ def classify(part: Message, in_alternative: bool = False) -> str:
         return "attachment"
     if ct.startswith("message/"):
         return "skip"  # delivery-status and feedback reports: report machinery, not content
-    if ct.startswith("multipart/"):
-        # Declared multipart but no usable boundary: its raw text is all we have.
-        return "skip" if is_container(part) else "body"
+    if ct.startswith("multipart/") and is_container(part):
+        return "skip"
     disp = disposition(part)
     if disp == "attachment":
         return "attachment"
+    if ct.startswith("multipart/"):
+        # Declared multipart but no usable boundary: its raw text is all we have.
+        return "body"
     name = filename(part)
     if ct in ("text/plain", "text/html") and not name:
         return "body"

@@ -1,0 +1,133 @@
+"""thread.py: find_tag, strip_subject, threading by tag / references / HMAC id."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from postdesk.filter import find_tag
+from postdesk.filter.decision import TicketInfo
+from postdesk.filter.thread import strip_subject, thread
+from postdesk.msgid import make_message_id
+
+SECRET = b"s" * 32
+
+
+class FakeKnown:
+    def __init__(self, tickets=(), ids=None, seen=()):
+        self.tickets = {n: TicketInfo(n, "open", "c@cust.org", frozenset({"c@cust.org"})) for n in tickets}
+        self.ids = dict(ids or {})
+        self.seen = set(seen)
+
+    def ticket(self, number):
+        return self.tickets.get(number)
+
+    def ticket_for_message_ids(self, message_ids):
+        for m in message_ids:
+            if m in self.ids:
+                return self.ids[m]
+        return None
+
+    def message_seen(self, key):
+        return key in self.seen
+
+    def secret(self):
+        return SECRET
+
+
+@pytest.mark.parametrize(
+    "subject, expected",
+    [
+        ("[#1042] Printer", 1042),
+        ("Re: [#1042] Printer", 1042),
+        ("RE: AW: Fwd: [#1042] Printer", 1042),
+        ("Printer broken [#1042]", 1042),
+        ("Printer [#1042] broken", 1042),
+        ("[# 1042] x", 1042),
+        ("No tag here", None),
+        ("[#] empty", None),
+        ("[#abc] letters", None),
+        ("#1042 without brackets", None),
+        ("[#0] zero", None),
+        ("[#99999999999] too big", None),
+        ("", None),
+    ],
+)
+def test_find_tag_default(subject, expected):
+    assert find_tag(subject, "#") == expected
+
+
+def test_find_tag_other_prefix_any_case():
+    assert find_tag("Re: [TKT-77] help", "TKT-") == 77
+    assert find_tag("Re: [tkt-77] help", "TKT-") == 77
+    assert find_tag("Re: [#77] help", "TKT-") is None
+    assert find_tag("[ACME#5] x", "ACME#") == 5
+    assert find_tag("[acme#5] x", "ACME#") == 5
+    assert find_tag("[a.c5] x", "a.c") == 5 and find_tag("[abc5] x", "a.c") is None  # no regex injection
+
+
+@pytest.mark.parametrize(
+    "subject, expected",
+    [
+        ("Re: [#1042] Printer broken", "Printer broken"),
+        ("RE: AW: WG: SV: VS: Antw: TR: RIF: Fwd: FW: Printer", "Printer"),
+        ("re: aw: fwd: printer", "printer"),
+        ("Re[2]: Printer", "Printer"),
+        ("Re: Printer [#1042]", "Printer"),
+        ("[#1042] Re: Printer", "Printer"),
+        ("Printer: it's broken", "Printer: it's broken"),
+        ("Reorder toner", "Reorder toner"),
+        ("", ""),
+    ],
+)
+def test_strip_subject(subject, expected):
+    assert strip_subject(subject, "#") == expected
+
+
+def test_strip_subject_hostile_is_fast():
+    started = time.perf_counter()
+    strip_subject("Re:" + " " * 100_000 + "x", "#")
+    strip_subject("Re: " * 50_000, "#")
+    strip_subject("[" * 100_000, "#")
+    find_tag("[#" + " " * 100_000, "#")
+    find_tag("[# " * 50_000, "#")
+    assert time.perf_counter() - started < 1.0
+
+
+def test_thread_by_tag():
+    t = thread("Re: [#1042] x", (), FakeKnown(tickets=[1042]), "#")
+    assert (t.ticket, t.via, t.unknown_tag) == (1042, "tag", False)
+
+
+def test_thread_unknown_tag():
+    t = thread("Re: [#9999] x", (), FakeKnown(tickets=[1042]), "#")
+    assert (t.ticket, t.tag, t.unknown_tag) == (None, 9999, True)
+
+
+def test_thread_by_references_known_to_store():
+    k = FakeKnown(tickets=[1042], ids={"cust-1@cust.org": 1042})
+    t = thread("Re: x", ("other@x", "cust-1@cust.org"), k, "#")
+    assert (t.ticket, t.via) == (1042, "references")
+
+
+def test_thread_by_hmac_message_id():
+    mid = make_message_id(1042, SECRET, "example.com")
+    t = thread("Re: x", (mid,), FakeKnown(tickets=[1042]), "#")
+    assert (t.ticket, t.via) == (1042, "hmac")
+    assert 1042 in t.ours
+
+
+def test_thread_hmac_for_missing_ticket_is_new():
+    mid = make_message_id(5, SECRET, "example.com")
+    assert thread("Re: x", (mid,), FakeKnown(tickets=[1042]), "#").ticket is None
+
+
+def test_thread_forged_hmac_ignored():
+    mid = make_message_id(1042, b"another secret", "example.com")
+    assert thread("Re: x", (mid,), FakeKnown(tickets=[1042]), "#").ticket is None
+
+
+def test_tag_wins_over_references():
+    k = FakeKnown(tickets=[1042, 1043], ids={"m@x": 1043})
+    assert thread("[#1042] x", ("m@x",), k, "#").ticket == 1042
