@@ -8,8 +8,14 @@ Each ``NAME.eml`` has a ``NAME.json`` beside it::
      "expect": {...}}
 
 Only the keys present in "expect" are checked, so a file states exactly what
-it is about.  "flags" is compared as an exact set.  A new bug in the field
-adds a file here, not a new test function.
+it is about.  "flags" is compared as an exact set, "cc" and "references" as
+sets; "kind" is the Kind value; any other Decision field is compared as is.
+Extra keys: "text_contains"/"text_excludes", "new_text_contains"/
+"new_text_excludes", "subject_contains" (lists of substrings),
+"reason_contains", "attachment_count", and "attachments" (a list in message
+order; each item may give filename, filename_endswith, content_type, size,
+sha256, data_startswith, content_id, inline).  A new bug in the field adds a
+file here, not a new test function.
 
 Two conveniences keep the fixtures honest without hard-coding secrets or
 hashes: ``{{msgid:N}}`` in an .eml is replaced by our own HMAC Message-ID for
