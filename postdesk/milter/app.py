@@ -21,6 +21,7 @@ import functools
 import logging
 import socket
 import time
+from concurrent.futures import Executor
 from typing import Callable
 
 import Milter
@@ -85,12 +86,13 @@ def boundary(callback):
 class PostdeskMilter(Milter.Base):
     """State of one SMTP connection (libmilter runs each in its own thread)."""
 
-    def __init__(self, config: Config, store, ingest: Callable | None = None):
+    def __init__(self, config: Config, store, ingest: Callable | None = None, executor: Executor | None = None):
         self.config = config
         self.store = store
         if ingest is None:
             from postdesk.ingest import ingest
         self.ingest = ingest
+        self.executor = executor
         self.wanted_actions = actions_for(config)
         self.client_addr = ""
         self.client_name = ""
@@ -254,7 +256,11 @@ class PostdeskMilter(Milter.Base):
         self.spool.close()
         self.spool = None
         try:
-            result = self.ingest(raw, envelope, self.store, self.config)
+            if self.executor is None:
+                result = self.ingest(raw, envelope, self.store, self.config)
+            else:
+                # See make_factory: the store runs on real Python threads.
+                result = self.executor.submit(self.ingest, raw, envelope, self.store, self.config).result()
         except Exception as e:
             # Transient or not, the message is not recorded: the sender's MTA
             # must keep it and retry (DESIGN: "nothing lost").
@@ -306,6 +312,19 @@ class PostdeskMilter(Milter.Base):
         return Milter.CONTINUE
 
 
-def make_factory(config: Config, store, ingest: Callable | None = None) -> Callable[[], PostdeskMilter]:
-    """The per-connection factory for ``Milter.factory``; one Store shared by all."""
-    return lambda: PostdeskMilter(config, store, ingest)
+def make_factory(config: Config, store, ingest: Callable | None = None, executor: Executor | None = None) -> Callable[[], PostdeskMilter]:
+    """The per-connection factory for ``Milter.factory``; one Store shared by all.
+
+    ``executor``: where ingest (filter + store) runs.  server.run passes a
+    ThreadPoolExecutor, and must: Debian's libmilter serves callbacks from a
+    worker pool, so one connection's callbacks hop between OS threads, and
+    pymilter 1.0.5 creates one PyThreadState per connection on whichever
+    thread comes first and deletes it on whichever thread runs close.  That
+    leaves a dangling PyGILState entry behind on the first thread; C code
+    that calls PyGILState_Ensure there (sqlite3's function destructor when
+    SQLAlchemy's pool closes an overflow connection, for one) then crashes
+    the process.  Seen here: a segfault in libpython after a few hundred
+    support mails over 10 concurrent sessions.  Threads started by Python's
+    threading module have proper thread states, so the store lives there.
+    """
+    return lambda: PostdeskMilter(config, store, ingest, executor)

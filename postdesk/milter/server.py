@@ -25,6 +25,7 @@ import os
 import re
 import socket
 import stat
+from concurrent.futures import ThreadPoolExecutor
 
 from postdesk.config import Config
 from postdesk.outcomes import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE
@@ -33,6 +34,7 @@ log = logging.getLogger("postdesk")
 
 NAME = "postdesk"
 BACKLOG = 128  # SMTP bursts open many milter connections at once
+STORE_THREADS = 4  # SQLite serialises writers anyway; PostgreSQL gets some overlap
 
 
 def unix_path(address: str) -> str | None:
@@ -149,7 +151,9 @@ def run(config: Config, store=None, ingest=None) -> int:
                 return EX_CONFIG
 
     actions = actions_for(config)
-    register(make_factory(config, store, ingest), actions)
+    # Filter + store run on these threads, never on libmilter's (see make_factory).
+    executor = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="postdesk-store")
+    register(make_factory(config, store, ingest, executor), actions)
     milter.setconn(address)
     milter.settimeout(config.milter.timeout)
     milter.setbacklog(BACKLOG)
@@ -187,6 +191,7 @@ def run(config: Config, store=None, ingest=None) -> int:
         log.error("milter stopped: %s", e)
         status = EX_SOFTWARE
     finally:
+        executor.shutdown(wait=True)
         if path:
             try:
                 os.unlink(path)

@@ -1,0 +1,303 @@
+#!/usr/bin/env python3
+"""Benchmark: the same private Postfix with and without the postdesk milter.
+
+Interleaved rounds (bare, milter, then milter, bare, ...) of:
+
+  (a) pass-through mail: Postfix's own ``smtp-source -s 10`` (2 KB mails to a
+      non-support address) -> the milter accepts them at DATA;
+  (b) new tickets: unique 2 KB mails to support@ (unique Message-IDs, which
+      smtp-source cannot make) from a Python sender over 10 concurrent
+      sessions, used for both sides so the ratio compares like with like;
+  (c) the same with a 100 KB attachment;
+  (d) p50/p99 of the time the milter adds to a support message: the
+      sender's per-message latency with minus without the milter, and the
+      milter's own ``ms=`` (filter + store) from its log line;
+  (e) the milter's RSS after warm-up and after --rss-messages support mails.
+
+Postfix relays everything to ``smtp-sink``; the store is SQLite in a temp
+directory; the milter listens on a unix socket.  Throughput is what the
+clients see (messages accepted per second); the queue is drained between
+runs so delivery never competes with the next run.  Needs root and Postfix.
+
+    .venv/bin/python bench/milter.py                       # about 2-4 min on 2 cores
+    .venv/bin/python bench/milter.py --messages 2000 --rss-messages 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import itertools
+import os
+import re
+import shutil
+import signal
+import smtplib
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.postfix import PrivatePostfix, available, free_port, port_open, toml_dumps, unix_socket_open, wait_for  # noqa: E402
+
+SUPPORT = "support@example.com"
+
+
+# -- mail -------------------------------------------------------------------------
+
+
+def ticket_mail(i: int, attachment_kb: int = 0) -> bytes:
+    """A unique ~2 KB new-ticket mail, optionally with a random attachment."""
+    tag = uuid.uuid4().hex
+    text = (f"Hello, order {i} ({tag}) did not arrive. " * 48)[:2000]
+    head = (
+        f"From: Customer {i} <customer{i}@example.org>\r\nTo: {SUPPORT}\r\n"
+        f"Subject: Order {i} missing {tag[:8]}\r\nMessage-ID: <{tag}@bench.example.org>\r\n"
+        f"Date: Fri, 27 Nov 2026 23:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+    )
+    if not attachment_kb:
+        return (head + "Content-Type: text/plain; charset=utf-8\r\n\r\n" + text + "\r\n").encode()
+    blob = base64.encodebytes(os.urandom(attachment_kb * 1024)).decode().replace("\n", "\r\n")
+    return (
+        head + 'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+        "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + text + "\r\n"
+        '--b1\r\nContent-Type: application/octet-stream; name="invoice.bin"\r\n'
+        'Content-Disposition: attachment; filename="invoice.bin"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+        + blob + "--b1--\r\n"
+    ).encode()
+
+
+def send_unique(port: int, count: int, sessions: int, attachment_kb: int) -> tuple[float, list[float], int]:
+    """``count`` unique mails, one per SMTP session, ``sessions`` at a time.
+
+    Returns (elapsed seconds, per-message latencies, failures).
+    """
+    counter = itertools.count()
+    lock = threading.Lock()
+    latencies: list[float] = []
+    failures = [0]
+
+    def worker() -> None:
+        while True:
+            with lock:
+                i = next(counter)
+            if i >= count:
+                return
+            raw = ticket_mail(i, attachment_kb)
+            t0 = time.perf_counter()
+            try:
+                with smtplib.SMTP("127.0.0.1", port, timeout=120) as s:
+                    s.sendmail(f"customer{i}@example.org", [SUPPORT], raw)
+                    dt = time.perf_counter() - t0
+            except (smtplib.SMTPException, OSError):
+                with lock:
+                    failures[0] += 1
+                continue
+            with lock:
+                latencies.append(dt)
+
+    threads = [threading.Thread(target=worker) for _ in range(sessions)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start, latencies, failures[0]
+
+
+def smtp_source(port: int, count: int, sessions: int) -> float:
+    exe = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+    start = time.perf_counter()
+    subprocess.run(
+        [exe, "-s", str(sessions), "-m", str(count), "-l", "2048", "-f", "sender@example.org", "-t", "someone@example.net", f"127.0.0.1:{port}"],
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - start
+
+
+# -- processes --------------------------------------------------------------------
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, int(round(p / 100 * (len(values) - 1)))))
+    return values[k]
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.dir = Path(tempfile.mkdtemp(prefix="postdesk-bench-"))
+        os.chmod(self.dir, 0o755)
+        self.sock = self.dir / "milter" / "milter.sock"
+        self.sock.parent.mkdir()
+        os.chmod(self.sock.parent, 0o755)
+        self.sink_port = free_port()
+        self.milter_log = self.dir / "milter.log"
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        data = {
+            "organization": {"system_addresses": [SUPPORT], "reply_to": SUPPORT, "team": ["team@example.com"], "staff": ["@example.com"]},
+            "store": {"url": f"sqlite:///{self.dir}/postdesk.db", "attachments": str(self.dir / "attachments")},
+            "milter": {"socket": f"unix:{self.sock}", "socket_group": "postfix", "socket_mode": "0660"},
+            "log": {"level": "INFO"},
+        }
+        cfg = self.dir / "postdesk.toml"
+        cfg.write_text(toml_dumps(data))
+        from postdesk import config as configmod
+        from postdesk.store import Store
+
+        store = Store.from_config(configmod.load(cfg))
+        store.init()
+        store.close()
+        sink = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+        self.sink = subprocess.Popen([sink, "-u", "postfix", f"127.0.0.1:{self.sink_port}", "1024"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(self.sink)
+        wait_for(lambda: port_open(self.sink_port), 10, "smtp-sink")
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.log = open(self.milter_log, "ab")
+        self.milter = subprocess.Popen([sys.executable, "-m", "postdesk.milter", "--config", str(cfg)], stdout=self.log, stderr=self.log, env=env, cwd=ROOT)
+        self.procs.append(self.milter)
+        wait_for(lambda: unix_socket_open(str(self.sock)) or self.milter.poll() is not None, 15, "the milter")
+        if self.milter.poll() is not None:
+            raise SystemExit(f"milter did not start:\n{self.milter_log.read_text()}")
+        self.pf = PrivatePostfix(self.dir / "postfix", free_port(), self.sink_port, extra={"default_process_limit": "200"})
+        self.pf.start()
+
+    def stop(self) -> None:
+        try:
+            if getattr(self, "pf", None):
+                self.pf.stop()
+        finally:
+            for p in self.procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+                    try:
+                        p.wait(15)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+            if not self.args.keep:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    def attach(self, on: bool) -> None:
+        self.pf.set_milter(f"unix:{self.sock}" if on else None)
+
+    def drain(self) -> None:
+        wait_for(self.pf.queue_empty, 300, "the Postfix queue to drain", interval=0.2)
+
+    def log_ms(self, start_offset: int) -> list[float]:
+        with open(self.milter_log, "rb") as f:
+            f.seek(start_offset)
+            text = f.read().decode(errors="replace")
+        return [float(m.group(1)) for m in re.finditer(r"outcome=created\b.*?\bms=(\d+)", text)]
+
+    def run(self) -> int:
+        a = self.args
+        results: dict[tuple[str, str], dict] = {}
+        cases = [("a", "pass-through (smtp-source)"), ("b", "new ticket, 2 KB"), ("c", f"new ticket + {a.attachment_kb} KB attachment")]
+        for rnd in range(a.rounds):
+            order = ["bare", "milter"] if rnd % 2 == 0 else ["milter", "bare"]
+            for side in order:
+                self.attach(side == "milter")
+                for key, _ in cases:
+                    offset = self.milter_log.stat().st_size
+                    if key == "a":
+                        elapsed, lat, fail, n = smtp_source(self.pf.port, a.messages, a.sessions), [], 0, a.messages
+                    else:
+                        n = a.messages if key == "b" else max(1, a.messages // 2)
+                        elapsed, lat, fail = send_unique(self.pf.port, n, a.sessions, a.attachment_kb if key == "c" else 0)
+                    self.drain()
+                    r = results.setdefault((key, side), {"n": 0, "t": 0.0, "lat": [], "fail": 0, "ms": []})
+                    r["n"] += n - fail
+                    r["t"] += elapsed
+                    r["lat"] += lat
+                    r["fail"] += fail
+                    if side == "milter" and key != "a":
+                        r["ms"] += self.log_ms(offset)
+                    print(f"  round {rnd + 1} {side:6} ({key}) {n - fail:5d} msgs {elapsed:6.2f}s {(n - fail) / elapsed:7.1f} msg/s" + (f" failures={fail}" if fail else ""), flush=True)
+
+        # (e) RSS over many support messages.
+        self.attach(True)
+        pid = self.milter.pid
+        rss0 = rss_kb(pid)
+        warm = max(1, min(1000, a.rss_messages // 10))
+        send_unique(self.pf.port, warm, a.sessions, 0)
+        rss_warm = rss_kb(pid)
+        samples = [(warm, rss_warm)]
+        sent = warm
+        step = max(1, (a.rss_messages - warm) // 4)
+        while sent < a.rss_messages:
+            n = min(step, a.rss_messages - sent)
+            send_unique(self.pf.port, n, a.sessions, 0)
+            sent += n
+            samples.append((sent, rss_kb(pid)))
+        self.drain()
+
+        def rate(key, side):
+            r = results[(key, side)]
+            return r["n"] / r["t"] if r["t"] else float("nan")
+
+        print()
+        print(f"postdesk milter benchmark: {a.rounds} interleaved rounds, {a.sessions} sessions, --messages {a.messages}, SQLite store, unix socket")
+        print(f"{'case':42} {'bare msg/s':>10} {'milter msg/s':>12} {'ratio':>6}  goal")
+        goals = {"a": ">= 0.85", "b": ">= 0.40", "c": "-"}
+        for key, label in cases:
+            bare, mil = rate(key, "bare"), rate(key, "milter")
+            print(f"({key}) {label:38} {bare:10.1f} {mil:12.1f} {mil / bare:6.2f}  {goals[key]}")
+        for key in ("b", "c"):
+            lb, lm = results[(key, "bare")]["lat"], results[(key, "milter")]["lat"]
+            ms = results[(key, "milter")]["ms"]
+            print(
+                f"(d) {key}: session latency p50 {pct(lb, 50) * 1000:.1f} -> {pct(lm, 50) * 1000:.1f} ms (+{(pct(lm, 50) - pct(lb, 50)) * 1000:.1f}),"
+                f" p99 {pct(lb, 99) * 1000:.1f} -> {pct(lm, 99) * 1000:.1f} ms (+{(pct(lm, 99) - pct(lb, 99)) * 1000:.1f});"
+                f" milter ms= (filter+store) p50 {pct(ms, 50):.0f} p99 {pct(ms, 99):.0f} over {len(ms)} msgs"
+            )
+        print(f"(e) milter RSS: start {rss0 / 1024:.1f} MB; " + ", ".join(f"after {n} msgs {kb / 1024:.1f} MB" for n, kb in samples)
+              + f"; growth after warm-up {(samples[-1][1] - rss_warm) / 1024:+.1f} MB ({(samples[-1][1] / rss_warm - 1) * 100:+.1f}%)")
+        failed = sum(r["fail"] for r in results.values())
+        if failed:
+            print(f"warning: {failed} messages failed")
+        return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--messages", type=int, default=400, help="messages per run for (a) and (b); (c) sends half (default 400)")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
+    p.add_argument("--sessions", type=int, default=10, help="concurrent SMTP sessions (default 10)")
+    p.add_argument("--attachment-kb", type=int, default=100)
+    p.add_argument("--rss-messages", type=int, default=2000, help="support mails for the RSS check (the issue asks 10000)")
+    p.add_argument("--keep", action="store_true", help="keep the temp directory (logs, database)")
+    args = p.parse_args(argv)
+    ok, why = available()
+    if not ok:
+        print(f"bench/milter.py: {why}", file=sys.stderr)
+        return 69
+    bench = Bench(args)
+    try:
+        bench.start()
+        return bench.run()
+    finally:
+        bench.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
