@@ -323,3 +323,25 @@ def test_milter_class_has_no_noreply_callbacks():
     # @noreply callbacks break under TestCtx and cost us the early REJECT.
     for name in ("header", "body", "eoh", "envrcpt", "data"):
         assert not getattr(getattr(PostdeskMilter, name), "milter_protocol", 0)
+
+
+def test_ingest_runs_on_the_executor_thread(config):
+    # server.run passes a ThreadPoolExecutor: the store must never run on
+    # libmilter's threads (see postdesk.milter.app.make_factory).
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    seen = []
+
+    def ingest(raw, envelope, store, config, now=None):
+        seen.append(threading.current_thread().name)
+        return FakeResult(Outcome.CREATED, ticket=8)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="postdesk-store") as ex:
+        Milter.factory = make_factory(config, store=object(), ingest=ingest, executor=ex)
+        ctx = testctx.TestCtx()
+        ctx._setsymval("i", "Q1")
+        ctx._connect(ip="192.0.2.7")
+        assert ctx._feedFile(io.BytesIO(message()), "c@example.org", "support@example.com") == Milter.ACCEPT
+    assert seen and seen[0].startswith("postdesk-store")
+    assert last(ctx, "Subject") == "[#8] Printer on fire"
