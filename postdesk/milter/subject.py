@@ -24,11 +24,9 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
 def find_tag(subject: str, tag: str) -> int | None:
-    try:
-        from postdesk.filter import find_tag as _find_tag
-    except ImportError:  # TEMPORARY until the filter lands
-        m = re.search(r"\[" + re.escape(tag) + r"(\d+)\]", subject, re.I)
-        return int(m.group(1)) if m else None
+    """The ticket number tagged in a decoded Subject (the filter's rule)."""
+    from postdesk.filter import find_tag as _find_tag
+
     return _find_tag(subject, tag)
 
 
