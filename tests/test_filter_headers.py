@@ -114,3 +114,9 @@ def test_hostile_header_sizes_stay_fast():
     hdr.message_ids("<" * 100_000)
     clean_header("\r\n" * 100_000)
     assert time.perf_counter() - started < 2.0
+
+
+def test_message_ids_keep_the_end_of_a_100k_references():
+    ids = [f"<{i:06d}.thread@lists.example>" for i in range(4000)]  # ~110 KB
+    got = hdr.message_ids("\r\n ".join(ids))
+    assert got[-1] == "003999.thread@lists.example" and len(got) == 100

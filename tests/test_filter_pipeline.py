@@ -379,3 +379,15 @@ def test_throughput_2kb(config):
         decide(parse(raw), e, k, config, NOW)
     rate = n / (time.perf_counter() - started)
     assert rate > 250, f"{rate:.0f} msg/s"  # goal 500 on one core; slack for loaded CI machines
+
+
+def test_missing_closing_boundary_flags_truncated(config):
+    body = "--b\nContent-Type: text/plain\n\nhello\n--b\nContent-Type: application/pdf\nContent-Disposition: attachment; filename=a.pdf\n\n%PDF-1.4 cut off"
+    d = run(mail(extra="Content-Type: multipart/mixed; boundary=b", body=body), config=config)
+    assert "truncated" in d.flags and d.text == "hello"
+    assert [a.filename for a in d.attachments] == ["a.pdf"]
+
+
+def test_bounce_with_tag_is_not_a_stranger(config):
+    d = run(mail(frm="feedback@fbl.example", subject="FW: [#1042] x", extra="Content-Type: multipart/report; report-type=feedback-report; boundary=r", body="--r\nContent-Type: text/plain\n\nabuse\n--r--\n"), env(sender="fbl@fbl.example"), config=config)
+    assert d.kind is Kind.FOLLOWUP and d.flags == {"bounce"}

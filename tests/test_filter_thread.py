@@ -131,3 +131,17 @@ def test_thread_forged_hmac_ignored():
 def test_tag_wins_over_references():
     k = FakeKnown(tickets=[1042, 1043], ids={"m@x": 1043})
     assert thread("[#1042] x", ("m@x",), k, "#").ticket == 1042
+
+
+def test_first_existing_tag_wins_and_unknown_ones_are_flagged():
+    t = thread("[#77] Re: [#1042] x", (), FakeKnown(tickets=[1042]), "#")
+    assert (t.ticket, t.unknown_tag) == (1042, True)
+    t = thread("[#1042] x", (), FakeKnown(tickets=[1042]), "#")
+    assert t.unknown_tag is False
+    assert find_tag("[#77] Re: [#1042] x", "#") == 77  # find_tag itself: the first tag
+
+
+def test_unknown_tag_with_hmac_reference_still_threads():
+    mid = make_message_id(1042, SECRET, "example.com")
+    t = thread("[#77] Re: x", (mid,), FakeKnown(tickets=[1042]), "#")
+    assert (t.ticket, t.unknown_tag, t.via) == (1042, True, "hmac")

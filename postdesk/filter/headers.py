@@ -27,6 +27,7 @@ from email.utils import getaddresses
 # characters; no sane header value is longer than this.
 MAX_HEADER = 16384
 MAX_ADDRESSES = 500
+MAX_REFERENCES_CHARS = 1024 * 1024
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])|\r(?=[ \t])")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,64})\?([bBqQ])\?([^?\s]*)\?=")
@@ -244,7 +245,9 @@ def message_ids(raw: str | None, limit: int = 100) -> list[str]:
     """
     if not raw:
         return []
-    found = _MSGID.findall(unfold(str(raw)[: MAX_HEADER * 4]))
+    raw = str(raw)
+    # Postfix allows a 100 KB header; the newest references are at the end.
+    found = _MSGID.findall(unfold(raw[-MAX_REFERENCES_CHARS:]))
     if not found:
         bare = clean_header(unfold(str(raw)[:1000]))
         if bare and " " not in bare and "@" in bare:

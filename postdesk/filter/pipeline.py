@@ -189,7 +189,9 @@ def decide(parsed: Parsed, envelope: Envelope, known: Known, config: Config, now
     # Body and attachments (only for mail that is recorded).
     body = bodymod.extract(parsed.message)
     found = attmod.collect(parsed.message, config.limits.max_attachments)
-    if found.truncated:
+    # More attachments than we keep, or a multipart cut off before its closing
+    # boundary (RFC 2046 5.1.1): either way something is missing; staff should know.
+    if found.truncated or "CloseBoundaryNotFoundDefect" in parsed.defects:
         flags.add("truncated")
 
     # Rule 7: trust.
@@ -210,7 +212,8 @@ def decide(parsed: Parsed, envelope: Envelope, known: Known, config: Config, now
             flags.add("closed")
 
     # Rule 9: a stranger joining a ticket stays private until staff decide.
-    if kind is Kind.FOLLOWUP and not tr.staff:
+    # (Not for bounces: a mail system is no one joining; they are private anyway.)
+    if kind is Kind.FOLLOWUP and not tr.staff and not auto.bounce:
         info = known.ticket(th.ticket)
         participants = info.participants if info else frozenset()
         if h.author not in participants and th.ticket not in ours:

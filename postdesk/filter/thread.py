@@ -34,15 +34,24 @@ def _tag_re(tag: str) -> re.Pattern[str]:
     return re.compile(r"\[[ \t]?" + re.escape(tag) + r"[ \t]?(\d{1,10})[ \t]?\]", re.IGNORECASE)
 
 
-def find_tag(subject: str, tag: str) -> int | None:
-    """The ticket number of the first ``[<tag>N]`` in ``subject``, or None."""
+def find_tags(subject: str, tag: str, limit: int = 20) -> list[int]:
+    """Ticket numbers of every ``[<tag>N]`` in ``subject``, in order, without repeats."""
+    out: list[int] = []
     if not subject or not tag:
-        return None
+        return out
     for m in _tag_re(tag).finditer(subject):
         number = int(m.group(1))
-        if 0 < number <= MAX_TICKET:
-            return number
-    return None
+        if 0 < number <= MAX_TICKET and number not in out:
+            out.append(number)
+            if len(out) >= limit:
+                break
+    return out
+
+
+def find_tag(subject: str, tag: str) -> int | None:
+    """The ticket number of the first ``[<tag>N]`` in ``subject``, or None."""
+    tags = find_tags(subject, tag, limit=1)
+    return tags[0] if tags else None
 
 
 def strip_subject(subject: str, tag: str) -> str:
@@ -86,12 +95,15 @@ def thread(subject: str, references: tuple[str, ...], known: Known, tag: str) ->
     except Exception:
         secret = b""
     ours = frozenset(hmac_tickets(references, secret))
-    number = find_tag(subject, tag)
-    unknown = False
-    if number is not None:
-        if known.ticket(number) is not None:
-            return Thread(ticket=number, tag=number, via="tag", ours=ours)
-        unknown = True
+    # Another help desk may have put its own "[#77]" before ours: the first
+    # tag naming a ticket that exists wins (rule 4: "for a ticket that exists").
+    # Any tag naming no ticket here is flagged (unknown-tag), even when another one matches.
+    numbers = find_tags(subject, tag)
+    existing = [n for n in numbers if known.ticket(n) is not None]
+    unknown = len(existing) < len(numbers)
+    if existing:
+        return Thread(ticket=existing[0], tag=existing[0], unknown_tag=unknown, via="tag", ours=ours)
+    number = numbers[0] if numbers else None
     if references:
         n = known.ticket_for_message_ids(list(references))
         if n is not None and known.ticket(n) is not None:
