@@ -6,6 +6,7 @@ parser (``policy.default``), the way a recipient's client would read them.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from email import policy
 from email.parser import BytesParser
@@ -166,3 +167,25 @@ def test_update_shows_staff_by_name_and_status_lines(config):
 def test_queue_id_from_postfix_reply():
     assert queue_id(b"2.0.0 Ok: queued as 4BxT2k1Z3n") == "4BxT2k1Z3n"
     assert queue_id("2.0.0 OK stored") == ""
+
+
+def test_long_headers_fold_and_round_trip(config):
+    subject = " ".join(f"word{i}" for i in range(60))  # ~400 characters of ASCII
+    name = "Ünïcode " * 20
+    mail = compose(job(subject=subject, recipient=Person("alice@customer.org", name.strip())), config, SECRET, NOW)
+    head = mail.data.split(b"\r\n\r\n", 1)[0]
+    assert all(len(line) <= 78 for line in head.split(b"\r\n"))
+    m = parse(mail.data)
+    assert m["Subject"] == f"[#1042] {subject[:250].rstrip()}"
+    # Split between words, into encoded-words of at most 75 characters.
+    # (Python's parser reads the space inside a word and adds one between words.)
+    assert " ".join(m["To"].addresses[0].display_name.split()) == name.strip()
+    assert all(len(w) <= 75 for w in re.findall(r"=\?[^ ]*\?=", head.decode()))
+    assert not m.defects
+
+
+def test_body_round_trips_exactly(config):
+    text = "Line one\n.starts with a dot\nFrom the start\ntrailing space   \n" + "long " * 60 + "\nÜmlaut ✓\n"
+    e = Entry(1, "message", True, Person("bob@example.com", "Bob", staff=True), text, NOW)
+    body = parse(compose(job(entries=(e,)), config, SECRET, NOW).data).get_content()
+    assert text.rstrip() in body.replace("\r\n", "\n")

@@ -18,6 +18,8 @@ back to the literal text and nothing more.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -76,12 +78,13 @@ def _needs_encoding(value: str) -> bool:
     return not value.isascii() or "=?" in value
 
 
-def unstructured(value: str, name: str) -> Header:
-    """An unstructured header value (Subject), encoded when needed."""
+def unstructured(value: str, name: str) -> str:
+    """An unstructured header value (Subject): ASCII as is, else UTF-8
+    encoded-words (at most 75 characters each, RFC 2047 section 2)."""
     value = clean(value)
     if _needs_encoding(value):
-        return Header(value, "utf-8", header_name=name)
-    return Header(value, header_name=name)
+        return " ".join(Header(value, "utf-8", header_name=name).encode(maxlinelen=76).split())
+    return value
 
 
 def address(addr: str) -> str:
@@ -100,12 +103,35 @@ def mailbox(name: str, addr: str) -> str:
         return addr
     if _needs_encoding(name):
         # An encoded-word is a whole "word" in a phrase (RFC 2047 section 5 (3)).
-        shown = Header(name, "utf-8").encode(maxlinelen=10_000)
+        shown = _phrase_words(name)
     elif re.search(r'[][\\()<>@,:;".]', name):
         shown = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
     else:
         shown = name
     return f"{shown} <{addr}>"
+
+
+def _encoded_word(text: str) -> str:
+    return "=?utf-8?b?" + base64.b64encode(text.encode("utf-8")).decode("ascii") + "?="
+
+
+def _phrase_words(name: str) -> str:
+    """A display name as UTF-8 encoded-words of at most 75 characters
+    (RFC 2047 section 2), split between words with the space inside the
+    earlier word: whitespace between encoded-words is dropped when decoding
+    (6.2), and some parsers (Python's address parser) read a word split in
+    the middle as two words."""
+    chunks: list[str] = []
+    current = ""
+    for word in name.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if current and len(_encoded_word(candidate)) > 75:
+            chunks.append(current + " ")
+            current = word
+        else:
+            current = candidate
+    chunks.append(current)
+    return " ".join(_encoded_word(c) for c in chunks)
 
 
 def msgid(value: str) -> str:
@@ -215,9 +241,43 @@ def update_text(job: Job, config: Config) -> str:
 # --- the message ---------------------------------------------------------------
 
 
+def fold(name: str, value: str) -> bytes:
+    """One header field, folded at spaces to lines of at most 78 characters
+    (RFC 5322 2.2.3: CRLF before existing whitespace; unfolding restores it).
+
+    ``value`` is already safe ASCII (cleaned, encoded-words where needed); we
+    write it ourselves so nothing re-parses it (see the module docstring).
+    """
+    line = f"{name}: {value}"
+    if "\r" in line or "\n" in line or not line.isascii():
+        raise ComposeError(f"header {name} is not clean ASCII")  # a bug, never data
+    if len(line) <= 78:
+        return line.encode("ascii") + b"\r\n"
+    out: list[str] = []
+    current = ""
+    for word in line.split(" "):
+        if current and len(current) + 1 + len(word) > 78 and current.strip():
+            out.append(current)
+            current = " " + word
+        else:
+            current = f"{current} {word}" if current else word
+    out.append(current)
+    return "\r\n".join(out).encode("ascii") + b"\r\n"
+
+
+def _text_entity(text: str) -> bytes:
+    """A text/plain UTF-8 MIME entity, quoted-printable (readable in logs and
+    queues, 7bit-safe for any relay; RFC 2045 6.7)."""
+    body = binascii.b2a_qp(text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8"), istext=True)
+    return (
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + body.replace(b"\n", b"\r\n")
+    )
+
+
 def _text_part(text: str) -> MIMEText:
     cs = Charset("utf-8")
-    cs.body_encoding = QP  # readable in logs and queues; 7bit-safe for any relay
+    cs.body_encoding = QP
     return MIMEText(text, "plain", cs)
 
 
@@ -240,6 +300,18 @@ def _attachment_part(info, data: bytes) -> MIMEBase:
         # filenames (against RFC 2047 section 5), percent-encoding they don't.
         part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", filename))
     return part
+
+
+def _mixed_entity(text: str, parts: list[MIMEBase]) -> bytes:
+    """multipart/mixed: the text, then the attachments (email package; compat32
+    writes what it is given, and no value here comes from a header we read
+    except file names, which go as RFC 2231 parameters)."""
+    msg = MIMEMultipart("mixed")
+    for p in [_text_part(text), *parts]:
+        del p["MIME-Version"]  # RFC 2045 4: on the message, not on each part
+        msg.attach(p)
+    del msg["MIME-Version"]
+    return msg.as_bytes(policy=_SMTP_COMPAT)
 
 
 def compose(
@@ -269,13 +341,7 @@ def compose(
         for entry in job.entries:
             for info in entry.attachments:
                 parts.append(_attachment_part(info, read_attachment(info.sha256)))
-    if parts:
-        msg = MIMEMultipart("mixed")
-        for p in [_text_part(text), *parts]:
-            del p["MIME-Version"]  # RFC 2045 4: on the message, not on each part
-            msg.attach(p)
-    else:
-        msg = _text_part(text)
+    entity = _mixed_entity(text, parts) if parts else _text_entity(text)
 
     own = make_message_id(job.ticket, secret, domain)
     subject = f"{_tag(config, job)} {clean(job.subject)[:MAX_SUBJECT]}".rstrip()
@@ -283,7 +349,7 @@ def compose(
     # A staff reply to an alert must reach a system address to become an action.
     answer_to = reply_to if job.kind != "alert" or config.is_system_address(reply_to) else org.system_addresses[0]
 
-    headers: list[tuple[str, object]] = [
+    headers: list[tuple[str, str]] = [
         ("From", mailbox(org.name, reply_to)),
         ("Reply-To", mailbox(org.name, answer_to)),
         ("To", mailbox(job.recipient.name, recipient)),
@@ -302,14 +368,8 @@ def compose(
         (LOOP_HEADER, reply_to),
         (TICKET_HEADER, str(job.ticket)),
     ]
-    # MIME-Version/Content-Type are already on msg; put ours in front of them.
-    mime = sorted(msg.items(), key=lambda kv: kv[0].lower() != "mime-version")
-    for k in list(msg.keys()):
-        del msg[k]
-    for k, v in headers + mime:
-        msg[k] = v
-
-    data = msg.as_bytes(policy=_SMTP_COMPAT)
+    headers.append(("MIME-Version", "1.0"))
+    data = b"".join(fold(name, value) for name, value in headers) + entity
     return Mail(sender=reply_to, recipient=recipient, message_id=own, data=data)
 
 
