@@ -345,3 +345,11 @@ def test_ingest_runs_on_the_executor_thread(config):
         assert ctx._feedFile(io.BytesIO(message()), "c@example.org", "support@example.com") == Milter.ACCEPT
     assert seen and seen[0].startswith("postdesk-store")
     assert last(ctx, "Subject") == "[#8] Printer on fire"
+
+
+def test_oversize_staff_mail_is_let_through_unrecorded(make_config):
+    config = make_config(limits={"max_message_bytes": 2048})
+    ingest = FakeIngest()
+    rc, ctx = drive(config, ingest, message(b"Re: [#5] big", body=b"z" * 5000 + b"\n"), sender="alice@example.com",
+                    rcpts=("customer@example.org",), macros={"{auth_authen}": "alice"})
+    assert rc == Milter.ACCEPT and ingest.calls == [] and ctx._reply is None

@@ -128,6 +128,12 @@ class PostdeskMilter(Milter.Base):
 
     def reject_too_big(self, size: int) -> int:
         self.too_big = True
+        if self.spool is not None and not self.system_rcpts:
+            # A staff member's own outgoing mail: not ours to refuse.  Stop
+            # reading it; it goes out unrecorded (logged).
+            log.warning("%s: from=<%s> size=%d over max_message_bytes: staff reply not recorded", self.queue_id() or "NOQUEUE", self.sender, size)
+            self._reset()
+            return Milter.ACCEPT
         self.setreply(TOO_BIG.smtp_code, TOO_BIG.dsn, reply_text(f"message size {size} exceeds the limit of {self.config.limits.max_message_bytes} bytes for this recipient"))
         return Milter.REJECT
 
