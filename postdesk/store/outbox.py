@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session, selectinload
 
 from postdesk.config import Config
@@ -344,18 +344,49 @@ def record(store, done: list[Done], config: Config) -> list[tuple[str, float]]:
     the commits widens the duplicate window described above from one mail to
     one batch; the worker records each batch as soon as it is sent.
     """
-    out = []
+    out: list[tuple[str, float]] = []
+    t = Outbox.__table__
     with unavailable_on_failure("outbox"), store.session() as s:
-        keep = s.scalars(select(Outbox).where(Outbox.id.in_({d.job.row_id for d in done}))).all()  # noqa: F841 (identity map)
+        # Lock our rows (PostgreSQL) so no claim slips in between check and write.
+        rows = {
+            r.id: r
+            for r in s.execute(
+                select(t.c.id, t.c.state, t.c.attempts, t.c.ticket_id, t.c.action_id)
+                .where(t.c.id.in_({d.job.row_id for d in done}))
+                .with_for_update()
+            )
+        }
+        others = [d.job.row_id for d in done if d.status != "sent"]
+        keep = s.scalars(select(Outbox).where(Outbox.id.in_(others))).all() if others else []  # noqa: F841 (identity map)
         keys = {d.message_id.strip("<>")[:KEY_MAX] for d in done if d.status == "sent"}
         seen = set(s.scalars(select(MessageId.key).where(MessageId.key.in_(keys)))) if keys else set()
+        sent, ids = [], []
         for d in done:
             if d.status == "sent":
-                out.append(_sent(s, d, seen))
+                out.append(_sent(s, d, rows.get(d.job.row_id), seen, sent, ids))
             elif d.status == "retry":
                 out.append(_retry(s, d, config))
             else:
                 out.append(_failed(s, d))
+        # The hot path, as two executemany statements rather than per-row ORM
+        # work: a batch's bookkeeping costs about as much as one row's did.
+        if sent:
+            s.execute(
+                t.update()
+                .where(t.c.id == bindparam("b_id"), t.c.state == "sending", t.c.attempts == bindparam("b_token"))
+                .values(
+                    state="sent",
+                    sent_at=bindparam("b_at"),
+                    message_id=bindparam("b_msgid"),
+                    queue_id=bindparam("b_qid"),
+                    lease_until=None,
+                    last_error="",
+                    up_to_action_id=bindparam("b_up_to"),
+                ),
+                sent,
+            )
+        if ids:
+            s.execute(MessageId.__table__.insert(), ids)
     return out
 
 
@@ -378,28 +409,23 @@ def _row(s: Session, job: Job) -> Outbox | None:
     return row
 
 
-def _sent(s: Session, d: Done, seen: set[str]) -> tuple[str, float]:
+def _sent(s: Session, d: Done, row, seen: set[str], sent: list[dict], ids: list[dict]) -> tuple[str, float]:
     """A delivered mail.  Our Message-ID goes into message_ids (ours=True), so
     a reply that keeps only In-Reply-To/References threads onto the ticket."""
     job = d.job
-    row = s.get(Outbox, job.row_id)
     if row is None:
         return ("lost", 0.0)
     ours = row.state == "sending" and row.attempts == job.token
     if ours:
-        row.state = "sent"
-        row.sent_at = d.at
-        row.message_id = d.message_id
-        row.queue_id = d.queue_id[:64]
-        row.lease_until = None
-        row.last_error = ""
-        row.up_to_action_id = job.up_to_action_id
+        sent.append(
+            {"b_id": job.row_id, "b_token": job.token, "b_at": d.at, "b_msgid": d.message_id, "b_qid": d.queue_id[:64], "b_up_to": job.up_to_action_id}
+        )
     # Even when another worker took the row over, this mail went out: record
     # its Message-ID so a reply to it still threads.
     key = d.message_id.strip("<>")[:KEY_MAX]
-    if key not in seen:
+    if key and key not in seen:
         seen.add(key)
-        s.add(MessageId(key=key, ticket_id=row.ticket_id, action_id=job.up_to_action_id or row.action_id, ours=True, created_at=d.at))
+        ids.append({"key": key, "ticket_id": row.ticket_id, "action_id": job.up_to_action_id or row.action_id, "ours": True, "created_at": d.at})
     if job.kind == "update":
         s.execute(
             update(Participant)
@@ -409,6 +435,7 @@ def _sent(s: Session, d: Done, seen: set[str]) -> tuple[str, float]:
                 Participant.last_update_action_id < job.up_to_action_id,
             )
             .values(last_update_action_id=job.up_to_action_id)
+            .execution_options(synchronize_session=False)
         )
     return ("sent", 0.0) if ours else ("lost", 0.0)
 
