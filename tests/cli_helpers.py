@@ -135,6 +135,20 @@ class Desk:
             args += ["--recipient", r]
         return self.cli(*args, *extra, input=raw)
 
+    def record(self, raw: bytes, sender: str = "alice@customer.example", recipients: tuple[str, ...] = ("support@example.com",)) -> Any:
+        """Record a message in-process (fast set-up; test_pipe covers the subprocess)."""
+        from postdesk import config as configmod
+        from postdesk.filter.decision import Envelope
+        from postdesk.ingest import ingest
+        from postdesk.store import Store
+
+        config = configmod.load(self.config)
+        store = Store.from_config(config)
+        try:
+            return ingest(raw, Envelope(sender, recipients, "SETUP", "203.0.113.5"), store, config)
+        finally:
+            store.close()
+
     def json(self, *args: str) -> Any:
         p = self.cli(*args, "--json")
         assert p.returncode == 0, p.stderr.decode()
@@ -146,6 +160,15 @@ def make_desk(root: Path, store_url: str, init: bool = True, **sections: dict[st
     config = write_config(root / "postdesk.toml", store_url, root / "attachments", **sections)
     desk = Desk(root, config, store_url)
     if init:
-        p = desk.cli("init")
-        assert p.returncode == 0, p.stderr.decode()
+        # In-process: the same Store.init that `postdesk init` runs (tested
+        # through the CLI in test_cli), without one more interpreter start.
+        from postdesk import config as configmod
+        from postdesk.store import Store
+
+        loaded = configmod.load(config)
+        store = Store.from_config(loaded)
+        try:
+            store.init(loaded.organization.first_ticket_number)
+        finally:
+            store.close()
     return desk

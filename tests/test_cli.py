@@ -40,16 +40,28 @@ def desk(tmp_path):
     return make_desk(tmp_path / "desk", f"sqlite:///{tmp_path}/desk/postdesk.db")
 
 
-@pytest.fixture
-def busy_desk(desk):
+def _fill(desk):
     """Two tickets: 1000 (with a reply and an attachment) and 1001."""
     first = make_mail(subject="Printer on fire", body="Room 4 printer is on fire.\n", attachments=[("photo.pdf", "application/pdf", PDF)])
-    assert desk.filter(first).returncode == 0
+    assert desk.record(first).ticket == 1000
     reply = make_mail(subject="Re: [#1000] Printer on fire", body="Still burning.\n")
-    assert desk.filter(reply).returncode == 0
+    assert desk.record(reply).ticket == 1000
     other = make_mail(subject="Password reset", sender="Bob <bob@customer.example>", body="Cannot log in.\n")
-    assert desk.filter(other, "bob@customer.example").returncode == 0
+    assert desk.record(other, "bob@customer.example").ticket == 1001
     return desk
+
+
+@pytest.fixture
+def busy_desk(desk):
+    """For tests that change tickets."""
+    return _fill(desk)
+
+
+@pytest.fixture(scope="module")
+def shared_desk(tmp_path_factory):
+    """The same two tickets, for tests that only read (set up once)."""
+    root = tmp_path_factory.mktemp("shared")
+    return _fill(make_desk(root / "desk", f"sqlite:///{root}/desk/postdesk.db"))
 
 
 # --- usage ---------------------------------------------------------------------
@@ -201,8 +213,8 @@ def test_ticket_list_empty(desk):
     assert desk.json("ticket", "list") == []
 
 
-def test_ticket_list_table_and_json(busy_desk):
-    desk = busy_desk
+def test_ticket_list_table_and_json(shared_desk):
+    desk = shared_desk
     p = desk.cli("ticket", "list")
     assert p.returncode == 0, err(p)
     lines = out(p).splitlines()
@@ -222,8 +234,8 @@ def test_ticket_list_table_and_json(busy_desk):
         assert isinstance(t["created_at"], str)
 
 
-def test_ticket_show_json_shape(busy_desk):
-    t = busy_desk.json("ticket", "show", "1000")
+def test_ticket_show_json_shape(shared_desk):
+    t = shared_desk.json("ticket", "show", "1000")
     assert TICKET_KEYS | {"actions"} <= set(t)
     assert t["number"] == 1000 and t["subject"] == "Printer on fire" and t["requester"] == "alice@customer.example"
     assert len(t["actions"]) == 2
@@ -238,8 +250,8 @@ def test_ticket_show_json_shape(busy_desk):
     assert t["actions"][1]["attachments"] == []
 
 
-def test_ticket_show_human(busy_desk):
-    p = busy_desk.cli("ticket", "show", "1000")
+def test_ticket_show_human(shared_desk):
+    p = shared_desk.cli("ticket", "show", "1000")
     assert p.returncode == 0, err(p)
     text = out(p)
     assert "[#1000] Printer on fire" in text
@@ -311,8 +323,8 @@ def test_action_toggle_missing_exits_66(desk):
     assert p.returncode == 66 and "999999" in err(p)
 
 
-def test_attachment_get_writes_identical_bytes(busy_desk, tmp_path):
-    desk = busy_desk
+def test_attachment_get_writes_identical_bytes(shared_desk, tmp_path):
+    desk = shared_desk
     att = desk.json("ticket", "show", "1000")["actions"][0]["attachments"][0]
     target = tmp_path / "got.pdf"
     p = desk.cli("attachment", "get", str(att["id"]), "-o", str(target))
@@ -323,8 +335,8 @@ def test_attachment_get_writes_identical_bytes(busy_desk, tmp_path):
     assert [f for f in os.listdir(tmp_path) if f.startswith(".postdesk-")] == []
 
 
-def test_attachment_get_errors(busy_desk, tmp_path):
-    desk = busy_desk
+def test_attachment_get_errors(shared_desk, tmp_path):
+    desk = shared_desk
     p = desk.cli("attachment", "get", "999999", "-o", str(tmp_path / "x"))
     assert p.returncode == 66 and "999999" in err(p)
     assert not (tmp_path / "x").exists()
@@ -337,8 +349,8 @@ def test_attachment_get_errors(busy_desk, tmp_path):
 # --- outbox ------------------------------------------------------------------------------------------
 
 
-def test_outbox_list(busy_desk):
-    desk = busy_desk
+def test_outbox_list(shared_desk):
+    desk = shared_desk
     rows = desk.json("outbox", "list")
     assert isinstance(rows, list) and rows
     kinds = {r["kind"] for r in rows}
@@ -405,7 +417,7 @@ def test_milter_with_bad_config_exits_78(tmp_path):
     assert p.returncode == 78 and "milter.socket" in err(p)
 
 
-def test_json_is_parseable_by_scripts(busy_desk):
-    p = busy_desk.cli("ticket", "show", "1000", "--json")
+def test_json_is_parseable_by_scripts(shared_desk):
+    p = shared_desk.cli("ticket", "show", "1000", "--json")
     data = json.loads(p.stdout)
     assert json.loads(json.dumps(data)) == data
