@@ -22,8 +22,8 @@ from postdesk.msgid import ticket_from_message_id
 from postdesk.notifier.compose import REPLY_MARKER
 from postdesk.notifier.worker import Worker
 from postdesk.store import Store, outbox
-from postdesk.store.models import Action, MessageId, Outbox, Participant, Person
-from postfix import free_port, wait_for
+from postdesk.store.models import Action, MessageId, Outbox, Participant
+from postfix import free_port
 from test_store_support import T0, attachment, followup, new, record, staff_reply
 
 TEAM = "team@example.com"

@@ -1,15 +1,20 @@
 """The notifier worker: one pass sends what is due; ``run`` ticks passes with ``schedule``.
 
-A pass claims due outbox rows in small batches (``postdesk.store.outbox``),
-and for each: loads it, composes the mail, submits it over the pass's one
-SMTP connection, and records the result, logging one line per mail with the
-Postfix queue id first, as Postfix logs its own:
+A pass claims due outbox rows in batches (``postdesk.store.outbox``: one
+transaction to claim, one to load, one to record a batch), composes each
+mail, submits it over the pass's one SMTP connection, and logs one line per
+mail with the Postfix queue id first, as Postfix logs its own:
 
     4BxT2k1Z3n: to=<jane@example.org> ticket=1042 kind=ack msgid=<...> status=sent
 
+Against Postfix the mails of a batch are pipelined (see ``smtp``), and batch
+k+1 is submitted before the replies of batch k are read and recorded, so the
+database, our CPU and Postfix work side by side (``bench/notifier.py``).
+
 SIGTERM (and SIGINT) set a flag that is looked at between mails: the mail in
-flight is finished and recorded, the rest of the claimed batch is given back
-(queued, as it was), and ``run`` returns 0, as systemd expects.
+flight (with pipelining: every mail already written to the server) is
+finished and recorded, the rest of the claimed batch is given back (queued,
+as it was), and ``run`` returns 0, as systemd expects.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from postdesk.outcomes import EX_OK, EX_SOFTWARE, EX_TEMPFAIL
 from postdesk.store import outbox
 
 log = logging.getLogger("postdesk.notifier")
+
 
 def utcnow() -> datetime:
     """Naive UTC, as the store keeps it (same as postdesk.ingest.utcnow, without
@@ -52,7 +58,6 @@ class PassStats:
     failed: int = 0
     suppressed: int = 0
     lost: int = 0  # our lease ran out and another worker took the row
-    errors: list[str] = field(default_factory=list)
 
     @property
     def handled(self) -> int:
@@ -196,7 +201,9 @@ class Worker:
         if reason:
             fields.append('reason="' + reason.replace('"', "'") + '"')
         level = logging.INFO if status == "sent" and not reason else logging.WARNING
-        log.log(level, "%s: %s", qid or "NOQUEUE", " ".join(fields))
+        # NOQUEUE as Postfix writes it for mail it did not queue; "-" for a
+        # mail accepted by a server that named no queue id (not Postfix).
+        log.log(level, "%s: %s", qid or ("-" if status == "sent" else "NOQUEUE"), " ".join(fields))
 
 
 # --- the long-running loop -------------------------------------------------------
@@ -223,8 +230,16 @@ def run(config: Config, once: bool = False, clock: Callable[[], datetime] = utcn
 
     from postdesk.store import Store, StoreUnavailable
 
+    own_store = store is None
     store = store or Store.from_config(config)
-    worker = Worker(config, store, clock)
+    try:
+        return _run(config, once, Worker(config, store, clock), StoreUnavailable, schedule)
+    finally:
+        if own_store:
+            store.close()
+
+
+def _run(config: Config, once: bool, worker: Worker, StoreUnavailable, schedule) -> int:
     if once:
         try:
             stats = worker.run_pass()
