@@ -136,6 +136,10 @@ def _ticket_or_fail(store, number: int) -> dict:
 
 
 def cmd_init(args, config) -> int:
+    import logging
+
+    # Alembic logs its plugin set-up at INFO; one line of ours says the result.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     store = _store(config)
     store.init(config.organization.first_ticket_number)
     print(f"postdesk: database {_redact(config.store.url)} is at the newest schema; attachments in {config.store.attachments}")
