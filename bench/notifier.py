@@ -6,7 +6,9 @@ A private Postfix (loopback high port, own queue) relays everything to
 
   notifier  N due outbox rows (new tickets recorded through ``Store.record``:
             one acknowledgement and one team alert each) sent by one
-            ``Worker`` pass over its one SMTP connection;
+            ``Worker`` pass over its one SMTP connection (pipelined BDAT, as
+            Postfix offers PIPELINING and CHUNKING; --no-pipelining for the
+            classic exchange);
   source    ``smtp-source -d -s 1 -m N -l SIZE``: the same number of mails of
             the same (average) size, one connection, one after the other, as
             the notifier does.
@@ -20,6 +22,7 @@ deployment, synchronous=FULL) in a temp directory.  Needs root and Postfix.
 
     .venv/bin/python bench/notifier.py                 # ~1 min
     .venv/bin/python bench/notifier.py --tickets 1000 --rounds 5
+    .venv/bin/python bench/notifier.py --no-pipelining     # the classic exchange, for comparison
 """
 
 from __future__ import annotations
@@ -132,7 +135,12 @@ class Bench:
     def run_notifier(self, tickets: int) -> tuple[float, float]:
         count = self.make_rows(tickets)
         base = self.delivered()
-        worker = Worker(self.config, self.store, submitter_factory=lambda: Measuring.from_config(self.config))
+        def submitter():
+            sub = Measuring.from_config(self.config)
+            sub.pipelining = not self.args.no_pipelining
+            return sub
+
+        worker = Worker(self.config, self.store, submitter_factory=submitter)
         t0 = time.perf_counter()
         sent = 0
         while True:
@@ -165,6 +173,7 @@ def main() -> int:
     ap.add_argument("--tickets", type=int, default=500, help="new tickets per round (2 notifications each)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--keep", action="store_true", help="keep the temp directory")
+    ap.add_argument("--no-pipelining", action="store_true", help="classic MAIL/RCPT/DATA, one reply at a time (for comparison)")
     args = ap.parse_args()
     ok, why = available()
     if not ok:
@@ -188,7 +197,8 @@ def main() -> int:
         med = lambda i: statistics.median(x[i] for x in results)  # noqa: E731
         ratios = [x[0] / x[1] for x in results]
         print(
-            f"\n{args.tickets * 2} notifications x {args.rounds} rounds, ~{size} bytes each, one SMTP connection each side\n"
+            f"\n{args.tickets * 2} notifications x {args.rounds} rounds, ~{size} bytes each, one SMTP connection each side"
+            f" (notifier {'without' if args.no_pipelining else 'with'} PIPELINING/CHUNKING; smtp-source without)\n"
             f"notifier:    {med(0):.1f} msg/s delivered through Postfix to smtp-sink (median; {med(2):.1f} msg/s submitted)\n"
             f"smtp-source: {med(1):.1f} msg/s delivered (median; {med(3):.1f} msg/s submitted)\n"
             f"ratio notifier/smtp-source: {statistics.median(ratios):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)}; goal >= 0.5x)"
