@@ -633,3 +633,50 @@ def test_sigterm_finishes_the_mail_in_flight_then_stops(desk, sink, tmp_path):
     assert states.count("sent") == 1 and states.count("queued") == 7, states
     assert all(o.lease_until is None for o in rows(store))
     assert f"{sink.got[0].queue_id}: to=<" in log and "status=sent" in log
+
+
+def test_starttls_to_a_relay(desk, tmp_path, monkeypatch):
+    import shutil
+    import ssl
+    import subprocess
+
+    from aiosmtpd.controller import Controller
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    handler = SinkHandler()
+    sessions = []
+
+    class TLSHandler(SinkHandler):
+        async def handle_DATA(self, server, session, envelope):
+            sessions.append(session.ssl is not None)
+            return await handler.handle_DATA(server, session, envelope)
+
+    port = free_port()
+    controller = Controller(TLSHandler(), hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True)
+    controller.start()
+    try:
+        # The relay's certificate is trusted the ordinary way (here: the
+        # default CA file points at it); the host name is verified.
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        cfg, store, worker, clock = desk(notifier={"smtp": f"127.0.0.1:{port}", "starttls": True})
+        record(store, new(), cfg, now=T0)
+        assert worker.run_pass().sent == 2
+        assert sessions == [True, True] and len(handler.got) == 2
+        # Without STARTTLS the relay refuses (530 at MAIL): our configuration,
+        # not the recipient's fault: temporary, the mail waits.
+        cfg2, store2, worker2, _ = desk(notifier={"smtp": f"127.0.0.1:{port}"})
+        record(store2, new(), cfg2, now=T0)
+        stats = worker2.run_pass()
+        assert stats.sent == 0 and stats.failed == 0 and stats.deferred == 2
+    finally:
+        controller.stop()

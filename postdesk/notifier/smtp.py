@@ -6,10 +6,11 @@ ourselves instead of ``smtplib.sendmail`` because we need the text of the
 final 250 reply: Postfix puts its queue id there ("250 2.0.0 Ok: queued as
 4BxT2k1Z3n", smtpd(8)), and that id is what ties our log line to Postfix's.
 
-Failures become ``SubmitError``: ``permanent`` for 5xx replies (RFC 5321
-section 4.2.1: do not retry the same transaction), temporary for 4xx, for a
-refused, dropped or timed-out connection, and for TLS/AUTH trouble (a
-configuration problem should hold mail, not bounce it).  ``connection`` says
+Failures become ``SubmitError``: ``permanent`` for 5xx replies to RCPT or
+to the message (RFC 5321 section 4.2.1: do not retry the same transaction),
+temporary for 4xx, for a refused, dropped or timed-out connection, and for
+trouble that is ours rather than the recipient's: TLS/AUTH setup, 530, a
+refused MAIL FROM (a configuration problem should hold mail, not fail it).  ``connection`` says
 the session is gone, so the pass stops instead of failing every queued mail
 against a dead server.
 """
@@ -47,11 +48,17 @@ def queue_id(reply: bytes | str) -> str:
     return m.group(1) if m else ""
 
 
-def _reply_error(code: int, resp: bytes | str) -> SubmitError:
+def _reply_error(code: int, resp: bytes | str, stage: str = "") -> SubmitError:
     if isinstance(resp, bytes):
         resp = resp.decode("utf-8", "replace")
+    # A 5xx for the recipient or the message is permanent (RFC 5321 4.2.1).
+    # But a refusal of MAIL FROM, or 530 "STARTTLS / authentication required"
+    # (RFC 3207, RFC 4954), is about our own sender or session: every mail
+    # would fail the same way, so hold the mail and let the admin fix the
+    # [notifier] settings (the log line says why; retry_max_age still ends it).
+    ours = stage == "mail" or code == 530
     # 421: the server is closing the channel (RFC 5321 3.8).
-    return SubmitError(f"{code} {resp}", code, permanent=500 <= code < 600, connection=code == 421)
+    return SubmitError(f"{code} {resp}", code, permanent=500 <= code < 600 and not ours, connection=code == 421)
 
 
 class Submitter:
@@ -209,9 +216,9 @@ class Submitter:
         """The four replies of one pipelined mail, oldest first."""
         smtp = self._smtp
         replies = [smtp.getreply() for _ in range(4)]  # RSET, MAIL, RCPT, BDAT
-        for (code, resp), ok in zip(replies, ((250,), (250,), (250, 251), (250,))):
+        for (code, resp), ok, stage in zip(replies, ((250,), (250,), (250, 251), (250,)), ("rset", "mail", "rcpt", "data")):
             if code not in ok:
-                err = _reply_error(code, resp)
+                err = _reply_error(code, resp, stage)
                 if err.connection:
                     self._lost(err)
                 raise err
@@ -233,7 +240,7 @@ class Submitter:
             code, resp = smtp.mail(sender)
             if code != 250:
                 self._reset()
-                raise _reply_error(code, resp)
+                raise _reply_error(code, resp, "mail")
             code, resp = smtp.rcpt(recipient)
             if code not in (250, 251):
                 self._reset()
