@@ -130,6 +130,7 @@ def run(config: Config, store=None, ingest=None) -> int:
     import Milter
     import milter
 
+    from postdesk.milter import serial
     from postdesk.milter.app import action_names, actions_for, make_factory
 
     if store is None:
@@ -164,7 +165,7 @@ def run(config: Config, store=None, ingest=None) -> int:
     actions = actions_for(config)
     # Filter + store run on these threads, never on libmilter's (see make_factory).
     executor = ThreadPoolExecutor(max_workers=store_threads(config), thread_name_prefix="postdesk-store")
-    register(make_factory(config, store, ingest, executor), actions)
+    register(make_factory(config, serial.for_milter(store, config.store.url), ingest, executor), actions)
     milter.setconn(address)
     milter.settimeout(config.milter.timeout)
     milter.setbacklog(BACKLOG)
