@@ -353,3 +353,33 @@ def test_oversize_staff_mail_is_let_through_unrecorded(make_config):
     rc, ctx = drive(config, ingest, message(b"Re: [#5] big", body=b"z" * 5000 + b"\n"), sender="alice@example.com",
                     rcpts=("customer@example.org",), macros={"{auth_authen}": "alice"})
     assert rc == Milter.ACCEPT and ingest.calls == [] and ctx._reply is None
+
+
+def test_sqlite_store_is_serialized_for_the_milter():
+    import threading
+    import time as _time
+
+    from postdesk.milter.serial import SerializedStore, for_milter
+
+    class Slow:
+        busy = 0
+        most = 0
+        url = "x"
+
+        def record(self, *a):
+            Slow.busy += 1
+            Slow.most = max(Slow.most, Slow.busy)
+            _time.sleep(0.01)
+            Slow.busy -= 1
+            return "ok"
+
+    store = for_milter(Slow(), "sqlite:////tmp/x.db")
+    assert isinstance(store, SerializedStore) and store.url == "x"
+    threads = [threading.Thread(target=store.record) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert Slow.most == 1
+    plain = Slow()
+    assert for_milter(plain, "postgresql+psycopg://h/db") is plain
