@@ -383,3 +383,54 @@ def test_sqlite_store_is_serialized_for_the_milter():
     assert Slow.most == 1
     plain = Slow()
     assert for_milter(plain, "postgresql+psycopg://h/db") is plain
+
+
+# -- with the real filter and store (SQLite) --------------------------------------
+
+
+@pytest.fixture
+def real_store(config):
+    from postdesk.store import Store
+
+    store = Store.from_config(config)
+    store.init(config.organization.first_ticket_number)
+    yield store
+    store.close()
+
+
+def test_real_ingest_new_ticket_then_staff_direct_reply(config, real_store):
+    from postdesk.ingest import ingest
+
+    def feed(raw, sender, rcpts, macros=None):
+        Milter.factory = make_factory(config, store=real_store, ingest=ingest)
+        ctx = testctx.TestCtx()
+        ctx._setsymval("i", "Q" + uuid_hex())
+        for k, v in (macros or {}).items():
+            ctx._setsymval(k, v)
+        ctx._connect(ip="198.51.100.9")
+        return ctx._feedFile(io.BytesIO(raw), sender, *rcpts), ctx
+
+    rc, ctx = feed(message(b"=?UTF-8?Q?Drucker_br=C3=A4nnt?="), "customer@example.org", ("support@example.com",))
+    assert rc == Milter.ACCEPT
+    assert last(ctx, "Subject") == "[#1000] =?UTF-8?Q?Drucker_br=C3=A4nnt?="
+    assert last(ctx, "X-Postdesk-Outcome") == "created"
+
+    reply = (b"From: Alice <alice@example.com>\nTo: customer@example.org\nMessage-ID: <r1@example.com>\n"
+             b"Subject: Re: [#1000] Drucker brennt\n\nWe are on it.\n")
+    rc, ctx = feed(reply, "alice@example.com", ("customer@example.org",), {"{auth_authen}": "alice"})
+    assert rc == Milter.ACCEPT
+    assert not ctx._headerschanged  # the customer's copy leaves as written
+    ticket = real_store.show_ticket(1000)
+    assert len(ticket["actions"]) == 2
+    assert "on it" in ticket["actions"][1]["text"]
+
+    # The same reply without a SASL login is not ours: fast path, nothing recorded.
+    rc, ctx = feed(reply.replace(b"r1@", b"r2@"), "alice@example.com", ("customer@example.org",))
+    assert rc == Milter.ACCEPT
+    assert len(real_store.show_ticket(1000)["actions"]) == 2
+
+
+def uuid_hex() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:10].upper()
