@@ -151,7 +151,10 @@ def run(config: Config, store=None, ingest=None) -> int:
     address = config.milter.socket
     path = unix_path(address)
     if path:
-        problem = prepare_socket(path)
+        try:
+            problem = prepare_socket(path)
+        except OSError as e:
+            problem = f"cannot prepare the socket {path}: {e}"
         if problem:
             log.error("%s", problem)
             return EX_UNAVAILABLE
