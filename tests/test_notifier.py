@@ -680,3 +680,47 @@ def test_starttls_to_a_relay(desk, tmp_path, monkeypatch):
         assert stats.sent == 0 and stats.failed == 0 and stats.deferred == 2
     finally:
         controller.stop()
+
+
+def test_action_toggled_public_later_is_sent_once(desk, sink):
+    cfg, store, worker, clock = _ticket_with_cc(desk)
+    sink.got.clear()
+    # A private note, then a public answer that goes out (the customer's
+    # mark passes the note while it is still private).
+    note = record(store, staff_reply(1000, text="Note: replacement part ordered.\n", new_text="Note: replacement part ordered.", public=False, flags=frozenset({"staff", "pvt"})), cfg, now=clock.at(10))
+    record(store, staff_reply(1000, text="We are on it.\n", new_text="We are on it."), cfg, now=clock.at(20))
+    clock.now = clock.at(200)
+    worker.run_pass()
+    assert all("replacement part" not in g.text for g in sink.got) and len(sink.got) == 2
+    sink.got.clear()
+    # Staff decide the customers may see the note after all.
+    assert store.toggle_action(note.action_id, cfg, clock.now) is True
+    clock.now = clock.at(200)
+    worker.run_pass()
+    (alice,) = sink.to("alice@customer.org")
+    (carol,) = sink.to("carol@customer.org")
+    for got in (alice, carol):
+        assert "replacement part ordered" in got.text and "We are on it." not in got.text
+    # Once only: another change later does not repeat it.
+    sink.got.clear()
+    record(store, staff_reply(1000, text="Part arrived.\n", new_text="Part arrived."), cfg, now=clock.at(10))
+    clock.now = clock.at(200)
+    worker.run_pass()
+    (alice,) = sink.to("alice@customer.org")
+    assert "Part arrived." in alice.text and "replacement part" not in alice.text
+
+
+def test_a_later_cc_does_not_get_the_history(desk, sink):
+    cfg, store, worker, clock = desk()
+    record(store, new(), cfg, now=T0)
+    record(store, staff_reply(1000, text="First answer.\n", new_text="First answer."), cfg, now=clock.at(10))
+    clock.now = clock.at(200)
+    worker.run_pass()
+    sink.got.clear()
+    # Alice copies dave in; staff answer; dave gets the new answer only.
+    record(store, followup(1000, text="Adding Dave.\n", new_text="Adding Dave.", cc=("dave@customer.org",)), cfg, now=clock.at(10))
+    record(store, staff_reply(1000, text="Hello Dave.\n", new_text="Hello Dave."), cfg, now=clock.at(20))
+    clock.now = clock.at(300)
+    worker.run_pass()
+    (dave,) = sink.to("dave@customer.org")
+    assert "Hello Dave." in dave.text and "First answer." not in dave.text and "Adding Dave." not in dave.text

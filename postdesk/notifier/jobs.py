@@ -64,6 +64,7 @@ class Job:
     entries: tuple[Entry, ...]
     in_reply_to: str = ""  # Message-ID without <>, "" for none
     up_to_action_id: int = 0  # update: the newest action it accounts for
+    since_action_id: int = 0  # update: the participant's mark it started from
     created_at: datetime | None = None  # when the row was queued (gives up after retry_max_age)
     new_ticket: bool = True  # alert: a new ticket, or a reply on one
 

@@ -183,3 +183,8 @@ class Outbox(Base):
     queue_id: Mapped[str] = mapped_column(String(64), default="")  # Postfix's, from the 250 reply
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     up_to_action_id: Mapped[int] = mapped_column(Integer, default=0)  # update: newest action included
+    # update, when sent (revision 0002): the actions it carried ("12 15 17")
+    # and the participant's last_update_action_id it started from; together
+    # they let an action toggled public below that mark still go, once.
+    action_ids: Mapped[str] = mapped_column(Text, default="", server_default="")
+    since_action_id: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

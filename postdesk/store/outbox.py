@@ -297,11 +297,15 @@ def _prepare_update(s: Session, row: Outbox, ticket: Ticket, config: Config) -> 
     if participant.role == "staff" or person.staff or config.matches_staff(to):
         return "staff participant"
     since = participant.last_update_action_id or 0
+    fresh = Action.id > since
+    late = _late(s, row, ticket, since)
+    if late is not None:
+        fresh = or_(fresh, late)
     actions = s.scalars(
         select(Action)
         .where(
             Action.ticket_id == ticket.id,
-            Action.id > since,
+            fresh,
             Action.public.is_(True),
             Action.kind.in_(("message", "status")),
         )
@@ -322,6 +326,7 @@ def _prepare_update(s: Session, row: Outbox, ticket: Ticket, config: Config) -> 
         # What is new is theirs or already theirs: mark it told.
         participant.last_update_action_id = up_to
         row.up_to_action_id = up_to
+        row.since_action_id = since
         return "nothing new for this recipient"
     return _job(
         row,
@@ -330,7 +335,37 @@ def _prepare_update(s: Session, row: Outbox, ticket: Ticket, config: Config) -> 
         entries,
         in_reply_to=participant.last_message_id or "",
         up_to_action_id=up_to,
+        since_action_id=since,
     )
+
+
+def _late(s: Session, row: Outbox, ticket: Ticket, since: int):
+    """Messages below the participant's mark that were never carried to them:
+    made public (``action toggle``) after the mark passed them while private.
+
+    The mark's first value (when they joined, or their first update) bounds
+    the search, so a participant who joined later does not get the history;
+    the ``action_ids`` of their sent updates say what they already have.
+    """
+    past = s.execute(
+        select(Outbox.action_ids, Outbox.since_action_id).where(
+            Outbox.ticket_id == ticket.id,
+            Outbox.recipient == row.recipient,
+            Outbox.kind == "update",
+            Outbox.state.in_(("sent", "suppressed")),
+            Outbox.up_to_action_id > 0,
+        )
+    ).all()
+    if not past:
+        return None
+    floor = min(p.since_action_id for p in past)
+    told = {int(i) for p in past for i in (p.action_ids or "").split() if i.isdigit()}
+    if floor >= since:
+        return None
+    cond = and_(Action.id > floor, Action.id <= since, Action.kind == "message")
+    if told:
+        cond = and_(cond, Action.id.not_in(told))
+    return cond
 
 
 # --- results -------------------------------------------------------------------
@@ -382,6 +417,8 @@ def record(store, done: list[Done], config: Config) -> list[tuple[str, float]]:
                     lease_until=None,
                     last_error="",
                     up_to_action_id=bindparam("b_up_to"),
+                    action_ids=bindparam("b_carried"),
+                    since_action_id=bindparam("b_since"),
                 ),
                 sent,
             )
@@ -418,7 +455,16 @@ def _sent(s: Session, d: Done, row, seen: set[str], sent: list[dict], ids: list[
     ours = row.state == "sending" and row.attempts == job.token
     if ours:
         sent.append(
-            {"b_id": job.row_id, "b_token": job.token, "b_at": d.at, "b_msgid": d.message_id, "b_qid": d.queue_id[:64], "b_up_to": job.up_to_action_id}
+            {
+                "b_id": job.row_id,
+                "b_token": job.token,
+                "b_at": d.at,
+                "b_msgid": d.message_id,
+                "b_qid": d.queue_id[:64],
+                "b_up_to": job.up_to_action_id,
+                "b_carried": " ".join(str(e.id) for e in job.entries) if job.kind == "update" else "",
+                "b_since": job.since_action_id,
+            }
         )
     # Even when another worker took the row over, this mail went out: record
     # its Message-ID so a reply to it still threads.
