@@ -12,24 +12,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from postdesk.config import Config
 from postdesk.filter import decide, parse
 from postdesk.filter.decision import Decision, Envelope, Kind
-from postdesk.outcomes import Outcome
+from postdesk.outcomes import Outcome, Result
 
 log = logging.getLogger("postdesk")
-
-
-@dataclass(frozen=True)
-class Result:
-    outcome: Outcome
-    ticket: int | None = None
-    action_id: int | None = None
-    decision: Decision | None = None
-    reason: str = ""
 
 
 def utcnow() -> datetime:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 EX_OK = 0
 EX_USAGE = 64
@@ -60,3 +61,15 @@ TOO_BIG = Answer("reject", "552", "5.3.4", EX_DATAERR)
 
 def answer(outcome: Outcome) -> Answer:
     return ANSWERS[outcome]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What happened to one message: returned by ``Store.record`` and
+    ``postdesk.ingest.ingest``, logged by ``postdesk.ingest.log_result``."""
+
+    outcome: Outcome
+    ticket: int | None = None
+    action_id: int | None = None
+    decision: Any = None  # postdesk.filter.decision.Decision, when the filter ran
+    reason: str = ""

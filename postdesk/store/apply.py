@@ -12,23 +12,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from postdesk.config import Config
 from postdesk.filter.decision import Decision, Envelope, Kind
-from postdesk.outcomes import Outcome
+from postdesk.outcomes import Outcome, Result
 from postdesk.store.blobs import write_blob
 from postdesk.store.errors import INIT_HINT, StoreNotInitialised
 from postdesk.store.models import Action, Attachment, Counter, MessageId, Outbox, Participant, Person, Ticket
-from postdesk.store.result import make_result
 from postdesk.store.text import KEY_MAX, clean, message_key
 from postdesk.store.updates import schedule_update
 
-if TYPE_CHECKING:
-    from postdesk.ingest import Result
 
 TICKET_COUNTER = "ticket_number"
 # A message with one of these flags adds nobody to its ticket.
@@ -105,20 +101,7 @@ def status_action(session: Session, ticket: Ticket, status: str, author: Person 
 
 
 def _outbox(kind: str, ticket: Ticket, action: Action, recipient: str, now: datetime) -> Outbox:
-    return Outbox(
-        kind=kind,
-        ticket_id=ticket.id,
-        action_id=action.id,
-        recipient=recipient,
-        state="queued",
-        due_at=now,
-        created_at=now,
-        attempts=0,
-        last_error="",
-        message_id="",
-        queue_id="",
-        up_to_action_id=action.id,
-    )
+    return Outbox(kind=kind, ticket_id=ticket.id, action_id=action.id, recipient=recipient, due_at=now, created_at=now, up_to_action_id=action.id)
 
 
 def existing_ticket_number(session: Session, key: str) -> int | None:
@@ -137,12 +120,12 @@ def apply(
     attachments_root: Path,
 ) -> Result:
     if d.kind is Kind.IGNORE:
-        return make_result(Outcome.IGNORED, ticket=d.ticket, decision=d, reason=d.reason)
+        return Result(Outcome.IGNORED, ticket=d.ticket, decision=d, reason=d.reason)
     if d.kind is Kind.REJECT:
-        return make_result(Outcome.REJECTED, decision=d, reason=d.reason)
+        return Result(Outcome.REJECTED, decision=d, reason=d.reason)
     if d.kind is Kind.DUPLICATE:
         number = existing_ticket_number(session, d.message_key) if d.message_key else None
-        return make_result(Outcome.DUPLICATE, ticket=number if number is not None else d.ticket, decision=d)
+        return Result(Outcome.DUPLICATE, ticket=number if number is not None else d.ticket, decision=d)
 
     # Claim the message key first: a racing delivery of the same message
     # blocks on the unique index (PostgreSQL) and fails here, before it has
@@ -261,4 +244,4 @@ def apply(
         if config.organization.status_change_emails:
             schedule_update(session, ticket, now, config, exclude=author_address)
     session.flush()
-    return make_result(Outcome.CREATED if created else Outcome.UPDATED, ticket=ticket.number, action_id=action.id, decision=d)
+    return Result(Outcome.CREATED if created else Outcome.UPDATED, ticket=ticket.number, action_id=action.id, decision=d)

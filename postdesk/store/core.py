@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from postdesk.outcomes import Outcome, Result
 from postdesk.store.admin import AdminMixin
 from postdesk.store.apply import TICKET_COUNTER, apply, existing_ticket_number
 from postdesk.store.blobs import blob_path
@@ -32,7 +33,6 @@ from postdesk.store.view import KnownView
 if TYPE_CHECKING:
     from postdesk.config import Config
     from postdesk.filter.decision import Decision, Envelope, Known
-    from postdesk.ingest import Result
 
 log = logging.getLogger("postdesk.store")
 
@@ -133,8 +133,6 @@ class Store(AdminMixin):
         now: datetime,
     ) -> Result:
         """Decide and apply in ONE transaction; see the module docstring."""
-        from postdesk.outcomes import Outcome
-        from postdesk.store.result import make_result
 
         last: Exception | None = None
         for attempt in range(ATTEMPTS):
@@ -154,7 +152,7 @@ class Store(AdminMixin):
                 if decision.message_key:
                     found, number = self._key_owner(decision.message_key)
                     if found:
-                        return make_result(Outcome.DUPLICATE, ticket=number, decision=decision)
+                        return Result(Outcome.DUPLICATE, ticket=number, decision=decision)
                 # Lost a race on another unique row (the same new person
                 # added by two messages at once): decide and apply again.
                 log.info("store: retrying after a lost race (%s)", str(e.orig).splitlines()[0] if e.orig else e)

@@ -65,20 +65,7 @@ def schedule_update(
         for address in _recipients(ticket, config):
             if address in excluded or address in queued:
                 continue
-            row = Outbox(
-                kind="update",
-                ticket_id=ticket.id,
-                action_id=None,
-                recipient=address,
-                state="queued",
-                due_at=due,
-                created_at=now,
-                attempts=0,
-                last_error="",
-                message_id="",
-                queue_id="",
-                up_to_action_id=0,
-            )
+            row = Outbox(kind="update", ticket_id=ticket.id, recipient=address, due_at=due, created_at=now)
             session.add(row)
             queued[address] = row
     session.flush()
