@@ -52,9 +52,14 @@ class FakeIngest:
         return self.result
 
 
+NR_BITS = Milter.P_NR_CONN | Milter.P_NR_HELO | Milter.P_NR_MAIL | Milter.P_NR_RCPT | Milter.P_NR_DATA | Milter.P_NR_UNKN | Milter.P_NR_EOH | Milter.P_NR_BODY | Milter.P_NR_HDR
+
+
 @pytest.fixture(autouse=True)
 def fresh_opts(monkeypatch):
-    monkeypatch.setattr(testctx.TestCtx, "default_opts", [Milter.CURR_ACTS, 0x1FFFFF, 0, 0])
+    # An MTA that offers no "no reply" bits: TestCtx stops at the first
+    # NOREPLY it sees, so our @noreply callbacks must answer CONTINUE here.
+    monkeypatch.setattr(testctx.TestCtx, "default_opts", [Milter.CURR_ACTS, 0x1FFFFF & ~NR_BITS, 0, 0])
     yield
     Milter.factory = Milter.Milter
 
@@ -166,17 +171,19 @@ def test_raw_utf8_subject_is_reencoded(config):
     assert str(email.header.make_header(email.header.decode_header(new))) == "[#1042] Grüße aus Köln"
 
 
-def test_size_hint_over_the_limit_refuses_the_support_recipient(make_config):
+def test_size_hint_over_the_limit_is_refused_at_data(make_config):
     config = make_config(limits={"max_message_bytes": 2048})
     Milter.factory = make_factory(config, store=object(), ingest=FakeIngest())
     ctx = testctx.TestCtx()
     ctx._connect(ip="192.0.2.7")
-    ctx._stage = Milter.M_ENVFROM
-    assert ctx._priv.envfrom("<c@example.org>", "SIZE=5000") == Milter.CONTINUE
-    ctx._stage = Milter.M_ENVRCPT
-    assert ctx._priv.envrcpt("<support@example.com>") == Milter.REJECT
+    assert ctx._envfrom("<c@example.org>", "SIZE=5000") == Milter.CONTINUE
+    assert ctx._envrcpt("<support@example.com>") == Milter.CONTINUE
+    assert ctx._data() == Milter.REJECT
     assert ctx._reply[:2] == ("552", "5.3.4")
-    assert ctx._priv.envrcpt("<other@example.net>") == Milter.CONTINUE
+    # Not to a support address: not ours to refuse.
+    assert ctx._envfrom("<c@example.org>", "SIZE=5000") == Milter.CONTINUE
+    assert ctx._envrcpt("<other@example.net>") == Milter.CONTINUE
+    assert ctx._data() == Milter.ACCEPT
 
 
 def test_body_over_the_limit_is_refused_early(make_config):
@@ -319,10 +326,39 @@ def test_spool_rolls_over_to_disk():
     s.close()
 
 
-def test_milter_class_has_no_noreply_callbacks():
-    # @noreply callbacks break under TestCtx and cost us the early REJECT.
-    for name in ("header", "body", "eoh", "envrcpt", "data"):
+def test_only_envelope_callbacks_are_no_reply():
+    # connect/MAIL/RCPT never refuse: Postfix need not wait for them.  DATA,
+    # headers and body may answer 552/451, so they are replied to.
+    for name in ("connect", "envfrom", "envrcpt"):
+        assert getattr(PostdeskMilter, name).milter_protocol
+    for name in ("header", "body", "eoh", "data"):
         assert not getattr(getattr(PostdeskMilter, name), "milter_protocol", 0)
+    Milter.factory = make_factory(defaults_config(), store=object(), ingest=FakeIngest())
+    ctx = testctx.TestCtx()
+    ctx._opts = opts = [Milter.CURR_ACTS, 0x1FFFFF, 0, 0]
+    ctx._stage = -1
+    assert Milter.negotiate_callback(ctx, opts) == Milter.CONTINUE
+    wanted = Milter.P_NR_CONN | Milter.P_NR_MAIL | Milter.P_NR_RCPT
+    assert opts[1] & wanted == wanted
+    assert not opts[1] & (Milter.P_NR_DATA | Milter.P_NR_HDR | Milter.P_NR_BODY | Milter.P_NR_EOH)
+    assert opts[1] & Milter.P_NOHELO and opts[1] & Milter.P_NOUNKNOWN
+
+
+def test_a_failing_no_reply_callback_tempfails_at_data(config, monkeypatch):
+    Milter.factory = make_factory(config, store=object(), ingest=FakeIngest())
+    ctx = testctx.TestCtx()
+    ctx._connect(ip="192.0.2.7")
+    assert ctx._envfrom("<c@example.org>") == Milter.CONTINUE
+    monkeypatch.setattr(config.__class__, "is_system_address", lambda self, a: 1 / 0)
+    assert ctx._envrcpt("<support@example.com>") == Milter.CONTINUE
+    assert ctx._data() == Milter.TEMPFAIL
+    assert ctx._reply[:2] == ("451", "4.3.0")
+
+
+def defaults_config():
+    from postdesk.config import defaults
+
+    return defaults()
 
 
 def test_ingest_runs_on_the_executor_thread(config):

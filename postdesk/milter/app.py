@@ -65,6 +65,27 @@ def action_names(flags: int) -> str:
     return ",".join(names)
 
 
+def quiet_boundary(callback):
+    """For callbacks negotiated as "no reply" (connect, MAIL, RCPT).
+
+    Postfix does not wait for their answer (milter protocol 6, SMFIP_NR_*),
+    which saves a round trip each on every SMTP session, ours or not.  They
+    cannot refuse anything, so a failure is remembered and answered with
+    451 4.3.0 at DATA, where we do reply.
+    """
+
+    @functools.wraps(callback)
+    def wrapper(self, *args):
+        try:
+            return callback(self, *args)
+        except Exception as e:
+            log.error("%s: %s failed: %s: %s", self.queue_id() or "NOQUEUE", callback.__name__, type(e).__name__, e, exc_info=True)
+            self.failed = True
+            return Milter.CONTINUE
+
+    return wrapper
+
+
 def boundary(callback):
     """Catch everything a callback raises: log once, answer 451 4.3.0.
 
@@ -113,6 +134,7 @@ class PostdeskMilter(Milter.Base):
         self.subject_raw: bytes | None = None
         self.own_headers = {TICKET_HEADER.lower(): 0, OUTCOME_HEADER.lower(): 0}
         self.too_big = False
+        self.failed = False  # a no-reply callback failed: 451 at DATA
         self.started = 0.0
 
     def queue_id(self) -> str:
@@ -134,7 +156,7 @@ class PostdeskMilter(Milter.Base):
             log.warning("%s: from=<%s> size=%d over max_message_bytes: staff reply not recorded", self.queue_id() or "NOQUEUE", self.sender, size)
             self._reset()
             return Milter.ACCEPT
-        self.setreply(TOO_BIG.smtp_code, TOO_BIG.dsn, reply_text(f"message size {size} exceeds the limit of {self.config.limits.max_message_bytes} bytes for this recipient"))
+        self.setreply(TOO_BIG.smtp_code, TOO_BIG.dsn, reply_text(f"message size {size} exceeds the limit of {self.config.limits.max_message_bytes} bytes of the support address"))
         return Milter.REJECT
 
     def staff_candidate(self) -> bool:
@@ -164,7 +186,8 @@ class PostdeskMilter(Milter.Base):
 
     # -- callbacks ------------------------------------------------------------------
 
-    @boundary
+    @Milter.noreply
+    @quiet_boundary
     def connect(self, hostname, family, hostaddr):
         self.client_name = hostname or ""
         if isinstance(hostaddr, tuple):
@@ -173,7 +196,8 @@ class PostdeskMilter(Milter.Base):
             self.client_addr = hostaddr  # Milter.testctx passes the bare IP
         return Milter.CONTINUE
 
-    @boundary
+    @Milter.noreply
+    @quiet_boundary
     def envfrom(self, mailfrom, *params):
         self._reset()
         self.sender = strip_brackets(mailfrom)
@@ -186,21 +210,23 @@ class PostdeskMilter(Milter.Base):
                 self.size_hint = int(value)
         return Milter.CONTINUE
 
-    @boundary
+    @Milter.noreply
+    @quiet_boundary
     def envrcpt(self, to, *params):
-        address = strip_brackets(to)
-        if self.config.is_system_address(address):
-            # RFC 1870: refuse an over-size message before its data is sent.
-            # Only the system-address recipient is refused: mail to others
-            # is Postfix's business (message_size_limit), not ours.
-            if self.size_hint > self.config.limits.max_message_bytes:
-                return self.reject_too_big(self.size_hint)
+        if self.config.is_system_address(strip_brackets(to)):
             self.system_rcpts.append(to)
         self.recipients.append(to)
         return Milter.CONTINUE
 
     @boundary
     def data(self):
+        if self.failed:
+            return self.tempfail()
+        if self.system_rcpts and self.size_hint > self.config.limits.max_message_bytes:
+            # RFC 1870 SIZE= announced more than we take: refuse before the
+            # data is sent.  Mail without a support address is Postfix's
+            # business (message_size_limit), not ours.
+            return self.reject_too_big(self.size_hint)
         if not self.system_rcpts and not self.staff_candidate():
             # The fast path: not ours.  ACCEPT here means Postfix sends
             # neither headers nor body to this milter for this message.
