@@ -293,3 +293,13 @@ def test_discard_drops_the_support_copy_and_keeps_the_others(tmp_path):
         assert len(e.sink.messages) == 1
     finally:
         e.close()
+
+
+def test_a_second_milter_on_the_same_socket_refuses_to_start(env):
+    r = subprocess.run(
+        [sys.executable, "-m", "postdesk.milter", "--config", str(env.config_path)],
+        capture_output=True, text=True, timeout=30, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert r.returncode == 69, r.stderr
+    assert "another milter is already listening" in r.stderr
+    assert env.send(mail("Still served"))[0] == 250  # the first one kept its socket
