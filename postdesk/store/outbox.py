@@ -3,7 +3,9 @@
 Only ``postdesk/store`` imports SQLAlchemy, so the worker
 (``postdesk.notifier.worker``) calls these functions and gets plain
 dataclasses back (``postdesk.notifier.jobs``).  Each function is one short
-transaction; no transaction stays open while a mail is on the wire.
+transaction; no transaction stays open while a mail is on the wire.  Also
+here: what a customer update carries (``_prepare_update``: public actions
+after the participant's mark, and ones made public later below it).
 
 Claiming.  A row is due when it is ``queued`` with ``due_at <= now``, or
 ``sending`` with a lease that ran out (its worker died mid-pass: crash
@@ -16,10 +18,17 @@ a row is claimed by one worker even without row locks.  Every claim bumps
 only ``WHERE attempts = token``, so a worker whose lease expired and whose
 row was claimed again cannot overwrite the newer claim.
 
+Batches.  The worker loads a claimed batch with ``prepare_many`` (a few
+queries for the whole batch) and writes its results with ``record`` (one
+transaction, executemany), so the database costs a few commits per batch,
+not per mail.
+
 The one duplicate window: the SMTP server accepted the mail (250) and the
-worker died before ``mark_sent`` committed.  The lease then runs out and the
-row is sent again.  Closing it would need two-phase commit with Postfix;
-a rare duplicate notification is the accepted price of never losing one.
+worker died before ``record`` committed that batch.  The leases then run out
+and those rows are sent again (at most two batches: the worker records a
+batch while the next one is with the server).  Closing it would need
+two-phase commit with Postfix; a rare duplicate notification is the
+accepted price of never losing one.
 """
 
 from __future__ import annotations
