@@ -220,7 +220,7 @@ def cmd_ticket_show(args, config) -> int:
             _cell(a.get("author")),
             "public" if a.get("public") else "private",
         ]
-        if a.get("kind"):
+        if a.get("kind") and a.get("kind") != "message":  # status changes and the like
             head.append(f"kind={_cell(a.get('kind'))}")
         if a.get("flags"):
             head.append(f"flags={_cell(a.get('flags'))}")
