@@ -33,9 +33,18 @@ EX_CONFIG = 78
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse exits 2 on a usage error; sysexits says 64 (EX_USAGE)."""
+    """argparse exits 2 on a usage error; sysexits says 64 (EX_USAGE).
+
+    Except for ``postdesk filter``: its command line comes from master.cf,
+    and pipe(8) bounces the message on any exit status but 75.  A typo in
+    master.cf must not bounce support mail, so there a usage error defers
+    (75, with a 4.3.5 status line first, which pipe(8) reads) until the
+    admin fixes the transport.
+    """
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        if self.prog.split()[-1:] == ["filter"]:
+            self.exit(EX_TEMPFAIL, f"4.3.5 {self.prog}: {message} (check the pipe(8) command in master.cf)\n")
         self.print_usage(sys.stderr)
         self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
 

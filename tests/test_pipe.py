@@ -179,10 +179,19 @@ def test_null_sender_bounce_without_ticket_is_ignored(desk):
     assert _tickets(desk) == []
 
 
-def test_usage_error_is_64_not_1(desk):
+def test_master_cf_usage_error_defers_instead_of_bouncing(desk):
+    # A typo in the pipe(8) command line must not bounce support mail:
+    # 75 keeps it queued, and the 4.3.5 line tells the admin why.
     p = desk.cli("filter", "--recipient", "support@example.com", input=make_mail())
+    assert p.returncode == 75
+    assert _stderr(p).startswith("4.3.5 ") and "--sender" in _stderr(p)
+    assert _tickets(desk) == []
+
+
+def test_usage_error_elsewhere_is_64_not_1(desk):
+    p = desk.cli("ticket", "show")
     assert p.returncode == 64
-    assert "--sender" in _stderr(p)
+    assert "usage:" in _stderr(p)
 
 
 def test_unexpected_exception_defers_with_one_traceback(desk):
