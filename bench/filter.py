@@ -9,7 +9,7 @@ view is in memory, as the corpus tests build it):
   tickets (mixed sizes: bounces, HTML-only, attachments, a 100 KB header);
 - synthetic 2 KB mails: new tickets and tagged replies, plain text.
 
-Goal (issue 2): at least 500 msg/s for 2 KB mails.  Prints the figures;
+Goal: at least 500 msg/s for 2 KB mails.  Prints the figures;
 exits 0 whatever they are (a benchmark reports, a test asserts).
 """
 

@@ -12,7 +12,7 @@ commands (baseline, filter, baseline, ...) timed with time.perf_counter
 around subprocess runs, and compares medians.  Also prints the slowest
 imports of one filter run (``-X importtime``) to show where the time goes.
 
-Goal (issue 2): at most 4x.  Exits 0 whatever the figure is.
+Goal: at most 4x.  Exits 0 whatever the figure is.
 """
 
 from __future__ import annotations

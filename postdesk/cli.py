@@ -136,7 +136,7 @@ def _store(config):
 
 def _ticket_or_fail(store, number: int) -> dict:
     ticket = store.show_ticket(number)
-    if ticket is None:  # the contract allows None as well as LookupError
+    if ticket is None:  # show_ticket answers None for a missing ticket
         raise LookupError(f"no ticket {number}")
     return ticket
 

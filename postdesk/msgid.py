@@ -4,7 +4,7 @@ A reply to any mail we sent names our Message-ID in In-Reply-To or
 References (RFC 5322 section 3.6.4).  Putting the ticket number and an HMAC
 over it in the id lets the filter thread such a reply even when the store
 has no record of that id, and proves the author received mail from us
-(so they are not a "stranger", contract rule 9), without trusting a number
+(so they are not a "stranger", docs/filter.md rule 9), without trusting a number
 anyone could type.
 
 Format (without <>): ``pd.<ticket>.<random>.<hmac10>@<domain>``, where

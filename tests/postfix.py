@@ -16,8 +16,7 @@ loopback high port and relays everything to a local sink.
     finally:
         pf.stop(); sink.stop()
 
-Why each main.cf line is there is in ``/work/shared/FIELD-NOTES.md`` (checked
-with Postfix 3.7 on Debian 12): a private instance needs its own
+What a private instance needs (checked with Postfix 3.7 on Debian 12): a private instance needs its own
 queue/data directories owned right, file logging (``maillog_file``) because
 there may be no syslog, and chroot off in master.cf.  Requires root (Postfix's
 master runs as root and drops to ``mail_owner``); ``available()`` says whether
@@ -145,7 +144,7 @@ def _make_traversable(path: Path) -> None:
 
     ``mkdtemp`` and pytest make 0700 directories; add o+x (not read) to each
     ancestor that lacks it, else master fails with "open lock file ...
-    Permission denied" (FIELD-NOTES).
+    Permission denied".
     """
     for p in [path, *path.parents]:
         mode = p.stat().st_mode
@@ -219,7 +218,7 @@ class PrivatePostfix:
             "smtp_tls_security_level": "none",
             "smtpd_tls_security_level": "none",
             # File logging: there may be no syslog; postfix start fails
-            # silently without the prefixes (FIELD-NOTES).
+            # silently without the prefixes (Postfix 3.7).
             "maillog_file": str(self.logfile),
             "maillog_file_prefixes": f"{self.root}, /tmp, /var",
             "syslog_name": f"postfix-{self.port}",

@@ -1,4 +1,4 @@
-"""decide(): one Decision per contract rule, against an in-memory Known."""
+"""decide(): one Decision per rule of docs/filter.md, against an in-memory Known."""
 
 from __future__ import annotations
 

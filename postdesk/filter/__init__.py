@@ -10,7 +10,7 @@ Pure functions in small named steps (DESIGN.md "Architecture"):
 - body text and new text                                       body.py
 - attachments                                                  attachments.py
 - trusted staff                                                trust.py
-- ``decide``      the steps composed in the contract's order   pipeline.py
+- ``decide``      the steps composed in the order of docs/filter.md   pipeline.py
 
 ``pipe.py`` (the pipe(8) entry point) lives here too but is imported only
 by the CLI.

@@ -1,6 +1,6 @@
 """Step: every attachment of a message, decoded, with a cleaned filename.
 
-What counts (contract, DESIGN.md "Attachments"): every leaf part with a
+What counts (docs/filter.md): every leaf part with a
 filename or ``Content-Disposition: attachment``; inline images with a
 Content-ID; attached messages (message/rfc822) stored whole as ``.eml``;
 any other non-text part that is not the body.  TNEF (``winmail.dat``) is

@@ -1,4 +1,4 @@
-"""Step: mail we must not answer or must not record (contract rules 1, 5, 6).
+"""Step: mail we must not answer or must not record (docs/filter.md rules 1, 5, 6).
 
 - Loops (rule 1): our own ``X-Postdesk-Loop`` marker, or mail from one of
   our own addresses.

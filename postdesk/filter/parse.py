@@ -1,7 +1,7 @@
 """Step 1: bytes -> Parsed.  Never raises.
 
 ``email`` with ``policy.default`` reads almost anything and records what is
-wrong as defects instead of raising (FIELD-NOTES).  The few ways it can
+wrong as defects instead of raising.  The few ways it can
 still fail (deep nesting -> RecursionError, pathological input) fall back
 to a headers-only parse, then to an empty message that keeps the raw bytes
 as its body, so a message is never lost for being malformed.

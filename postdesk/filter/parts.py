@@ -2,7 +2,8 @@
 
 Shared by the body and attachment steps.  ``get_content()`` raises
 ``KeyError`` on a part declared ``multipart/*`` without a usable boundary and
-``LookupError`` on an unknown charset (FIELD-NOTES); here it is guarded,
+``LookupError`` on an unknown charset (both seen in real-world mail); here
+it is guarded,
 with ``get_payload(decode=True)`` and a lenient decode as the fallback.
 Header parameters (filename, charset) are read with the same guards.
 """
@@ -89,8 +90,8 @@ def payload_bytes(part: Message) -> bytes:
 def text(part: Message) -> str:
     """A text part's content as str; never raises.
 
-    ``get_content()`` first (it knows the charset); on the failures listed in
-    FIELD-NOTES, or when the declared charset is missing or ASCII and the
+    ``get_content()`` first (it knows the charset); on the failures named in
+    the module docstring, or when the declared charset is missing or ASCII and the
     bytes are 8-bit (old clients), a lenient decode of the payload.
     """
     charset = param(part, "charset")

@@ -1,9 +1,9 @@
-"""decide(): the filter's steps composed in the contract's order.
+"""decide(): the filter's steps composed in the order of docs/filter.md.
 
 Pure: the parsed message, the envelope, a read-only view of the store
 (``Known``) and the configuration in; a ``Decision`` out.  No I/O, no
 clock reads (``now`` is passed in for rules that will need it).  The order
-is the contract's (see /tmp/postdesk-contracts.md, "Decision rules"):
+is that of docs/filter.md:
 
  1 loop -> IGNORE            2 no system-address recipient -> direct staff
  3 duplicate -> DUPLICATE      follow-up or IGNORE
@@ -115,7 +115,7 @@ def _returned_message(msg: Message) -> tuple[str, tuple[str, ...]]:
 
 
 def decide(parsed: Parsed, envelope: Envelope, known: Known, config: Config, now: datetime | None = None) -> Decision:
-    """The Decision for one message (contract rules 1-10).  Pure: reads only ``known``."""
+    """The Decision for one message (docs/filter.md, rules 1-10).  Pure: reads only ``known``."""
     h = read_headers(parsed, envelope)
     tag = config.organization.tag
     base = dict(

@@ -3,7 +3,7 @@
 Subject or body, any case (the hosted desk we reproduce documents both
 places).  In the body only the new text counts: a quoted earlier mail that
 said ``[closed]`` must not close the ticket again.  Whether a command counts
-at all (trusted staff only, contract rules 7 and 8) is for the pipeline.
+at all (trusted staff only, docs/filter.md rules 7 and 8) is for the pipeline.
 """
 
 from __future__ import annotations

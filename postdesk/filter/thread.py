@@ -1,6 +1,6 @@
 """Step: which ticket a message belongs to, and its stored subject.
 
-Contract rule 4: a ``[#N]`` tag anywhere in the subject (any case, behind
+docs/filter.md rule 4: a ``[#N]`` tag anywhere in the subject (any case, behind
 any chain of reply/forward prefixes); else In-Reply-To/References
 (RFC 5322 section 3.6.4) naming a Message-ID the store knows, or one of our
 own Message-IDs whose HMAC verifies (``postdesk.msgid``).
@@ -89,7 +89,7 @@ def hmac_tickets(ids: list[str] | tuple[str, ...], secret: bytes) -> list[int]:
 
 
 def thread(subject: str, references: tuple[str, ...], known: Known, tag: str) -> Thread:
-    """Find the ticket of a message (contract rule 4)."""
+    """Find the ticket of a message (docs/filter.md rule 4)."""
     try:
         secret = known.secret()
     except Exception:

@@ -1,4 +1,4 @@
-"""Step: is the author trusted staff?  (contract rule 7)
+"""Step: is the author trusted staff?  (docs/filter.md rule 7)
 
 A From: address is only a claim.  Staff commands and public staff replies
 need proof: a SASL login (Postfix ``${sasl_username}``, milter

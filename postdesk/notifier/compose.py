@@ -7,7 +7,7 @@ Headers are the dangerous part.  Every value that comes from a message we
 received (subject, display names, file names, Message-IDs) was decoded from
 RFC 2047 on the way in, so it may hold CR/LF that would become new header
 lines ("Bcc:" injection), or text that *looks* like an encoded-word and that
-``email.policy.default`` would decode a second time on output (FIELD-NOTES).
+``email.policy.default`` would decode a second time on output (seen with Python 3.11).
 So we (1) clean every value (``postdesk.filter.clean_header``: no CR, LF, NUL
 or other controls), and (2) write the header block ourselves (``fold``), so
 nothing re-parses the values: a value that is not plain ASCII, or that
