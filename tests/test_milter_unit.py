@@ -425,16 +425,23 @@ def test_sqlite_store_is_serialized_for_the_milter():
 
 
 @pytest.fixture
-def real_store(config):
+def real_config(make_config, store_url):
+    return make_config(store_url=store_url)
+
+
+@pytest.fixture
+def real_store(real_config):
     from postdesk.store import Store
 
+    config = real_config
     store = Store.from_config(config)
     store.init(config.organization.first_ticket_number)
     yield store
     store.close()
 
 
-def test_real_ingest_new_ticket_then_staff_direct_reply(config, real_store):
+def test_real_ingest_new_ticket_then_staff_direct_reply(real_config, real_store):
+    config = real_config
     from postdesk.ingest import ingest
 
     def feed(raw, sender, rcpts, macros=None):
