@@ -179,6 +179,11 @@ class Bench:
         wait_for(lambda: unix_socket_open(str(self.sock)) or self.milter.poll() is not None, 15, "the milter")
         if self.milter.poll() is not None:
             raise SystemExit(f"milter did not start:\n{self.milter_log.read_text()}")
+        if self.args.with_minimal:
+            self.minimal_sock = self.dir / "milter" / "minimal.sock"
+            self.minimal = subprocess.Popen([sys.executable, str(ROOT / "bench" / "minimal_milter.py"), str(self.minimal_sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.procs.append(self.minimal)
+            wait_for(lambda: unix_socket_open(str(self.minimal_sock)), 15, "the minimal milter")
         self.pf = PrivatePostfix(self.dir / "postfix", free_port(), self.sink_port, extra={"default_process_limit": "200"})
         self.pf.start()
 
@@ -197,8 +202,11 @@ class Bench:
             if not self.args.keep:
                 shutil.rmtree(self.dir, ignore_errors=True)
 
-    def attach(self, on: bool) -> None:
-        self.pf.set_milter(f"unix:{self.sock}" if on else None)
+    def attach(self, on: bool | str) -> None:
+        if on == "minimal":
+            self.pf.set_milter(f"unix:{self.minimal_sock}")
+        else:
+            self.pf.set_milter(f"unix:{self.sock}" if on else None)
 
     def drain(self) -> None:
         wait_for(self.pf.queue_empty, 300, "the Postfix queue to drain", interval=0.2)
@@ -213,11 +221,14 @@ class Bench:
         a = self.args
         results: dict[tuple[str, str], dict] = {}
         cases = [("a", "pass-through (smtp-source)"), ("b", "new ticket, 2 KB"), ("c", f"new ticket + {a.attachment_kb} KB attachment")]
+        sides = ["bare", "milter"] + (["minimal"] if a.with_minimal else [])
         for rnd in range(a.rounds):
-            order = ["bare", "milter"] if rnd % 2 == 0 else ["milter", "bare"]
+            order = sides if rnd % 2 == 0 else sides[::-1]
             for side in order:
-                self.attach(side == "milter")
+                self.attach("minimal" if side == "minimal" else side == "milter")
                 for key, _ in cases:
+                    if side == "minimal" and key != "a":
+                        continue
                     offset = self.milter_log.stat().st_size
                     if key == "a":
                         elapsed, lat, fail, n = smtp_source(self.pf.port, a.pass_messages, a.sessions), [], 0, a.pass_messages
@@ -262,6 +273,9 @@ class Bench:
         for key, label in cases:
             bare, mil = rate(key, "bare"), rate(key, "milter")
             print(f"({key}) {label:38} {bare:10.1f} {mil:12.1f} {mil / bare:6.2f}  {goals[key]}")
+        if a.with_minimal:
+            bare, mini = rate("a", "bare"), rate("a", "minimal")
+            print(f"(a) pass-through via a do-nothing pymilter milter {'':5} {bare:10.1f} {mini:12.1f} {mini / bare:6.2f}  (the floor of pymilter + libmilter)")
         for key in ("b", "c"):
             lb, lm = results[(key, "bare")]["lat"], results[(key, "milter")]["lat"]
             ms = results[(key, "milter")]["ms"]
@@ -287,6 +301,7 @@ def main(argv=None) -> int:
     p.add_argument("--attachment-kb", type=int, default=100)
     p.add_argument("--rss-messages", type=int, default=2000, help="support mails for the RSS check (the issue asks 10000)")
     p.add_argument("--keep", action="store_true", help="keep the temp directory (logs, database)")
+    p.add_argument("--with-minimal", action="store_true", help="also run (a) through a do-nothing pymilter milter (bench/minimal_milter.py)")
     args = p.parse_args(argv)
     ok, why = available()
     if not ok:
