@@ -246,6 +246,36 @@ def test_known_view(store, cfg):
     assert seen["secret"] == store.secret()
 
 
+def test_first_known_message_id_decides_the_ticket(store, cfg):
+    """In-Reply-To (given first) wins over an older References entry that
+    belongs to another ticket, whatever order the rows were stored in."""
+    later = new()
+    earlier = new()
+    n_later = record(store, later, cfg).ticket
+    n_earlier = record(store, earlier, cfg).ticket
+    seen = {}
+
+    def decide(known):
+        seen["a"] = known.ticket_for_message_ids([later.message_id, earlier.message_id])
+        seen["b"] = known.ticket_for_message_ids([earlier.message_id, later.message_id])
+        return new(kind=Kind.IGNORE)
+
+    store.record(decide, ENVELOPE, cfg, T0)
+    assert (seen["a"], seen["b"]) == (n_later, n_earlier)
+
+
+def test_late_joiner_gets_no_history(store, cfg):
+    """Carol joins by replying to a forwarded update: her updates start after
+    her own message, never with the earlier conversation."""
+    n = record(store, new(text="ALICE-SECRET\n", new_text="ALICE-SECRET"), cfg).ticket
+    carol = record(store, followup(n, author="carol@customer.org"), cfg, T0 + timedelta(seconds=5))
+    with store.session(read_only=True) as s:
+        mark = s.scalar(
+            select(Participant.last_update_action_id).join(Person).where(Person.address == "carol@customer.org")
+        )
+    assert mark == carol.action_id
+
+
 def test_redelivery_past_the_filter_is_recorded_once(store, cfg):
     """A second delivery whose Decision was made before the first committed
     (simulated: the Decision ignores message_seen) hits the unique key."""

@@ -219,7 +219,10 @@ def apply(
         if created:
             me = participant(ticket, author, "requester", last_update_action_id=action.id)
         elif may_join:
-            me = participant(ticket, author, "staff" if d.staff else "cc")
+            # Someone joining later (say, a colleague the customer forwarded
+            # our update to) is told what happens from now on, not the
+            # ticket's earlier history.
+            me = participant(ticket, author, "staff" if d.staff else "cc", last_update_action_id=action.id)
         else:
             me = next((p for p in ticket.participants if p.person_id == author.id), None)
         if me is not None and d.message_id:

@@ -39,15 +39,18 @@ class KnownView:
         keys = [_key(m) for m in message_ids if m and m.strip().strip("<>")]
         if not keys:
             return None
-        # The newest matching row wins: the most recent thread it joined.
-        row = self._session.execute(
-            select(Ticket.number)
-            .join(MessageId, MessageId.ticket_id == Ticket.id)
-            .where(MessageId.key.in_(keys))
-            .order_by(MessageId.id.desc())
-            .limit(1)
-        ).first()
-        return row[0] if row else None
+        # The ids come in the order that matters (In-Reply-To first, then
+        # References newest first, RFC 5322 section 3.6.4): the first one we
+        # know decides, so a References chain that crosses two tickets
+        # follows the message actually replied to.
+        found = dict(
+            self._session.execute(
+                select(MessageId.key, Ticket.number)
+                .join(Ticket, MessageId.ticket_id == Ticket.id)
+                .where(MessageId.key.in_(keys))
+            ).all()
+        )
+        return next((found[k] for k in keys if k in found), None)
 
     def message_seen(self, message_key: str) -> bool:
         return self._session.scalar(select(MessageId.id).where(MessageId.key == _key(message_key)).limit(1)) is not None
