@@ -156,7 +156,7 @@ class Bench:
     def start(self) -> None:
         data = {
             "organization": {"system_addresses": [SUPPORT], "reply_to": SUPPORT, "team": ["team@example.com"], "staff": ["@example.com"]},
-            "store": {"url": f"sqlite:///{self.dir}/postdesk.db", "attachments": str(self.dir / "attachments")},
+            "store": {"url": self.store_url(), "attachments": str(self.dir / "attachments")},
             "milter": {"socket": f"unix:{self.sock}", "socket_group": "postfix", "socket_mode": "0660"},
             "log": {"level": "INFO"},
         }
@@ -187,6 +187,30 @@ class Bench:
         self.pf = PrivatePostfix(self.dir / "postfix", free_port(), self.sink_port, extra={"default_process_limit": "200"})
         self.pf.start()
 
+    def store_url(self) -> str:
+        """SQLite in the temp directory, or a fresh schema of --pg URL."""
+        if not self.args.pg:
+            return f"sqlite:///{self.dir}/postdesk.db"
+        import sqlalchemy
+        from urllib.parse import quote
+
+        self.pg_schema = "pd_bench_" + uuid.uuid4().hex[:8]
+        engine = sqlalchemy.create_engine(self.args.pg)
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{self.pg_schema}"'))
+        engine.dispose()
+        sep = "&" if "?" in self.args.pg else "?"
+        return f"{self.args.pg}{sep}options={quote(f'-csearch_path={self.pg_schema}')}"
+
+    def drop_pg_schema(self) -> None:
+        if getattr(self, "pg_schema", None) and not self.args.keep:
+            import sqlalchemy
+
+            engine = sqlalchemy.create_engine(self.args.pg)
+            with engine.begin() as conn:
+                conn.execute(sqlalchemy.text(f'DROP SCHEMA "{self.pg_schema}" CASCADE'))
+            engine.dispose()
+
     def stop(self) -> None:
         try:
             if getattr(self, "pf", None):
@@ -199,6 +223,7 @@ class Bench:
                         p.wait(15)
                     except subprocess.TimeoutExpired:
                         p.kill()
+            self.drop_pg_schema()
             if not self.args.keep:
                 shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -267,7 +292,7 @@ class Bench:
             return r["n"] / r["t"] if r["t"] else float("nan")
 
         print()
-        print(f"postdesk milter benchmark: {a.rounds} interleaved rounds, {a.sessions} sessions, --pass-messages {a.pass_messages} --messages {a.messages}, SQLite store, unix socket")
+        print(f"postdesk milter benchmark: {a.rounds} interleaved rounds, {a.sessions} sessions, --pass-messages {a.pass_messages} --messages {a.messages}, {'PostgreSQL' if a.pg else 'SQLite'} store, unix socket")
         print(f"{'case':42} {'bare msg/s':>10} {'milter msg/s':>12} {'ratio':>6}  goal")
         goals = {"a": ">= 0.85", "b": ">= 0.40", "c": "-"}
         for key, label in cases:
@@ -301,6 +326,7 @@ def main(argv=None) -> int:
     p.add_argument("--attachment-kb", type=int, default=100)
     p.add_argument("--rss-messages", type=int, default=2000, help="support mails for the RSS check (the issue asks 10000)")
     p.add_argument("--keep", action="store_true", help="keep the temp directory (logs, database)")
+    p.add_argument("--pg", metavar="URL", default="", help="use PostgreSQL (a fresh schema in this database), e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test")
     p.add_argument("--with-minimal", action="store_true", help="also run (a) through a do-nothing pymilter milter (bench/minimal_milter.py)")
     args = p.parse_args(argv)
     ok, why = available()
