@@ -33,7 +33,6 @@ import re
 import shutil
 import signal
 import smtplib
-import statistics
 import subprocess
 import sys
 import tempfile
