@@ -334,10 +334,13 @@ class PrivatePostfix:
     # -- inspection -------------------------------------------------------------
 
     def log(self) -> str:
-        try:
-            return self.logfile.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        """The instance's maillog (after ``stop()``: the copy in ``tmpdir``)."""
+        for f in (self.logfile, self.tmpdir / "postfix.log"):
+            try:
+                return f.read_text(errors="replace")
+            except FileNotFoundError:
+                continue
+        return ""
 
     def mailq(self) -> str:
         return subprocess.run([POSTQUEUE, "-c", str(self.etc), "-p"], capture_output=True, text=True).stdout
