@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-# bench/milter.py would shadow pymilter's C module "milter" (see DESIGN.md):
+# bench/milter.py would shadow pymilter's C module "milter":
 # drop this script's directory from the import path first.
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]

@@ -16,6 +16,7 @@ when something is down or unreachable but the settings look right.
 from __future__ import annotations
 
 import grp
+import ipaddress
 import os
 import pwd
 import re
@@ -123,7 +124,7 @@ def check_postfix(config: Config, report: Report, config_dir: str | None) -> Non
         return
     try:
         values = {}
-        for line in postconf(["smtpd_milters", "milter_default_action", "queue_directory", "milter_protocol"], config_dir).splitlines():
+        for line in postconf(["smtpd_milters", "milter_default_action", "queue_directory", "milter_protocol", "content_filter"], config_dir).splitlines():
             k, _, v = line.partition("=")
             values[k.strip()] = v.strip()
         master = postconf(["-M"], config_dir)
@@ -132,6 +133,7 @@ def check_postfix(config: Config, report: Report, config_dir: str | None) -> Non
         return
     where = f" (postconf -c {config_dir})" if config_dir else ""
     pipe = "postdesk filter" in master
+    check_loopback_trust(config, values.get("content_filter", ""), report)
     ours = config.milter.socket
     attached = [(a, o) for a, o in split_milters(values.get("smtpd_milters", "")) if same_milter(ours, a, values.get("queue_directory", ""))]
     if not attached:
@@ -145,6 +147,15 @@ def check_postfix(config: Config, report: Report, config_dir: str | None) -> Non
         )
         return
     report.ok(f"smtpd_milters includes {attached[0][0]}")
+    milters = split_milters(values.get("smtpd_milters", ""))
+    if not same_milter(ours, milters[-1][0], values.get("queue_directory", "")):
+        # Milters run in order; one after us may still reject a message that
+        # is already a ticket with an acknowledgement queued (backscatter).
+        report.problem(
+            CONFIG,
+            f"the postdesk milter is not the last of smtpd_milters (last: {milters[-1][0]}): a later milter may reject mail that already became a ticket",
+            f"list it last: postconf -e 'smtpd_milters = <the others>, {ours}' && postfix reload",
+        )
     if pipe:
         report.problem(CONFIG, "both the milter and the `postdesk filter` pipe transport are configured: each message would be recorded by both", "use one deployment: remove the milter from smtpd_milters or the pipe transport from master.cf")
     action = attached[0][1].get("default_action") or values.get("milter_default_action", "")
@@ -161,6 +172,23 @@ def check_postfix(config: Config, report: Report, config_dir: str | None) -> Non
             report.problem(CONFIG, f"milter_protocol = {values['milter_protocol']}: the fast path needs protocol 6", "postconf -e 'milter_protocol = 6'")
     except ValueError:
         pass
+
+
+def check_loopback_trust(config: Config, content_filter: str, report: Report) -> None:
+    """A content filter that re-injects over loopback (amavis and friends)
+    makes every message come from 127.0.0.1 unless it passes the original
+    client on (XFORWARD, Postfix's FILTER_README).  With loopback in
+    trusted_networks, anyone could then write as staff."""
+    if not content_filter:
+        return
+    loopback = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+    trusted = [n for n in config.trust.trusted_networks if any(n.version == lo.version and n.overlaps(lo) for lo in loopback)]
+    if trusted:
+        report.note(
+            f"content_filter = {content_filter} and [trust] trusted_networks includes {trusted[0]}: mail the filter "
+            "re-injects over loopback counts as trusted unless the filter forwards the client address (XFORWARD); "
+            "without that, remove loopback from trusted_networks and have staff authenticate (SASL)"
+        )
 
 
 # -- the milter socket --------------------------------------------------------------

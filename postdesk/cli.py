@@ -1,4 +1,4 @@
-"""The ``postdesk`` console script: every subcommand of DESIGN.md, one parser.
+"""The ``postdesk`` console script: every subcommand, one parser.
 
 Exit statuses are sysexits(3), because Postfix pipe(8) and systemd read them:
 0 done, 64 usage, 65/66 bad or missing data (no such ticket, action or

@@ -32,7 +32,6 @@ class Outcome(enum.Enum):
     UPDATED = "updated"  # an action on an existing ticket
     DUPLICATE = "duplicate"  # already recorded: nothing new
     IGNORED = "ignored"  # deliberately not recorded (loop, our own mail)
-    PASSED = "passed"  # not for us (no system-address recipient): untouched
     REJECTED = "rejected"  # permanent refusal (too big, unreadable)
     TEMPFAIL = "tempfail"  # could not record now: try again later
 
@@ -50,7 +49,6 @@ ANSWERS: dict[Outcome, Answer] = {
     Outcome.UPDATED: Answer("accept", "", "2.0.0", EX_OK),
     Outcome.DUPLICATE: Answer("accept", "", "2.0.0", EX_OK),
     Outcome.IGNORED: Answer("accept", "", "2.0.0", EX_OK),
-    Outcome.PASSED: Answer("accept", "", "2.0.0", EX_OK),
     Outcome.REJECTED: Answer("reject", "554", "5.6.0", EX_DATAERR),
     Outcome.TEMPFAIL: Answer("tempfail", "451", "4.3.0", EX_TEMPFAIL),
 }

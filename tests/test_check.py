@@ -1,13 +1,16 @@
-"""``postdesk check`` pieces that need no Postfix: parsing and exit codes.
+"""``postdesk check``: parsing, exit codes, and the Postfix settings it reads
+(through the real ``postconf -c DIR`` on a scratch configuration).
 
-The whole check against a real private Postfix is in test_milter_postfix.py.
+The whole check against a running private Postfix is in test_milter_postfix.py.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import shutil
 
+from conftest import need
 from postdesk import check
 
 
@@ -60,3 +63,42 @@ def test_run_never_exits_1_and_prints_each_fix(make_config, tmp_path, monkeypatc
     assert status in (69, 78)
     assert text.count("problem:") == text.count("  fix:") >= 2
     assert "postdesk init" in text
+
+
+def _postfix_dir(tmp_path, main_cf: str):
+    d = tmp_path / "pf"
+    d.mkdir()
+    (d / "main.cf").write_text(main_cf)
+    (d / "master.cf").write_text("smtp inet n - n - - smtpd\n")
+    return str(d)
+
+
+def test_postdesk_must_be_the_last_milter(make_config, tmp_path):
+    config = make_config(milter={"socket": "unix:/run/postdesk/milter.sock"})
+    need(shutil.which("postconf") is not None or os.path.exists("/usr/sbin/postconf"), "postconf is not installed")
+    first = _postfix_dir(tmp_path, "smtpd_milters = unix:/run/postdesk/milter.sock, inet:127.0.0.1:11332\nmilter_default_action = tempfail\n")
+    report = check.Report()
+    check.check_postfix(config, report, first)
+    assert any("not the last of smtpd_milters" in what for _, what, _ in report.problems)
+
+    last = tmp_path / "last"
+    last.mkdir()
+    (last / "main.cf").write_text("smtpd_milters = inet:127.0.0.1:11332, unix:/run/postdesk/milter.sock\nmilter_default_action = tempfail\n")
+    (last / "master.cf").write_text("smtp inet n - n - - smtpd\n")
+    report = check.Report()
+    check.check_postfix(config, report, str(last))
+    assert report.problems == []
+
+
+def test_content_filter_with_loopback_trust_is_pointed_out(make_config, tmp_path):
+    need(shutil.which("postconf") is not None or os.path.exists("/usr/sbin/postconf"), "postconf is not installed")
+    d = _postfix_dir(tmp_path, "smtpd_milters = unix:/run/postdesk/milter.sock\nmilter_default_action = tempfail\ncontent_filter = smtp-amavis:[127.0.0.1]:10024\n")
+    loopback = make_config(milter={"socket": "unix:/run/postdesk/milter.sock"})
+    report = check.Report()
+    check.check_postfix(loopback, report, d)
+    assert any("XFORWARD" in line for line in report.lines)
+
+    lan_only = make_config(milter={"socket": "unix:/run/postdesk/milter.sock"}, trust={"trusted_networks": ["192.0.2.0/24"]})
+    report = check.Report()
+    check.check_postfix(lan_only, report, d)
+    assert not any("XFORWARD" in line for line in report.lines)

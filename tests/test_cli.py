@@ -1,7 +1,7 @@
 """The ``postdesk`` admin commands through a real subprocess.
 
 Each command: its happy path, its error path, the sysexits status (never 1),
-and the JSON shape DESIGN.md promises to scripts.
+and the JSON shape the README promises to scripts.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ already tagged), the X-Postdesk headers, the size limit, deliver = discard,
 staff direct replies and TEMPFAIL on a store error.  The ingest function is
 injected, so a store failure is one ``raise``.
 
-FIELD-NOTES traps: never ``import Milter.test`` (it turns NOREPLY into
+pymilter 1.0.5 traps: never ``import Milter.test`` (it turns NOREPLY into
 CONTINUE globally); TestCtx's ``chgheader`` appends a second header instead
 of replacing, so the new value is the *last* one; TestCtx shares its
 ``default_opts`` list between instances and our negotiate narrows it, so

@@ -250,3 +250,16 @@ def test_json_of_a_pipe_recorded_ticket_is_valid_utf8(desk):
     p = desk.cli("ticket", "show", "1000", "--json")
     data = json.loads(p.stdout.decode("utf-8"))
     assert data["subject"] == "Drucker brennt \u2013 bitte helfen"
+
+
+def test_master_cf_argument_form_takes_any_address(desk):
+    # contrib's master.cf passes --sender=${sender}: an address beginning
+    # with '-' is a value, not an option, and an empty one is the null sender.
+    raw = make_mail(sender="Dash <-dash@customer.example>")
+    p = desk.cli("filter", "--sender=-dash@customer.example", "--recipient=support@example.com", "--queue-id=DASH1", input=raw)
+    assert p.returncode == 0, _stderr(p)
+    assert [t["requester"] for t in _tickets(desk)] == ["-dash@customer.example"]
+    bounce = make_mail(sender="MAILER-DAEMON@mx.customer.example", subject="Undelivered Mail Returned to Sender", message_id="b1@mx")
+    p = desk.cli("filter", "--sender=", "--recipient=support@example.com", input=bounce)
+    assert p.returncode == 0, _stderr(p)
+    assert len(_tickets(desk)) == 1

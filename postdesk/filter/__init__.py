@@ -1,6 +1,6 @@
 """The message filter: raw message + envelope + what the store knows -> Decision.
 
-Pure functions in small named steps (DESIGN.md "Architecture"):
+Pure functions in small named steps (see docs/filter.md):
 
 - ``parse``       bytes -> Parsed (never raises)             parse.py
 - ``clean_header``  header values safe to write again          headers.py

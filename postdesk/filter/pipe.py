@@ -2,10 +2,10 @@
 
 master.cf passes the envelope as arguments and the message on stdin::
 
-    postdesk unix - n n - 4 pipe flags=q user=postdesk null_sender=
-      argv=/usr/bin/postdesk filter --sender ${sender} --recipient ${recipient}
-      --queue-id ${queue_id} --client-address ${client_address}
-      --sasl-username ${sasl_username}
+    postdesk unix - n n - 10 pipe flags=Rq user=postdesk null_sender=
+      argv=/usr/local/bin/postdesk filter --sender=${sender} --recipient=${recipient}
+      --queue-id=${queue_id} --client-address=${client_address}
+      --sasl-username=${sasl_username}
 
 This module is a thin adapter over ``postdesk.ingest.ingest`` (the same path
 the milter takes); the exit status comes from the one table in

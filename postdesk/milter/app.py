@@ -5,7 +5,7 @@ SMTP session, calls ``postdesk.ingest.ingest`` at end-of-message, edits the
 message (Subject tag, ``X-Postdesk-*`` headers) and answers Postfix from the
 one table ``postdesk.outcomes.ANSWERS``.
 
-Where the time goes (FIELD-NOTES): mail that is not ours is accepted at DATA,
+Where the time goes: mail that is not ours is accepted at DATA,
 so Postfix sends us neither headers nor body and the milter costs almost
 nothing; only support mail and authenticated staff mail are read.
 
@@ -162,9 +162,9 @@ class PostdeskMilter(Milter.Base):
     def staff_candidate(self) -> bool:
         """An authenticated sender whose SASL login maps to a staff address.
 
-        Such mail may be a staff member replying straight to a customer
-        (issue 3 item 6), so we look at its Subject even without a
-        system-address recipient.  The filter makes the real trust decision.
+        Such mail may be a staff member replying straight to a customer, so
+        we look at its Subject even without a system-address recipient.  The
+        filter makes the real trust decision.
         """
         login = self.sasl.strip().lower()
         if not login:
@@ -295,7 +295,7 @@ class PostdeskMilter(Milter.Base):
                 result = self.executor.submit(self.ingest, raw, envelope, self.store, self.config).result()
         except Exception as e:
             # Transient or not, the message is not recorded: the sender's MTA
-            # must keep it and retry (DESIGN: "nothing lost").
+            # must keep it and retry: nothing is accepted that is not recorded.
             log.error("%s: outcome=tempfail reason=\"%s: %s\"", envelope.queue_id or "NOQUEUE", type(e).__name__, e, exc_info=True)
             return self.tempfail()
         answer = ANSWERS[result.outcome]

@@ -3,7 +3,7 @@
 What Postfix needs from us (MILTER_README): a socket it can connect to
 (``smtpd_milters = unix:/var/spool/postfix/postdesk/milter.sock``; a unix
 socket, because libmilter's small writes over TCP meet delayed ACKs and cost
-3-4x the throughput, see FIELD-NOTES), and a milter that answers.  We:
+3-4x the throughput, see docs/postfix.md), and a milter that answers.  We:
 
 - remove a stale unix socket left by a crash (but refuse to start when
   another milter is still answering on it);

@@ -1,17 +1,18 @@
 """Subject tagging: ``[#N] original``, done so nothing the sender wrote breaks.
 
-Rules (issue 3), and why:
+Rules, and why:
 
 - Existing RFC 2047 encoded-words are kept byte for byte: we only prepend
   ASCII text and a space, and RFC 2047 section 5 needs exactly that
   whitespace between an encoded-word and plain text.
 - A raw 8-bit Subject (no encoding, often UTF-8, sometimes Latin-1) is
   re-encoded as RFC 2047 UTF-8 encoded-words: libmilter gives it to us as
-  bytes and handing undecodable bytes back to pymilter fails (FIELD-NOTES).
+  bytes and handing undecodable bytes back to pymilter raises UnicodeEncodeError (a
+  451 for the sender; pymilter 1.0.5).
 - Never tagged twice: when the subject already carries this ticket's tag
   (``postdesk.filter.find_tag``, any position and case) it is left alone.
 - ``smfi_chgheader`` values must not contain CRLF: folded with LF + space,
-  and kept under 2048 characters (FIELD-NOTES, checked with Postfix 3.7).
+  and kept under 2048 characters (checked with Postfix 3.7).
 """
 
 from __future__ import annotations
