@@ -6,9 +6,9 @@ A private Postfix (loopback high port, own queue) relays everything to
 
   notifier  N due outbox rows (new tickets recorded through ``Store.record``:
             one acknowledgement and one team alert each) sent by one
-            ``Worker`` pass over its one SMTP connection (pipelined BDAT, as
-            Postfix offers PIPELINING and CHUNKING; --no-pipelining for the
-            classic exchange);
+            ``Worker`` pass over its one SMTP connection, one mail in flight
+            (RSET+MAIL+RCPT+BDAT in one write, as Postfix offers PIPELINING
+            and CHUNKING; --no-pipelining for the classic exchange);
   source    ``smtp-source -d -s 1 -m N -l SIZE``: the same number of mails of
             the same (average) size, one connection, one after the other, as
             the notifier does.
@@ -57,9 +57,9 @@ class Measuring(Submitter):
 
     sizes: list[int] = []
 
-    def submit(self, sender: str, recipient: str, data: bytes) -> None:
+    def send(self, sender: str, recipient: str, data: bytes) -> str:
         Measuring.sizes.append(len(data))
-        super().submit(sender, recipient, data)
+        return super().send(sender, recipient, data)
 
 
 def now() -> datetime:

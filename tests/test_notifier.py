@@ -352,6 +352,29 @@ def test_private_action_never_leaks(desk, sink):
         assert secret_bytes not in got.data
 
 
+def test_update_never_falls_back_to_the_whole_text(desk, sink):
+    """An action with no new text (the filter found only quotes) must not
+    bring its whole text, with the quoted history, into customer mail."""
+    cfg, store, worker, clock = _ticket_with_cc(desk)
+    sink.got.clear()
+    quoted = "> [pvt] SECRET: customer is on the naughty list\n> Team alert for [#1000]\n"
+    record(store, staff_reply(1000, text=quoted, new_text=""), cfg, now=clock.at(10))
+    record(
+        store,
+        staff_reply(1000, text=quoted + "> again\n", new_text="", attachments=(attachment(b"manual", "manual.bin"),)),
+        cfg,
+        now=clock.at(20),
+    )
+    clock.now = clock.at(300)
+    worker.run_pass()
+    assert sorted(r for g in sink.got for r in g.recipients) == ["alice@customer.org", "carol@customer.org"]
+    for got in sink.got:
+        assert b"SECRET" not in got.data and "SECRET" not in got.text and "naughty" not in got.text
+        assert "(no text)" in got.text
+        assert "(no text; see the attachments)" in got.text
+        assert [p.get_filename() for p in got.message.iter_attachments()] == ["manual.bin"]
+
+
 def test_private_only_changes_send_nothing(desk, sink):
     cfg, store, worker, clock = _ticket_with_cc(desk)
     sink.got.clear()

@@ -39,7 +39,7 @@ class Entry:
     kind: str  # message | status | system
     public: bool
     author: Person | None
-    text: str  # the new text (quotes stripped) when there is one, else the whole text
+    text: str  # the new text (quotes stripped); when empty: customer mail a placeholder, a team alert the whole text
     created_at: datetime
     flags: frozenset[str] = frozenset()
     attachments: tuple[AttachmentInfo, ...] = ()

@@ -13,6 +13,12 @@ trouble that is ours rather than the recipient's: TLS/AUTH setup, 530, a
 refused MAIL FROM (a configuration problem should hold mail, not fail it).  ``connection`` says
 the session is gone, so the pass stops instead of failing every queued mail
 against a dead server.
+
+One mail is in flight at a time (see "submission" below), so a dropped
+connection leaves at most one mail whose fate is unknown: written in full,
+its final reply lost.  That mail is retried and may arrive twice; it is the
+one duplicate window on the SMTP side (``postdesk.store.outbox`` describes
+the store side).
 """
 
 from __future__ import annotations
@@ -83,7 +89,6 @@ class Submitter:
         self.pipelining = pipelining
         self._smtp: smtplib.SMTP | None = None
         self._pipelining = False  # this session: PIPELINING and CHUNKING offered
-        self._results: list = []
         self._broken: SubmitError | None = None
 
     @classmethod
@@ -138,95 +143,92 @@ class Submitter:
 
     # -- submission ------------------------------------------------------------
     #
-    # submit() hands a mail over and collect() returns what became of every
-    # mail submitted since the last collect(), in order: the queue id, or a
-    # SubmitError.  When the server offers PIPELINING and CHUNKING (Postfix
-    # does by default), submit() writes "RSET, MAIL, RCPT, BDAT <n> LAST" and
-    # the message in one go without waiting (RFC 2920, RFC 3030 section 4),
-    # so Postfix works on one mail while we compose the next, and collect()
-    # reads the replies.  BDAT needs no dot-stuffing and a server must read a
-    # chunk even when it refuses it, so one refused mail cannot desynchronise
-    # the session; the leading RSET ends whatever the previous mail left.
-    # Otherwise submit() runs the classic MAIL/RCPT/DATA exchange at once.
+    # One mail in flight, never more.  When the server offers PIPELINING and
+    # CHUNKING (Postfix does by default), send() writes "RSET, MAIL, RCPT,
+    # BDAT <n> LAST" and the message in one go (RFC 2920, RFC 3030 section 4),
+    # then reads the four replies before the next mail is written.  BDAT needs
+    # no dot-stuffing and a server must read a chunk even when it refuses it,
+    # so one refused mail cannot desynchronise the session; the leading RSET
+    # ends whatever the previous mail left.  Otherwise send() runs the classic
+    # MAIL/RCPT/DATA exchange.
+    #
+    # Why not several mails in flight: when the connection fails, every mail
+    # written but not yet answered has an unknown fate (Postfix may have
+    # queued it, its 250 unread), and retrying them all resends them.  With
+    # one in flight, a failed write means the message never fully reached the
+    # server (its BDAT chunk is incomplete, so it cannot be queued) and is
+    # safe to retry; the only unknown is a mail written in full whose final
+    # reply was lost (connection dropped, or no reply within ``timeout``).
+    # That one mail is retried and may arrive twice: the one duplicate window
+    # on the SMTP side, at most one mail per failed connection.  Its error
+    # says so ("may have been queued").  bench/notifier.py: one in flight
+    # keeps the notifier above half of smtp-source's rate.
 
-    def submit(self, sender: str, recipient: str, data: bytes) -> None:
+    def send(self, sender: str, recipient: str, data: bytes) -> str:
+        """Submit one mail and wait for the server: its queue id, or SubmitError.
+
+        After a connection failure (``connection`` set) every later call fails
+        the same way at once, without a new connection, until ``reset()``.
+        """
         if self._broken is not None:
-            self._results.append(self._broken)
-            return
+            raise self._broken
         if self._smtp is None:
             try:
                 self._smtp = self._connect()
             except SubmitError as e:
                 self._broken = e
-                self._results.append(e)
-                return
-        if not self._pipelining:
-            try:
-                self._results.append(self._classic(sender, recipient, data))
-            except SubmitError as e:
-                if e.connection:
-                    self._broken = e
-                self._results.append(e)
-            return
-        head = f"RSET\r\nMAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nBDAT {len(data)} LAST\r\n".encode("ascii")
+                raise
         try:
-            self._smtp.send(head + data)
-        except (smtplib.SMTPException, OSError) as e:
-            self._lost(e)
-            self._results.append(self._broken)
-            return
-        self._results.append(None)  # the replies are read by collect()
+            if not self._pipelining:
+                return self._classic(sender, recipient, data)
+            return self._pipelined(sender, recipient, data)
+        except SubmitError as e:
+            if e.connection and self._broken is None:
+                self._lost(e)
+            raise
 
     @property
     def broken(self) -> bool:
-        """The connection failed; later submissions fail until collect() has run."""
+        """The connection failed; send() fails until reset()."""
         return self._broken is not None
 
-    def collect(self, count: int | None = None) -> list:
-        """Results of the oldest ``count`` (default: all) mails submitted and
-        not yet collected, in order: the queue id, or a SubmitError."""
-        count = len(self._results) if count is None else count
-        results, self._results = self._results[:count], self._results[count:]
-        for i, r in enumerate(results):
-            if r is not None:
-                continue
-            if self._broken is not None:
-                results[i] = self._broken
-                continue
-            try:
-                results[i] = self._replies()
-            except SubmitError as e:
-                results[i] = e
-            except (smtplib.SMTPException, OSError) as e:
-                self._lost(e)
-                results[i] = self._broken
-        if not self._results:
-            self._broken = None  # the next submit() tries a new connection
-        return results
+    def reset(self) -> None:
+        """Forget a failed connection: the next send() opens a new one."""
+        self._broken = None
 
-    def send(self, sender: str, recipient: str, data: bytes) -> str:
-        """Submit one mail and wait: its queue id, or SubmitError."""
-        self.submit(sender, recipient, data)
-        (result,) = self.collect()
-        if isinstance(result, SubmitError):
-            raise result
-        return result
-
-    def _replies(self) -> str:
-        """The four replies of one pipelined mail, oldest first."""
+    def _pipelined(self, sender: str, recipient: str, data: bytes) -> str:
         smtp = self._smtp
-        replies = [smtp.getreply() for _ in range(4)]  # RSET, MAIL, RCPT, BDAT
-        for (code, resp), ok, stage in zip(replies, ((250,), (250,), (250, 251), (250,)), ("rset", "mail", "rcpt", "data")):
-            if code not in ok:
-                err = _reply_error(code, resp, stage)
-                if err.connection:
-                    self._lost(err)
-                raise err
-        return queue_id(replies[3][1])
+        head = f"RSET\r\nMAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nBDAT {len(data)} LAST\r\n".encode("ascii")
+        try:
+            smtp.send(head + data)
+        except (smtplib.SMTPException, OSError) as e:
+            # Not all of it reached the server: the BDAT chunk is incomplete,
+            # so the mail cannot have been queued.  Safe to retry.
+            raise SubmitError(f"{self.host}:{self.port}: {e}", connection=True) from e
+        error: SubmitError | None = None
+        stages = (("rset", (250,)), ("mail", (250,)), ("rcpt", (250, 251)), ("data", (250,)))
+        for stage, ok in stages:
+            try:
+                code, resp = smtp.getreply()
+            except (smtplib.SMTPException, OSError) as e:
+                if error is not None:  # refused already: not queued, but the session is gone
+                    self._lost(SubmitError(f"{self.host}:{self.port}: {e}", connection=True))
+                    raise error from e
+                # The whole mail was written: the server may have queued it.
+                # Later mails get the plain error (they were never written).
+                lost = SubmitError(f"{self.host}:{self.port}: {e}", connection=True)
+                self._lost(lost)
+                raise SubmitError(f"{lost} (reply lost after the whole mail was written: it may have been queued)", connection=True) from e
+            if code not in ok and error is None:
+                error = _reply_error(code, resp, stage)
+                if error.connection:
+                    raise error  # 421: the server closes; nothing more to read
+            if stage == "data" and error is None:
+                return queue_id(resp)
+        raise error
 
-    def _lost(self, e: Exception) -> None:
-        self._broken = e if isinstance(e, SubmitError) else SubmitError(f"{self.host}:{self.port}: {e}", connection=True)
-        self._broken.connection = True
+    def _lost(self, e: SubmitError) -> None:
+        self._broken = e
         smtp, self._smtp = self._smtp, None
         if smtp is not None:
             try:

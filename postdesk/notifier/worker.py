@@ -7,14 +7,15 @@ mail with the Postfix queue id first, as Postfix logs its own:
 
     4BxT2k1Z3n: to=<jane@example.org> ticket=1042 kind=ack msgid=<...> status=sent
 
-Against Postfix the mails of a batch are pipelined (see ``smtp``), and batch
-k+1 is submitted before the replies of batch k are read and recorded, so the
-database, our CPU and Postfix work side by side (``bench/notifier.py``).
+One mail is in flight at a time: it is written (pipelined in one write when
+the server allows, see ``smtp``) and its replies are read before the next is
+composed, so a dropped connection leaves at most that one mail's fate
+unknown.  A batch's results are recorded when the batch is done.
 
 SIGTERM (and SIGINT) set a flag that is looked at between mails: the mail in
-flight (with pipelining: every mail already written to the server) is
-finished and recorded, the rest of the claimed batch is given back (queued,
-as it was), and ``run`` returns 0, as systemd expects.
+flight is finished, the batch's results are recorded, the rest of the
+claimed batch is given back (queued, as it was), and ``run`` returns 0, as
+systemd expects.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -43,12 +44,6 @@ def utcnow() -> datetime:
 
 
 BATCH = 50  # rows per claim: few commits per mail, and a lease is never at risk within a batch
-
-
-@dataclass
-class _Batch:
-    done: list[Done] = field(default_factory=list)  # results known without the server
-    submitted: list[tuple[Job, str]] = field(default_factory=list)  # (job, our Message-ID), replies pending
 
 
 @dataclass
@@ -100,10 +95,9 @@ class Worker:
     def run_pass(self) -> PassStats:
         """Send everything that is due now.  Raises StoreUnavailable on database trouble.
 
-        Batches overlap by one: batch k is submitted (pipelined, when the
-        server allows) before the replies to batch k-1 are read and recorded,
-        so Postfix works on one batch while we record the previous one and
-        prepare the next.  At most two batches are ever in flight.
+        Batch by batch: claim, load, send each mail (one in flight), record
+        the batch's results in one transaction.  A lost connection ends the
+        pass; the mails of the batch not yet sent are deferred with it.
         """
         stats = PassStats()
         if self._unrecorded:
@@ -113,30 +107,25 @@ class Worker:
         if self._secret is None:
             self._secret = self.store.secret()
         with self._submitter_factory() as submitter:
-            pending: _Batch | None = None
-            try:
-                while not self.stopping:
-                    claims = outbox.claim(self.store, self.clock(), self.config.notifier.lease, self.batch)
-                    if not claims:
-                        break
-                    jobs = outbox.prepare_many(self.store, claims, self.config, self.clock())
-                    batch = self._submit(jobs, submitter, stats)
-                    if pending is not None:
-                        self._finish(pending, submitter, stats)
-                    pending = batch
-                    if submitter.broken or len(claims) < self.batch:
-                        break
-            finally:
-                if pending is not None:
-                    self._finish(pending, submitter, stats)
+            while not self.stopping:
+                claims = outbox.claim(self.store, self.clock(), self.config.notifier.lease, self.batch)
+                if not claims:
+                    break
+                jobs = outbox.prepare_many(self.store, claims, self.config, self.clock())
+                done: list[Done] = []
+                try:
+                    self._send(jobs, submitter, stats, done)
+                finally:
+                    self._record(done, stats)  # also what went out before an unexpected error
+                if submitter.broken or len(claims) < self.batch:
+                    break
         return stats
 
-    def _submit(self, jobs: list, submitter: Submitter, stats: PassStats) -> "_Batch":
-        """Compose and submit a claimed batch (replies are read by _finish)."""
-        batch = _Batch()
+    def _send(self, jobs: list, submitter: Submitter, stats: PassStats, done: list[Done]) -> None:
+        """Compose and send a claimed batch, one mail at a time; results go to ``done``."""
         for i, job in enumerate(jobs):
             if self.stopping:
-                # SIGTERM: what is submitted is finished; the rest goes back.
+                # SIGTERM: what is sent is recorded; the rest goes back.
                 outbox.release(self.store, [(j.row_id, j.token) for j in jobs[i:] if isinstance(j, Job)])
                 break
             if job is None:
@@ -151,26 +140,20 @@ class Worker:
             try:
                 mail = compose(job, self.config, self._secret, now, self._read_attachment)
             except ComposeError as e:
-                batch.done.append(Done(job, "failed", now, error=str(e)))
+                done.append(Done(job, "failed", now, error=str(e)))
                 continue
             except OSError as e:  # an attachment file unreadable: the store's disk, retry
-                batch.done.append(Done(job, "retry", now, error=f"attachment: {e}"))
+                done.append(Done(job, "retry", now, error=f"attachment: {e}"))
                 continue
-            submitter.submit(mail.sender, mail.recipient, mail.data)
-            batch.submitted.append((job, mail.message_id))
-        return batch
-
-    def _finish(self, batch: "_Batch", submitter: Submitter, stats: PassStats) -> None:
-        """Read the replies of a submitted batch and record all its results."""
-        now = self.clock()
-        results = submitter.collect(len(batch.submitted))
-        for (job, message_id), result in zip(batch.submitted, results):
-            if isinstance(result, SubmitError):
-                batch.done.append(Done(job, "failed" if result.permanent else "retry", now, message_id=message_id, error=str(result)))
+            try:
+                qid = submitter.send(mail.sender, mail.recipient, mail.data)
+            except SubmitError as e:
+                # After a lost connection, the rest of the batch fails at once
+                # with the same error (never written: deferred, not resent).
+                status = "failed" if e.permanent else "retry"
+                done.append(Done(job, status, self.clock(), message_id=mail.message_id, error=str(e)))
             else:
-                batch.done.append(Done(job, "sent", now, message_id=message_id, queue_id=result))
-        batch.submitted = []
-        self._record(batch.done, stats)
+                done.append(Done(job, "sent", self.clock(), message_id=mail.message_id, queue_id=qid))
 
     def _record(self, done: list[Done], stats: PassStats) -> None:
         """Write a batch's results in one transaction, then log one line per mail."""

@@ -5,7 +5,8 @@ Only ``postdesk/store`` imports SQLAlchemy, so the worker
 dataclasses back (``postdesk.notifier.jobs``).  Each function is one short
 transaction; no transaction stays open while a mail is on the wire.  Also
 here: what a customer update carries (``_prepare_update``: public actions
-after the participant's mark, and ones made public later below it).
+after the participant's mark, and ones made public later below it; of each,
+only its new text, never the whole text with its quoted history, see ``_entry``).
 
 Claiming.  A row is due when it is ``queued`` with ``due_at <= now``, or
 ``sending`` with a lease that ran out (its worker died mid-pass: crash
@@ -23,12 +24,22 @@ queries for the whole batch) and writes its results with ``record`` (one
 transaction, executemany), so the database costs a few commits per batch,
 not per mail.
 
-The one duplicate window: the SMTP server accepted the mail (250) and the
-worker died before ``record`` committed that batch.  The leases then run out
-and those rows are sent again (at most two batches: the worker records a
-batch while the next one is with the server).  Closing it would need
-two-phase commit with Postfix; a rare duplicate notification is the
-accepted price of never losing one.
+Duplicates.  A mail can go twice in two ways, both rare; closing them
+would need two-phase commit with Postfix, and a rare duplicate notification
+is the accepted price of never losing one:
+
+- the store side: the SMTP server accepted mails (250) and the worker died
+  before ``record`` committed their batch.  The leases then run out and
+  those rows are sent again: at most the one batch being sent (the worker
+  records each batch before it claims the next; results it could not write
+  because the store was down are written first on its next pass).
+- the SMTP side: the connection dropped, or timed out, after a mail was
+  written in full and before its final reply was read.  Postfix may have
+  queued it; it is retried.  The worker has one mail in flight at a time
+  (``postdesk.notifier.smtp``), so this is at most one mail per failed
+  connection; every mail answered before it is recorded as sent, and a
+  mail whose write failed never reached the server whole and cannot have
+  been queued.  Its last_error says "it may have been queued".
 """
 
 from __future__ import annotations
@@ -103,15 +114,29 @@ def _person(row: PersonRow | None) -> Person | None:
     return Person(address=row.address, name=row.name or "", staff=bool(row.staff))
 
 
-def _entry(action: Action) -> Entry:
+NO_TEXT = "(no text)"
+NO_TEXT_ATTACHED = "(no text; see the attachments)"
+
+
+def _entry(action: Action, customer: bool = False) -> Entry:
+    new_text = action.new_text or ""
+    if new_text.strip():
+        text = new_text
+    elif customer:
+        # Never the whole text in customer mail: it holds the quoted history,
+        # which may quote a private team alert or another customer's words.
+        # An update carries only public actions, so these attachments are
+        # public.  A status entry without text is worded by compose.
+        text = "" if action.kind == "status" else NO_TEXT_ATTACHED if action.attachments else NO_TEXT
+    else:
+        # A team alert: staff may see the whole text when the filter found nothing new.
+        text = action.text or ""
     return Entry(
         id=action.id,
         kind=action.kind,
         public=bool(action.public),
         author=_person(action.author),
-        # The new text has quoted history and signature removed; fall back to
-        # the whole text when the filter found nothing new (e.g. a status action).
-        text=action.new_text if (action.new_text or "").strip() else (action.text or ""),
+        text=text,
         created_at=action.created_at,
         flags=frozenset((action.flags or "").split()),
         attachments=tuple(
@@ -265,7 +290,7 @@ def _prepare_ack(s: Session, row: Outbox, ticket: Ticket, config: Config, pre: _
     count = pre.acks_before(row)
     if count >= limit:
         return f"rate limit ({count} acknowledgements to this sender in {int(config.notifier.ack_window)} s)"
-    return _job(row, ticket, pre.person(to), [_entry(action)], in_reply_to=action.message_id or "", up_to_action_id=action.id)
+    return _job(row, ticket, pre.person(to), [_entry(action, customer=True)], in_reply_to=action.message_id or "", up_to_action_id=action.id)
 
 
 def _prepare_alert(s: Session, row: Outbox, ticket: Ticket, config: Config, pre: _Preload) -> Job | str:
@@ -329,7 +354,7 @@ def _prepare_update(s: Session, row: Outbox, ticket: Ticket, config: Config) -> 
             continue  # they got this message directly (To/Cc)
         if a.kind == "status" and not config.organization.status_change_emails:
             continue
-        entries.append(_entry(a))
+        entries.append(_entry(a, customer=True))
     up_to = max([since] + [a.id for a in actions])
     if not entries:
         # What is new is theirs or already theirs: mark it told.
@@ -385,8 +410,8 @@ def record(store, done: list[Done], config: Config) -> list[tuple[str, float]]:
 
     Returns, per item, (state, seconds): ("sent", 0), ("deferred", delay),
     ("failed", 0), or ("lost", 0) when the row was no longer ours.  Grouping
-    the commits widens the duplicate window described above from one mail to
-    one batch; the worker records each batch as soon as it is sent.
+    the commits widens the store-side duplicate window described above from
+    one mail to one batch; the worker records each batch as soon as it is sent.
     """
     out: list[tuple[str, float]] = []
     t = Outbox.__table__
