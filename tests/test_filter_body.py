@@ -104,6 +104,23 @@ def test_multipart_without_boundary_keeps_its_text():
         ("Regards\n-- \nJane Doe\nACME", "Regards"),
         ("Reply\n\n> quoted\n-- \nsig", "Reply"),
         ("On the other hand I think it is fine.", "On the other hand I think it is fine."),
+        # bottom-posting: the new text is below the quote
+        ("On Mon, 1 Jan 2024 at 10:00, Support <support@example.com> wrote:\n> old\n> older\n\nNew below.\n\n-- \nJane", "New below."),
+        ("On Mon, 1 Jan 2024 at 10:00, Very Long Name <\nsupport@example.com> wrote:\n\n> old\n\nNew below.", "New below."),
+        ("\n\nAm 01.01.2024 um 10:00 schrieb Support <s@example.com>:\n> alt\nNeu.", "Neu."),
+        # interleaved under an attribution, text before and after the blocks
+        (
+            "Hi,\n\nOn Mon, Support <s@example.com> wrote:\n> Q1?\n\nA1.\n\n> Q2?\n>\n> more Q2\n\nA2.\n\nThanks",
+            "Hi,\n\nA1.\n\nA2.\n\nThanks",
+        ),
+        ("* Support <s@example.com> [2026-11-26 18:00 +0000]:\n> Q?\n\nA.", "A."),
+        # an attribution over an unquoted copy: the copy is history
+        ("Fine.\n\nOn Mon, 1 Jan 2024, Support <s@example.com> wrote:\n\nold unquoted", "Fine."),
+        # top-posting over an Outlook block: everything below it is history, even unquoted "new-looking" text
+        ("Top.\n\n-----Original Message-----\nFrom: S\nSent: Mon\n\nold\n> older\nolder still", "Top."),
+        # only quoted history: nothing new
+        ("On Mon, 1 Jan 2024, Support <s@example.com> wrote:\n> old", ""),
+        ("", ""),
         ("From: here on, it works.\nThanks", "From: here on, it works.\nThanks"),
     ],
 )
@@ -118,6 +135,9 @@ def test_hostile_bodies_are_fast():
     new_text("Am " * 300_000)
     new_text("> a\n" * 200_000)
     new_text("From: a\n" * 100_000)
+    new_text("\n" * 500_000 + "x")
+    new_text("> q\n\na\n" * 100_000)
+    new_text("On Mon, x wrote:\n" * 100_000)
     body_of(b"Content-Type: text/plain\r\n\r\n" + b"a" * 1_000_000)
     body_of(b"Content-Type: text/html\r\n\r\n" + b"<p>" * 300_000)
     body_of(b"Content-Type: text/html\r\n\r\n" + b"<!" * 500_000)

@@ -6,7 +6,7 @@ import pytest
 
 from postdesk.filter import parse
 from postdesk.filter.decision import Envelope
-from postdesk.filter.loops import automation, is_auto, is_bounce, is_list, is_loop
+from postdesk.filter.loops import automation, is_auto, is_bounce, is_bulk, is_list, is_loop
 from postdesk.filter.tags import find_commands
 from postdesk.filter.trust import sasl_maps_to, trust
 
@@ -33,7 +33,8 @@ def test_loop_marker_and_own_addresses(config):
         ("", "c@cust.org", "Subject: x"),
         ("<>", "c@cust.org", "Subject: x"),
         ("MAILER-DAEMON@mx.cust.org", "c@cust.org", "Subject: x"),
-        ("c@cust.org", "postmaster@cust.org", "Subject: x"),
+        ("c@cust.org", "mailer-daemon@cust.org", "Subject: x"),
+        ("<>", "postmaster@cust.org", "Subject: x"),
         ("c@cust.org", "c@cust.org", "Content-Type: multipart/report; report-type=delivery-status; boundary=b"),
         ("c@cust.org", "c@cust.org", "Content-Type: multipart/report; report-type=feedback-report; boundary=b"),
     ],
@@ -47,28 +48,95 @@ def test_not_bounces():
     assert not is_bounce(p("Content-Type: multipart/report; report-type=disposition-notification; boundary=b"), ENV, "c@cust.org")
 
 
+def test_report_without_report_type_decided_by_its_parts():
+    report = "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; x\r\n\r\n--b--\r\n"
+    assert is_bounce(p("Content-Type: multipart/report; boundary=b", report), ENV, "c@cust.org")
+    other = "--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n"
+    assert not is_bounce(p("Content-Type: multipart/report; boundary=b", other), ENV, "c@cust.org")
+
+
+def test_postmaster_with_a_real_sender_is_a_human():
+    env = Envelope("postmaster@cust.org", ("support@example.com",))
+    assert not is_bounce(p("Subject: your server is on our blocklist"), env, "postmaster@cust.org")
+
+
+def test_forwarded_report_is_not_a_bounce():
+    """A customer forwarding an NDR as an attachment: the report is inside message/rfc822, not the message."""
+    body = (
+        "--m\r\nContent-Type: text/plain\r\n\r\nMy mail bounces, see attached.\r\n"
+        "--m\r\nContent-Type: message/rfc822\r\n\r\n"
+        "From: MAILER-DAEMON@mx.cust.org\r\nSubject: Undelivered Mail\r\n"
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n"
+        "--r\r\nContent-Type: text/plain\r\n\r\nCould not deliver.\r\n"
+        "--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.cust.org\r\n\r\n"
+        "Final-Recipient: rfc822; x@y\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--r--\r\n"
+        "\r\n--m--\r\n"
+    )
+    msg = parse(("Content-Type: multipart/mixed; boundary=m\r\n\r\n" + body).encode())
+    assert not is_bounce(msg, ENV, "c@cust.org")
+    # the same report one level down, not attached but nested in a multipart/mixed, is not one either
+    nested = parse(
+        (
+            "Content-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\n"
+            "Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; x\r\n\r\n--m--\r\n"
+        ).encode()
+    )
+    assert not is_bounce(nested, ENV, "c@cust.org")
+
+
 @pytest.mark.parametrize(
     "headers",
-    ["Auto-Submitted: auto-replied", "Auto-Submitted: auto-generated; owner-email=x@y", "Precedence: bulk", "Precedence: junk", "X-Auto-Response-Suppress: All"],
+    [
+        "Auto-Submitted: auto-replied",
+        "Auto-Submitted: auto-generated; owner-email=x@y",
+        "Precedence: junk",
+        "Precedence: auto_reply",
+        "X-Autoreply: yes",
+        "X-Autorespond: Vacation",
+    ],
 )
 def test_auto(headers):
     assert is_auto(p(headers))
 
 
-@pytest.mark.parametrize("headers", ["Auto-Submitted: no", "Auto-Submitted: No (human)", "Precedence: normal", "Subject: x"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        "Auto-Submitted: no",
+        "Auto-Submitted: No (human)",
+        "Precedence: normal",
+        "Subject: x",
+        # "don't auto-answer me" is not "a machine wrote this"
+        "Precedence: bulk",
+        "Precedence: list",
+        "X-Auto-Response-Suppress: All",
+        "List-Unsubscribe: <mailto:u@x>",
+    ],
+)
 def test_not_auto(headers):
     assert not is_auto(p(headers))
 
 
-@pytest.mark.parametrize("headers", ["Precedence: list", "List-Id: <users.lists.example>", "List-Unsubscribe: <mailto:u@x>"])
+@pytest.mark.parametrize("headers", ["Precedence: list", "List-Id: <users.lists.example>", "List-Unsubscribe: <mailto:u@x>", "List-Post: <mailto:users@lists.example>"])
 def test_list(headers):
     assert is_list(p(headers))
     assert not is_list(p("Subject: x"))
+    assert not is_list(p("Precedence: bulk"))
+
+
+@pytest.mark.parametrize("headers", ["Precedence: bulk", "X-Auto-Response-Suppress: All", "X-Auto-Response-Suppress: OOF, AutoReply"])
+def test_bulk(headers):
+    assert is_bulk(p(headers))
+    assert not is_bulk(p("Subject: x"))
+    assert not is_bulk(p("Precedence: list"))
 
 
 def test_automation_flags(config):
-    a = automation(p("Auto-Submitted: auto-replied\nList-Id: <l.x>"), Envelope("", ("support@example.com",)), "c@cust.org", config)
-    assert a.flags == {"bounce", "auto", "list"}
+    a = automation(
+        p("Auto-Submitted: auto-replied\nList-Id: <l.x>\nPrecedence: bulk"), Envelope("", ("support@example.com",)), "c@cust.org", config
+    )
+    assert a.flags == {"bounce", "auto", "list", "bulk"}
+    assert a.no_ack
 
 
 @pytest.mark.parametrize(

@@ -196,6 +196,20 @@ def test_rule4_references_known_to_store(config):
     assert d.references == ("orig@cust.org", "a@b")
 
 
+def test_rule4_in_reply_to_then_references_newest_first(config):
+    """Ids go to the store in order of preference: In-Reply-To, then References newest first."""
+    k = FakeKnown(
+        tickets={1042: (CUSTOMER, {CUSTOMER}), 1043: (CUSTOMER, {CUSTOMER}), 1044: (CUSTOMER, {CUSTOMER})},
+        ids={"old@cust.org": 1043, "newer@cust.org": 1044, "answered@cust.org": 1042},
+    )
+    extra = "In-Reply-To: <answered@cust.org>\nReferences: <old@cust.org> <newer@cust.org> <answered@cust.org>"
+    d = run(mail(subject="Re: x", extra=extra), known=k, config=config)
+    assert d.references == ("answered@cust.org", "newer@cust.org", "old@cust.org")
+    assert d.ticket == 1042
+    d = run(mail(subject="Re: x", extra="References: <old@cust.org> <newer@cust.org>"), known=k, config=config)
+    assert d.references == ("newer@cust.org", "old@cust.org") and d.ticket == 1044
+
+
 def test_rule4_hmac_message_id(config):
     mid = make_message_id(1042, SECRET, "example.com")
     d = run(mail(subject="Re: x", extra=f"In-Reply-To: <{mid}>"), config=config)
@@ -234,7 +248,7 @@ def test_rule5_dsn_of_our_own_mail_finds_ticket(config):
     assert (d.public, d.send_ack, d.notify_team) == (False, False, False)
 
 
-# --- rule 6: auto / list ------------------------------------------------------
+# --- rule 6: auto / list / bulk -----------------------------------------------
 
 
 def test_rule6_auto_reply_new(config):
@@ -242,16 +256,46 @@ def test_rule6_auto_reply_new(config):
     assert d.kind is Kind.NEW and "auto" in d.flags and not d.send_ack
 
 
-def test_rule6_list_followup(config):
-    d = run(mail(subject="Re: [#1042] x", extra="List-Id: <users.lists.cust.org>"), config=config)
-    assert d.kind is Kind.FOLLOWUP and "list" in d.flags
+def test_rule6_auto_reply_followup_is_private_and_silent(config):
+    d = run(mail(subject="Re: [#1042] x", extra="Auto-Submitted: auto-replied"), config=config)
+    assert d.kind is Kind.FOLLOWUP and d.flags == {"auto"}
     assert (d.public, d.send_ack, d.notify_team) == (False, False, False)
 
 
-@pytest.mark.parametrize("extra, flag", [("Precedence: bulk", "auto"), ("Precedence: list", "list"), ("X-Auto-Response-Suppress: All", "auto"), ("List-Unsubscribe: <mailto:x@y>", "list")])
+@pytest.mark.parametrize(
+    "extra, flag",
+    [
+        ("List-Id: <users.lists.cust.org>", "list"),
+        ("List-Unsubscribe: <mailto:x@y>", "list"),
+        ("List-Post: <mailto:users@lists.cust.org>", "list"),
+        ("Precedence: list", "list"),
+        ("Precedence: bulk", "bulk"),
+        ("X-Auto-Response-Suppress: All", "bulk"),
+    ],
+)
+def test_rule6_list_and_bulk_followup_is_a_normal_reply(config, extra, flag):
+    """"Don't auto-answer me" headers hide nothing: a person's reply stays public and alerts the team."""
+    d = run(mail(subject="Re: [#1042] x", extra=extra), config=config)
+    assert d.kind is Kind.FOLLOWUP and d.flags == {flag}
+    assert (d.public, d.send_ack, d.notify_team) == (True, False, True)
+
+
+@pytest.mark.parametrize(
+    "extra, flag",
+    [
+        ("Precedence: bulk", "bulk"),
+        ("Precedence: junk", "auto"),
+        ("Precedence: auto_reply", "auto"),
+        ("Precedence: list", "list"),
+        ("X-Auto-Response-Suppress: All", "bulk"),
+        ("X-Autoreply: yes", "auto"),
+        ("X-Autorespond: yes", "auto"),
+        ("List-Unsubscribe: <mailto:x@y>", "list"),
+    ],
+)
 def test_rule6_markers(config, extra, flag):
     d = run(mail(extra=extra), config=config)
-    assert flag in d.flags and not d.send_ack
+    assert d.kind is Kind.NEW and d.flags == {flag} and not d.send_ack and d.notify_team
 
 
 def test_rule6_auto_submitted_no_is_human(config):
@@ -268,6 +312,16 @@ def test_rule7_staff_by_sasl_with_commands(config):
     assert d.kind is Kind.FOLLOWUP and d.staff
     assert {"staff", "pvt", "closed"} <= d.flags
     assert not d.public and d.close and not d.notify_team
+
+
+def test_rule8_bottom_posted_command_counts_quoted_one_does_not(config):
+    quote = "On Mon, 1 Jan 2026 at 10:00, Support <support@example.com> wrote:\n> Closing this? [closed]\n> old text\n"
+    body = quote + "\nInternal: customer is on the old firmware. [pvt]\n\n-- \nAlice\n"
+    raw = mail(subject="Re: [#1042] x", frm="alice@example.com", body=body)
+    d = run(raw, env(sender="alice@example.com", sasl="alice"), config=config)
+    assert d.new_text == "Internal: customer is on the old firmware. [pvt]"
+    assert "pvt" in d.flags and not d.public
+    assert "closed" not in d.flags and not d.close
 
 
 def test_rule7_staff_by_trusted_network(config):

@@ -2,16 +2,23 @@
 
 ``text`` is what the sender wrote, whole: text/plain preferred, an HTML-only
 mail converted to readable text (``html2text``), the inline text parts of a
-multipart/mixed joined.  ``new_text`` is what is new in this mail: it stops
-at the first marker of quoted history and drops ">" lines and the
-signature.  Markers recognised:
+multipart/mixed joined.  ``new_text`` is what is new in this mail: the text
+with quoted blocks and the signature removed, whatever the quoting style:
 
-- our own ``##- Please type your reply above this line -##``;
-- "On <date>, <name> wrote:" (also wrapped over two lines), "Am ... schrieb
-  ...:", "Le ... a écrit :", "El ... escribió:", "Op ... schreef ...:";
-- Outlook's "-----Original Message-----" and its "From: ... / Sent: ..."
-  header block (also "Von: / Gesendet:"), with the underscore rule before it;
-- RFC 3676 section 4.3 signature separator "-- ".
+- a quote block is an attribution line followed by ">" lines, or ">" lines
+  alone; unquoted text before it, after it (bottom-posting) and between
+  blocks (interleaved replies) is kept;
+- attribution lines recognised: "On <date>, <name> wrote:" (also wrapped over
+  two lines), "Am ... schrieb ...:", "Le ... a écrit :", "El ... escribió:",
+  "Op ... schreef ...:", mutt's "* Name <addr> [2024-01-01 10:00 +0000]:".
+  An attribution followed by no ">" line introduces an unquoted copy:
+  everything after it is history;
+- history that is not quoted line by line ends the new text, everything
+  below it is the earlier message (top-posting): our own
+  ``##- Please type your reply above this line -##``, Outlook's
+  "-----Original Message-----" and its "From: ... / Sent: ..." header block
+  (also "Von: / Gesendet:"), with the underscore rule before it;
+- the RFC 3676 section 4.3 signature separator "-- " ends the new text.
 
 Every check looks at one line, bounded, with startswith or short anchored
 patterns: a 1 MB line costs one pass.
@@ -34,6 +41,8 @@ _WROTE = re.compile(
     r"|el\s.{0,300}\bescribi[óo]\s?:|op\s.{0,300}\bschreef\b.{0,300}:)\s*$",
     re.IGNORECASE,
 )
+# mutt's popular custom attribution: "* Jane Doe <jane@x.org> [2024-01-01 10:00 +0000]:"
+_MUTT = re.compile(r"^\*\s.{0,300}\[\d{4}-\d\d-\d\d[^\]]{0,60}\]:\s*$")
 _WROTE_START = re.compile(r"^(?:on|am|le|el|op)\s", re.IGNORECASE)
 _WROTE_END = re.compile(r"(?:\bwrote|\bschrieb\b.{0,300}|\ba\s+[ée]crit|\bescribi[óo]|\bschreef\b.{0,300})\s?:\s*$", re.IGNORECASE)
 _ORIGINAL = re.compile(
@@ -105,47 +114,84 @@ def body_text(msg: Message) -> str:
     return text.strip("\n")
 
 
-def _is_quote_header(lines: list[str], i: int) -> bool:
-    """Line i starts a quoted-history block (the quote stays below it)."""
+HISTORY = "history"  # everything from here on is the earlier message
+ATTRIBUTION = "attribution"  # introduces the quote block below it
+
+
+def _quote_header(lines: list[str], i: int) -> tuple[str, int]:
+    """What line i starts: (HISTORY, 1), (ATTRIBUTION, lines it spans) or ("", 0)."""
     line = lines[i].strip()
     if not line or len(line) > MAX_LINE_CHECK:
-        return False
-    if line == REPLY_MARKER or REPLY_MARKER in line:
-        return True
+        return "", 0
+    if REPLY_MARKER in line:
+        return HISTORY, 1
     if _ORIGINAL.match(line):
-        return True
+        return HISTORY, 1
     if _WROTE_START.match(line):
         if _WROTE.match(line):
-            return True
+            return ATTRIBUTION, 1
         # Clients wrap a long attribution line: "On Mon, ... Jane Doe <\njane@x.org> wrote:".
         if i + 1 < len(lines):
             nxt = lines[i + 1].strip()
             if len(nxt) <= MAX_LINE_CHECK and _WROTE_END.search(nxt) and _WROTE.match(line + " " + nxt):
-                return True
+                return ATTRIBUTION, 2
+    if _MUTT.match(line):
+        return ATTRIBUTION, 1
     if _UNDERSCORES.match(line) and i + 1 < len(lines) and _FROM.match(lines[i + 1][:MAX_LINE_CHECK]):
-        return True
+        return HISTORY, 1
     if _FROM.match(line):
         # Outlook reply header: From: / Sent: (Date:) within the next lines.
         for j in range(i + 1, min(i + 4, len(lines))):
             if _SENT.match(lines[j][:MAX_LINE_CHECK]):
-                return True
-    return False
+                return HISTORY, 1
+    return "", 0
+
+
+def _is_quoted(line: str) -> bool:
+    return line.lstrip().startswith(">")
+
+
+def _blank(line: str) -> bool:
+    return not line.strip()
 
 
 def new_text(text: str) -> str:
-    """``text`` without quoted history, ">" lines and signature."""
-    lines = text.split("\n")
+    """``text`` without quote blocks, unquoted history below a marker, and signature.
+
+    Unquoted text before, between and after quote blocks is kept, so a
+    bottom-posted or interleaved reply has its new text too.
+    """
+    lines = [line.rstrip("\r") for line in text.split("\n")]
+    n = len(lines)
     out: list[str] = []
-    for i, line in enumerate(lines):
-        bare = line.rstrip("\r")
-        if bare in ("-- ", "--"):  # RFC 3676 4.3 signature separator (the space is often lost)
+    i = 0
+    while i < n:
+        line = lines[i]
+        if line in ("-- ", "--"):  # RFC 3676 4.3 signature separator (the space is often lost)
             break
-        if bare.lstrip().startswith(">"):
+        if _is_quoted(line):
+            while i < n and _is_quoted(lines[i]):
+                i += 1
+            # The blank lines around a removed block collapse into at most one.
+            if not out or _blank(out[-1]):
+                while i < n and _blank(lines[i]):
+                    i += 1
             continue
-        if _is_quote_header(lines, i):
+        kind, span = _quote_header(lines, i)
+        if kind == HISTORY:
             break
-        out.append(bare)
-    return "\n".join(out).strip("\n").rstrip()
+        if kind == ATTRIBUTION:
+            j = i + span
+            while j < n and _blank(lines[j]):
+                j += 1
+            if j < n and _is_quoted(lines[j]):
+                i = j  # the attribution goes with its quote block
+                continue
+            break  # an attribution over an unquoted copy: the rest is history
+        out.append(line)
+        i += 1
+    first = next((k for k, line in enumerate(out) if not _blank(line)), len(out))
+    return "\n".join(out[first:]).rstrip()
 
 
 def extract(msg: Message) -> Body:

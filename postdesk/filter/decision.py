@@ -57,7 +57,7 @@ class Decision:
     message_key: str  # Message-ID without <> or "sha256:<hex>" of the raw message
     ticket: int | None = None  # for FOLLOWUP (and DUPLICATE when known)
     message_id: str = ""  # Message-ID without <>, "" when the message had none
-    references: tuple[str, ...] = ()  # In-Reply-To + References, without <>
+    references: tuple[str, ...] = ()  # In-Reply-To, then References newest first (order of preference), without <>
     author: str = ""  # From: address, lower-cased
     author_name: str = ""  # From: display name, decoded and cleaned
     subject: str = ""  # decoded, cleaned, Re:/Fwd: prefixes and our tag removed

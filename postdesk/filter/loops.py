@@ -2,15 +2,22 @@
 
 - Loops (rule 1): our own ``X-Postdesk-Loop`` marker, or mail from one of
   our own addresses.
-- Bounces (rule 5): the null reverse-path (RFC 5321 section 4.5.5),
-  MAILER-DAEMON or postmaster, or a ``multipart/report`` delivery status
-  notification (RFC 3464) or abuse feedback report (RFC 5965).
-- Automatic and list mail (rule 6): ``Auto-Submitted`` other than ``no``
-  (RFC 3834 section 5), ``Precedence: bulk/junk/list`` (RFC 3834 section 2
-  asks responders to honour it), ``List-Id`` (RFC 2919) or
-  ``List-Unsubscribe`` (RFC 2369), and Exchange's
-  ``X-Auto-Response-Suppress``.  RFC 3834 section 2: never auto-reply to
-  these.
+- Bounces (rule 5): the null reverse-path (RFC 5321 section 4.5.5), an
+  envelope sender or From of MAILER-DAEMON, or a message that *is* a
+  report: a top-level ``multipart/report`` delivery status notification
+  (RFC 3464) or abuse feedback report (RFC 5965).  A report found inside an
+  attached message is not one: that is a customer forwarding a bounce to
+  us.  ``postmaster@`` with a real sender is a human (RFC 5321 section 4.5.1
+  makes it a mailbox people read and write from).
+- Automatic mail (rule 6, flag ``auto``): ``Auto-Submitted`` other than
+  ``no`` (RFC 3834 section 5), ``Precedence: junk`` / ``auto_reply``, the
+  common ``X-Autoreply`` / ``X-Autorespond`` markers of autoresponders.
+- List and bulk mail (rule 6, flags ``list`` and ``bulk``): ``List-Id``
+  (RFC 2919), ``List-Unsubscribe`` / ``List-Post`` (RFC 2369),
+  ``Precedence: list``; ``Precedence: bulk`` and Exchange's
+  ``X-Auto-Response-Suppress``.  These say "don't auto-answer me" (RFC 3834
+  section 2), not "no human wrote this": only the acknowledgement is
+  suppressed.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from postdesk.filter import headers as hdr
 from postdesk.filter.decision import Envelope
 from postdesk.filter.parse import Parsed
 
-BOUNCE_LOCALS = ("mailer-daemon", "postmaster")
+BOUNCE_LOCALS = ("mailer-daemon",)
 REPORT_TYPES = ("delivery-status", "feedback-report")
 REPORT_PARTS = ("message/delivery-status", "message/global-delivery-status", "message/feedback-report")
 
@@ -34,10 +41,16 @@ class Automation:
     bounce: bool = False
     auto: bool = False
     list: bool = False
+    bulk: bool = False
 
     @property
     def flags(self) -> frozenset[str]:
-        return frozenset(name for name in ("loop", "bounce", "auto", "list") if getattr(self, name))
+        return frozenset(name for name in ("loop", "bounce", "auto", "list", "bulk") if getattr(self, name))
+
+    @property
+    def no_ack(self) -> bool:
+        """Never acknowledged (RFC 3834 section 2)."""
+        return self.auto or self.list or self.bulk
 
 
 def is_loop(parsed: Parsed, envelope: Envelope, author: str, config: Config) -> bool:
@@ -56,7 +69,7 @@ def _local(address: str) -> str:
 
 
 def is_bounce(parsed: Parsed, envelope: Envelope, author: str) -> bool:
-    """Rule 5: null sender, MAILER-DAEMON/postmaster, or an RFC 3464/5965 report."""
+    """Rule 5: null sender, MAILER-DAEMON, or a top-level RFC 3464/5965 report."""
     sender = (envelope.sender or "").strip()
     if sender in ("", "<>"):
         return True
@@ -66,22 +79,29 @@ def is_bounce(parsed: Parsed, envelope: Envelope, author: str) -> bool:
 
 
 def is_report(parsed: Parsed) -> bool:
+    """The message itself is a delivery status or feedback report.
+
+    Only the top level counts (RFC 3464 section 2, RFC 5965 section 2: the
+    report is the message's own Content-Type).  A report inside an attached
+    message/rfc822 is something a person forwarded, so this never walks into
+    attachments.  A ``multipart/report`` missing its report-type parameter
+    still counts when one of its own parts is the machine-readable report.
+    """
     msg = parsed.message
     try:
-        if msg.get_content_type() == "multipart/report":
-            report_type = str(msg.get_param("report-type", "") or "").lower()
-            if report_type in REPORT_TYPES:
-                return True
-        if msg.get_content_maintype() != "multipart":
+        if msg.get_content_type() != "multipart/report":
             return False
-        for i, part in enumerate(msg.walk()):
-            if i > 200:
-                break
-            if part.get_content_type() in REPORT_PARTS:
-                return True
+        report_type = str(msg.get_param("report-type", "") or "").lower()
+        if report_type in REPORT_TYPES:
+            return True
+        if report_type:
+            return False  # e.g. disposition-notification (RFC 8098): a read receipt, not a bounce
+        payload = msg.get_payload()
+        if not isinstance(payload, list):
+            return False
+        return any(part.get_content_type() in REPORT_PARTS for part in payload[:20])
     except Exception:
         return False
-    return False
 
 
 _KEYWORD = re.compile(r"\s*(?:\([^()]{0,200}\)\s*)?([\w.-]{1,64})")
@@ -94,22 +114,28 @@ def _first_word(raw: str) -> str:
 
 
 def is_auto(parsed: Parsed) -> bool:
-    """Rule 6, automatic part: RFC 3834 Auto-Submitted, Precedence bulk/junk, Exchange's marker."""
+    """Rule 6, automatic: RFC 3834 Auto-Submitted, Precedence junk/auto_reply, autoresponder markers."""
     for raw in parsed.raw_headers("auto-submitted"):
         if _first_word(raw) not in ("no", ""):
             return True
     for raw in parsed.raw_headers("precedence"):
-        if _first_word(raw) in ("bulk", "junk", "auto_reply"):
+        if _first_word(raw) in ("junk", "auto_reply"):
             return True
-    # Exchange/Outlook mark auto-replies this way; common autoresponders use the X- ones.
-    return parsed.has("x-auto-response-suppress") or parsed.has("x-autoreply") or parsed.has("x-autorespond")
+    return parsed.has("x-autoreply") or parsed.has("x-autorespond")
 
 
 def is_list(parsed: Parsed) -> bool:
-    """Rule 6, list part: Precedence list, List-Id (RFC 2919), List-Unsubscribe (RFC 2369)."""
-    if parsed.has("list-id") or parsed.has("list-unsubscribe"):
+    """Rule 6, list: List-Id (RFC 2919), List-Unsubscribe/List-Post (RFC 2369), Precedence list."""
+    if parsed.has("list-id") or parsed.has("list-unsubscribe") or parsed.has("list-post"):
         return True
     return any(_first_word(raw) == "list" for raw in parsed.raw_headers("precedence"))
+
+
+def is_bulk(parsed: Parsed) -> bool:
+    """Rule 6, bulk: Precedence bulk, Exchange's X-Auto-Response-Suppress ("don't auto-answer me")."""
+    if parsed.has("x-auto-response-suppress"):
+        return True
+    return any(_first_word(raw) == "bulk" for raw in parsed.raw_headers("precedence"))
 
 
 def automation(parsed: Parsed, envelope: Envelope, author: str, config: Config) -> Automation:
@@ -118,4 +144,5 @@ def automation(parsed: Parsed, envelope: Envelope, author: str, config: Config) 
         bounce=is_bounce(parsed, envelope, author),
         auto=is_auto(parsed),
         list=is_list(parsed),
+        bulk=is_bulk(parsed),
     )

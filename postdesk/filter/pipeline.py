@@ -8,7 +8,7 @@ is that of docs/filter.md:
  1 loop -> IGNORE            2 no system-address recipient -> direct staff
  3 duplicate -> DUPLICATE      follow-up or IGNORE
  4 thread (tag, references, HMAC Message-ID)
- 5 bounces                   6 auto-submitted / list mail
+ 5 bounces                   6 auto-submitted / list / bulk mail
  7 trust                     8 [pvt] / [closed]
  9 strangers                10 team notification
 
@@ -52,8 +52,14 @@ def read_headers(parsed: Parsed, envelope: Envelope) -> Headers:
     ids = hdr.message_ids(parsed.raw_header("message-id"), limit=1)
     message_id = ids[0] if ids and len(ids[0]) <= MAX_KEY else ""
     refs: list[str] = []
-    # In-Reply-To first: it names the message answered (RFC 5322 3.6.4).
-    for i in hdr.message_ids(parsed.raw_header("in-reply-to"), limit=20) + hdr.message_ids(parsed.raw_header("references")):
+    # The order is the order of preference (docs/filter.md rule 4): the store's
+    # ticket_for_message_ids answers with the first id it knows.  In-Reply-To
+    # first, it names the message answered (RFC 5322 3.6.4); then References
+    # newest first (RFC 5322 appends the parent's id last), so when the ids
+    # name messages of different tickets the one being answered wins.
+    in_reply_to = hdr.message_ids(parsed.raw_header("in-reply-to"), limit=20)
+    references = hdr.message_ids(parsed.raw_header("references"))
+    for i in in_reply_to + references[::-1]:
         if i not in refs and len(i) <= MAX_KEY:
             refs.append(i)
     author, name = "", ""
@@ -109,7 +115,8 @@ def _returned_message(msg: Message) -> tuple[str, tuple[str, ...]]:
         for k, v in items:
             values.setdefault(str(k).lower(), str(v))
         ids = hdr.message_ids(values.get("message-id"), limit=1)
-        ids += hdr.message_ids(values.get("in-reply-to"), limit=5) + hdr.message_ids(values.get("references"), limit=20)
+        # Same order of preference as read_headers: the message, what it answered, References newest first.
+        ids += hdr.message_ids(values.get("in-reply-to"), limit=5) + hdr.message_ids(values.get("references"), limit=20)[::-1]
         return hdr.decode_header(values.get("subject", "")), tuple(ids)
     return "", ()
 
@@ -176,15 +183,15 @@ def decide(parsed: Parsed, envelope: Envelope, known: Known, config: Config, now
     if auto.bounce:
         public, send_ack, notify_team = False, False, False
 
-    # Rule 6: automatic and list mail: never answered (RFC 3834).
-    if auto.auto:
-        flags.add("auto")
-    if auto.list:
-        flags.add("list")
-    if auto.auto or auto.list:
+    # Rule 6: automatic, list and bulk mail: never acknowledged (RFC 3834).
+    # Only mail a machine wrote (auto) is also kept private and silent on a
+    # ticket; list and bulk headers just ask not to be auto-answered, and a
+    # person's reply carrying them is a reply like any other.
+    flags |= {name for name in ("auto", "list", "bulk") if getattr(auto, name)}
+    if auto.no_ack:
         send_ack = False
-        if kind is Kind.FOLLOWUP:
-            public, notify_team = False, False
+    if auto.auto and kind is Kind.FOLLOWUP:
+        public, notify_team = False, False
 
     # Body and attachments (only for mail that is recorded).
     body = bodymod.extract(parsed.message)

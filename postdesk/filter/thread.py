@@ -105,10 +105,13 @@ def thread(subject: str, references: tuple[str, ...], known: Known, tag: str) ->
         return Thread(ticket=existing[0], tag=existing[0], unknown_tag=unknown, via="tag", ours=ours)
     number = numbers[0] if numbers else None
     if references:
+        # ``references`` is in order of preference: In-Reply-To first, then
+        # References newest first (pipeline.read_headers); the store answers
+        # with the ticket of the first id it knows, so the message answered wins.
         n = known.ticket_for_message_ids(list(references))
         if n is not None and known.ticket(n) is not None:
             return Thread(ticket=n, tag=number, unknown_tag=unknown, via="references", ours=ours)
-        # In-Reply-To comes first in ``references``: the message answered.
+        # Same order for our own HMAC-signed Message-IDs.
         for n in hmac_tickets(references, secret):
             if known.ticket(n) is not None:
                 return Thread(ticket=n, tag=number, unknown_tag=unknown, via="hmac", ours=ours)
