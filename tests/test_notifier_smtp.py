@@ -1,8 +1,8 @@
 """The notifier against a server that drops the connection mid-pass.
 
 A raw-socket SMTP server that offers PIPELINING and CHUNKING (as Postfix
-does), so the BDAT path runs, and that resets the connection (RST) after it
-has queued and answered a number of mails.  Mails the server accepted must be
+does), so the BDAT path runs, and that resets the connection (RST) once it
+has queued and answered a number of mails and the client writes again.  Mails the server accepted must be
 recorded as sent with its queue id, never retried; on the next pass every mail
 reaches the server exactly once.  The one mail whose fate is unknown (queued,
 but the connection died before its reply) is the documented duplicate window.
@@ -28,8 +28,9 @@ from test_store_support import T0, new, record
 
 class DroppingServer:
     """Queues mails like Postfix; on its first connection, after ``drop_after``
-    mails it resets the connection, right after their replies (``reply_last``)
-    or instead of the last one (queued, reply never sent)."""
+    mails it resets the connection: when the client next writes, after it
+    read their replies (``reply_last``), or instead of the last reply (the
+    mail queued, its reply never sent)."""
 
     def __init__(self, drop_after: int, reply_last: bool = True):
         self.drop_after, self.reply_last = drop_after, reply_last
@@ -60,6 +61,7 @@ class DroppingServer:
         f = conn.makefile("rb")
         accepted = 0
         rcpt = ""
+        drop_on_next_command = False
 
         def say(text: str) -> None:
             conn.sendall(text.encode("ascii") + b"\r\n")
@@ -69,6 +71,13 @@ class DroppingServer:
             while True:
                 line = f.readline()
                 if not line:
+                    return
+                if drop_on_next_command:
+                    # The client writes again only after reading every reply
+                    # of the previous mail (one mail in flight), so the 250s
+                    # have been read: a reset now cannot swallow one of them
+                    # (Linux drops unread data when an RST arrives).
+                    self._reset(conn)
                     return
                 cmd = line.decode("ascii").strip()
                 verb = cmd.split(" ", 1)[0].upper()
@@ -91,9 +100,12 @@ class DroppingServer:
                     last = dropping and accepted == self.drop_after
                     if not last or self.reply_last:
                         say(f"250 2.0.0 Ok: queued as {qid}")
-                    if last:
-                        # RST: what the client wrote after this mail is lost.
-                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    if last and self.reply_last:
+                        drop_on_next_command = True
+                    elif last:
+                        # Queued, and the reply never leaves: the fate of
+                        # this mail is unknown to the client.
+                        self._reset(conn)
                         return
                 elif verb == "QUIT":
                     say("221 2.0.0 Bye")
@@ -105,6 +117,12 @@ class DroppingServer:
         finally:
             f.close()
             conn.close()
+
+    @staticmethod
+    def _reset(conn: socket.socket) -> None:
+        """Close with an RST (SO_LINGER 0): what the client wrote after the
+        last mail we answered is lost, as when a connection breaks."""
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
     def message_ids(self) -> list[str]:
         return [re.search(rb"^Message-ID: <([^>]+)>", d, re.M).group(1).decode() for _, d, _ in self.got]
