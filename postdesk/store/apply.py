@@ -6,6 +6,12 @@ action to an existing one; both store the attachments, the message's key
 alert, customer update).  The caller (``Store.record``) owns the
 transaction and turns an IntegrityError on ``message_ids.key`` into a
 DUPLICATE.
+
+This runs once per support message while the SQLite write lock is held, so
+it is written in Core statements on the mapped tables, built once at import
+(the ORM's unit of work cost several times the statements themselves);
+the admin operations keep the ORM (``status_action`` here,
+``postdesk.store.admin``).
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from postdesk.config import Config
@@ -23,70 +30,129 @@ from postdesk.store.blobs import write_blob
 from postdesk.store.errors import INIT_HINT, StoreNotInitialised
 from postdesk.store.models import Action, Attachment, Counter, MessageId, Outbox, Participant, Person, Ticket
 from postdesk.store.text import KEY_MAX, clean, message_key
-from postdesk.store.updates import schedule_update
+from postdesk.store.updates import queue_updates
 
 
 TICKET_COUNTER = "ticket_number"
 # A message with one of these flags adds nobody to its ticket.
 NO_JOIN_FLAGS = frozenset({"stranger", "bounce", "auto", "list", "loop", "untrusted"})
 
+_COUNTERS = Counter.__table__
+_PEOPLE = Person.__table__
+_TICKETS = Ticket.__table__
+_ACTIONS = Action.__table__
+_ATTACHMENTS = Attachment.__table__
+_KEYS = MessageId.__table__
+_PARTICIPANTS = Participant.__table__
+_OUTBOX = Outbox.__table__
 
-def next_ticket_number(session: Session, config: Config) -> int:
+# The statements of the per-message path.  Bind parameter names differ from
+# the column names: UPDATE ... SET reserves those.
+_NEXT_NUMBER = (
+    _COUNTERS.update()
+    .where(_COUNTERS.c.name == TICKET_COUNTER)
+    .values(value=_COUNTERS.c.value + 1)
+    .returning(_COUNTERS.c.value)
+)
+_SET_NUMBER = _COUNTERS.update().where(_COUNTERS.c.name == TICKET_COUNTER).values(value=bindparam("n_value"))
+_INSERT_KEY = _KEYS.insert().returning(_KEYS.c.id)
+_KEY_OWNER = _KEYS.update().where(_KEYS.c.id == bindparam("k_id")).values(ticket_id=bindparam("k_ticket"), action_id=bindparam("k_action"))
+_TICKET_NUMBER_OF_KEY = (
+    select(_TICKETS.c.number).join(_KEYS, _KEYS.c.ticket_id == _TICKETS.c.id).where(_KEYS.c.key == bindparam("key"))
+)
+# Lock the ticket row (PostgreSQL; SQLite holds the database write lock).
+_LOCK_TICKET = (
+    select(_TICKETS.c.id, _TICKETS.c.number, _TICKETS.c.status, _TICKETS.c.visible_to_customers)
+    .where(_TICKETS.c.number == bindparam("number"))
+    .with_for_update()
+)
+_INSERT_TICKET = _TICKETS.insert().returning(_TICKETS.c.id)
+_TOUCH_TICKET = _TICKETS.update().where(_TICKETS.c.id == bindparam("t_id")).values(updated_at=bindparam("t_updated"))
+_SET_STATUS = (
+    _TICKETS.update()
+    .where(_TICKETS.c.id == bindparam("t_id"))
+    .values(status=bindparam("t_status"), updated_at=bindparam("t_updated"))
+)
+_PERSON = select(_PEOPLE.c.id, _PEOPLE.c.name, _PEOPLE.c.staff).where(_PEOPLE.c.address == bindparam("address"))
+_INSERT_PERSON = _PEOPLE.insert().returning(_PEOPLE.c.id)
+_UPDATE_PERSON = (
+    _PEOPLE.update()
+    .where(_PEOPLE.c.id == bindparam("p_id"))
+    .values(name=bindparam("p_name"), staff=bindparam("p_staff"))
+)
+_INSERT_ACTION = _ACTIONS.insert().returning(_ACTIONS.c.id)
+_INSERT_ATTACHMENT = _ATTACHMENTS.insert()
+# Everyone on a ticket: (participant id, person id, role, address, staff,
+# last_message_id).
+_PARTICIPANTS_OF = (
+    select(
+        _PARTICIPANTS.c.id,
+        _PARTICIPANTS.c.person_id,
+        _PARTICIPANTS.c.role,
+        _PEOPLE.c.address,
+        _PEOPLE.c.staff,
+        _PARTICIPANTS.c.last_message_id,
+    )
+    .join(_PEOPLE, _PEOPLE.c.id == _PARTICIPANTS.c.person_id)
+    .where(_PARTICIPANTS.c.ticket_id == bindparam("t_id"))
+)
+_INSERT_PARTICIPANT = _PARTICIPANTS.insert()
+_UPDATE_PARTICIPANT = (
+    _PARTICIPANTS.update()
+    .where(_PARTICIPANTS.c.id == bindparam("pt_id"))
+    .values(role=bindparam("pt_role"), last_message_id=bindparam("pt_last_message_id"))
+)
+_INSERT_OUTBOX = _OUTBOX.insert()
+
+
+def next_ticket_number(conn: Connection | Session, config: Config) -> int:
     """UPDATE ... RETURNING on the counter row: concurrent writers serialise
     on its row lock (PostgreSQL) or on the write lock (SQLite), so numbers
     never collide; a rolled-back message gives its number back."""
-    table = Counter.__table__
-    value = session.execute(
-        table.update().where(table.c.name == TICKET_COUNTER).values(value=table.c.value + 1).returning(table.c.value)
-    ).scalar_one_or_none()
+    value = conn.execute(_NEXT_NUMBER).scalar_one_or_none()
     if value is None:
         raise StoreNotInitialised(f"the ticket counter is missing; {INIT_HINT}")
     first = int(config.organization.first_ticket_number)
     if value < first:
         # first_ticket_number was raised after init: jump forward once.
-        session.execute(table.update().where(table.c.name == TICKET_COUNTER).values(value=first))
+        conn.execute(_SET_NUMBER, {"n_value": first})
         value = first
     return value
 
 
-def person_for(session: Session, address: str, name: str = "", staff: bool = False) -> Person:
+def _person(conn: Connection, address: str, name: str = "", staff: bool = False) -> tuple[int, str, bool]:
+    """The person row for ``address``, created when new, its name and staff
+    flag brought up to date: (id, stored address, staff as now stored)."""
     address = clean(address, 320).lower()
     name = clean(name, 200)
-    p = session.scalar(select(Person).where(Person.address == address))
-    if p is None:
-        p = Person(address=address, name=name, staff=bool(staff))
-        session.add(p)
-        session.flush()
-        return p
-    if name and p.name != name:
-        p.name = name
-    if staff and not p.staff:
-        # Only trusted mail sets it; an untrusted message never clears it.
-        p.staff = True
-    return p
+    row = conn.execute(_PERSON, {"address": address}).first()
+    if row is None:
+        p_id = conn.execute(_INSERT_PERSON, {"address": address, "name": name, "staff": bool(staff)}).scalar_one()
+        return p_id, address, bool(staff)
+    p_id, old_name, old_staff = row
+    new_name = name if name and old_name != name else old_name
+    # Only trusted mail sets staff; an untrusted message never clears it.
+    new_staff = True if staff and not old_staff else bool(old_staff)
+    if new_name != old_name or new_staff != bool(old_staff):
+        conn.execute(_UPDATE_PERSON, {"p_id": p_id, "p_name": new_name, "p_staff": new_staff})
+    return p_id, address, new_staff
 
 
-def participant(ticket: Ticket, person: Person, role: str, last_update_action_id: int = 0) -> Participant:
-    for p in ticket.participants:
-        if p.person_id == person.id:
-            if role == "staff" and p.role == "cc":
-                p.role = "staff"
-            return p
-    p = Participant(person=person, role=role, last_update_action_id=last_update_action_id, last_message_id="")
-    ticket.participants.append(p)
-    return p
+def _status_text(old: str, new: str) -> str:
+    return f"Status changed from {old} to {new}"
 
 
 def status_action(session: Session, ticket: Ticket, status: str, author: Person | None, now: datetime, flags: str = "") -> Action:
-    """Record a status change as a public "status" action and apply it."""
+    """Record a status change as a public "status" action and apply it (ORM,
+    for the admin operations; ``apply`` does the same in Core)."""
     old = ticket.status
     action = Action(
         ticket=ticket,
         author=author,
         kind="status",
         public=True,
-        text=f"Status changed from {old} to {status}",
-        new_text=f"Status changed from {old} to {status}",
+        text=_status_text(old, status),
+        new_text=_status_text(old, status),
         flags=flags,
         message_id="",
         queue_id="",
@@ -100,19 +166,67 @@ def status_action(session: Session, ticket: Ticket, status: str, author: Person 
     return action
 
 
-def _outbox(kind: str, ticket: Ticket, action: Action, recipient: str, now: datetime) -> Outbox:
-    return Outbox(kind=kind, ticket_id=ticket.id, action_id=action.id, recipient=recipient, due_at=now, created_at=now, up_to_action_id=action.id)
-
-
-def existing_ticket_number(session: Session, key: str) -> int | None:
-    row = session.execute(
-        select(Ticket.number).join(MessageId, MessageId.ticket_id == Ticket.id).where(MessageId.key == message_key(key))
-    ).first()
+def existing_ticket_number(conn: Connection | Session, key: str) -> int | None:
+    row = conn.execute(_TICKET_NUMBER_OF_KEY, {"key": message_key(key)}).first()
     return row[0] if row else None
 
 
+class _Participants:
+    """The ticket's participants as this transaction has them:
+    person id -> [participant id (None: new), role, address, staff,
+    last_message_id]; ``changed``: existing rows to update."""
+
+    def __init__(self) -> None:
+        self.by_person: dict[int, list] = {}
+        self.changed: set[int] = set()
+
+    def load(self, conn: Connection, ticket_id: int) -> None:
+        for pt_id, person_id, role, address, staff, last in conn.execute(_PARTICIPANTS_OF, {"t_id": ticket_id}):
+            self.by_person[person_id] = [pt_id, role, address, bool(staff), last]
+
+    def join(self, person: tuple[int, str, bool], role: str) -> list:
+        """What ``participant()`` was: the existing entry (a cc promoted to
+        staff by a staff role) or a new one."""
+        p_id, address, staff = person
+        p = self.by_person.get(p_id)
+        if p is not None:
+            if role == "staff" and p[1] == "cc":
+                p[1] = "staff"
+                self.changed.add(p_id)
+            return p
+        p = self.by_person[p_id] = [None, role, address, staff, ""]
+        return p
+
+    def set_last_message_id(self, person_id: int, value: str) -> None:
+        self.by_person[person_id][4] = value
+        self.changed.add(person_id)
+
+    def write(self, conn: Connection, ticket_id: int, action_id: int) -> None:
+        """INSERT the new participants, UPDATE the changed ones."""
+        new = [
+            {
+                "ticket_id": ticket_id,
+                "person_id": person_id,
+                "role": role,
+                "last_update_action_id": action_id,
+                "last_message_id": last,
+            }
+            for person_id, (pt_id, role, _address, _staff, last) in self.by_person.items()
+            if pt_id is None
+        ]
+        if new:
+            conn.execute(_INSERT_PARTICIPANT, new)
+        for person_id in self.changed:
+            pt_id, role, _address, _staff, last = self.by_person[person_id]
+            if pt_id is not None:
+                conn.execute(_UPDATE_PARTICIPANT, {"pt_id": pt_id, "pt_role": role, "pt_last_message_id": last})
+
+    def for_updates(self) -> list[tuple[str, str, bool]]:
+        return [(address, role, staff) for _id, role, address, staff, _last in self.by_person.values()]
+
+
 def apply(
-    session: Session,
+    conn: Connection,
     d: Decision,
     envelope: Envelope,
     config: Config,
@@ -124,7 +238,7 @@ def apply(
     if d.kind is Kind.REJECT:
         return Result(Outcome.REJECTED, decision=d, reason=d.reason)
     if d.kind is Kind.DUPLICATE:
-        number = existing_ticket_number(session, d.message_key) if d.message_key else None
+        number = existing_ticket_number(conn, d.message_key) if d.message_key else None
         return Result(Outcome.DUPLICATE, ticket=number if number is not None else d.ticket, decision=d)
 
     # Claim the message key first: a racing delivery of the same message
@@ -132,11 +246,10 @@ def apply(
     # taken a ticket number or written anything else.
     # (The filter always gives a key; an empty one would make every keyless
     # message a duplicate of the first, so it is not stored.)
-    key_row = None
-    if message_key(d.message_key):
-        key_row = MessageId(key=message_key(d.message_key), ours=False, created_at=now)
-        session.add(key_row)
-        session.flush()
+    key_id = None
+    key = message_key(d.message_key)
+    if key:
+        key_id = conn.execute(_INSERT_KEY, {"key": key, "ours": False, "created_at": now}).scalar_one()
 
     stored = [(a, write_blob(attachments_root, a.data)) for a in d.attachments]
 
@@ -145,106 +258,153 @@ def apply(
         # Lock the ticket row (PostgreSQL; SQLite holds the database write
         # lock already): concurrent changes to one ticket serialise, so
         # participants and the queued update row stay single.
-        ticket = session.scalar(select(Ticket).where(Ticket.number == d.ticket).with_for_update())
+        ticket = conn.execute(_LOCK_TICKET, {"number": d.ticket}).first()
     created = ticket is None  # a FOLLOWUP whose ticket vanished opens a new one
     # The number before any person row: every new ticket takes the counter
     # lock first, so two new tickets naming each other's new addresses
     # cannot deadlock on PostgreSQL.
-    number = next_ticket_number(session, config) if created else None
+    number = next_ticket_number(conn, config) if created else None
 
     author_address = (d.author or envelope.sender or "").lower()
-    author = person_for(session, author_address, d.author_name, d.staff) if author_address else None
+    author = _person(conn, author_address, d.author_name, d.staff) if author_address else None
     cc = [clean(a, 320).lower() for a in d.cc if a and not config.is_own_address(a) and a.lower() != author_address]
     cc = list(dict.fromkeys(cc))
 
     if created:
-        requester = author or person_for(session, "", "")
-        ticket = Ticket(
-            number=number,
-            subject=clean(d.subject or d.original_subject),
-            status="open",
-            visible_to_customers=True,
-            requester=requester,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(ticket)
-        session.flush()
+        requester = author or _person(conn, "", "")
+        status, visible = "open", True
+        ticket_id = conn.execute(
+            _INSERT_TICKET,
+            {
+                "number": number,
+                "subject": clean(d.subject or d.original_subject),
+                "status": status,
+                "visible_to_customers": visible,
+                "requester_id": requester[0],
+                "created_at": now,
+                "updated_at": now,
+            },
+        ).scalar_one()
     else:
-        ticket.updated_at = now
+        ticket_id, number, status, visible = ticket
+        conn.execute(_TOUCH_TICKET, {"t_id": ticket_id, "t_updated": now})
 
     flags = set(d.flags)
     if created and d.kind is Kind.FOLLOWUP:
         flags.add("unknown-ticket")
-    action = Action(
-        ticket=ticket,
-        author=author,
-        kind="message",
-        public=bool(d.public),
-        text=clean(d.text),
-        new_text=clean(d.new_text),
-        flags=clean(" ".join(sorted(flags)), 200),
-        message_id=clean(d.message_id, KEY_MAX),
-        queue_id=clean(envelope.queue_id, 64),
-        # Space-separated: they got this message directly (its To/Cc).
-        delivered_to=" ".join(cc),
-        created_at=now,
-    )
-    session.add(action)
-    session.flush()
-    for a, (sha, rel) in stored:
-        session.add(
-            Attachment(
-                action_id=action.id,
-                sha256=sha,
-                size=len(a.data),
-                content_type=clean(a.content_type, 255) or "application/octet-stream",
-                filename=clean(a.filename, 255),
-                content_id=clean(a.content_id, 255),
-                path=rel,
-            )
+    public = bool(d.public)
+    action_id = conn.execute(
+        _INSERT_ACTION,
+        {
+            "ticket_id": ticket_id,
+            "author_id": author[0] if author else None,
+            "kind": "message",
+            "public": public,
+            "text": clean(d.text),
+            "new_text": clean(d.new_text),
+            "flags": clean(" ".join(sorted(flags)), 200),
+            "message_id": clean(d.message_id, KEY_MAX),
+            "queue_id": clean(envelope.queue_id, 64),
+            # Space-separated: they got this message directly (its To/Cc).
+            "delivered_to": " ".join(cc),
+            "created_at": now,
+        },
+    ).scalar_one()
+    if stored:
+        conn.execute(
+            _INSERT_ATTACHMENT,
+            [
+                {
+                    "action_id": action_id,
+                    "sha256": sha,
+                    "size": len(a.data),
+                    "content_type": clean(a.content_type, 255) or "application/octet-stream",
+                    "filename": clean(a.filename, 255),
+                    "content_id": clean(a.content_id, 255),
+                    "path": rel,
+                }
+                for a, (sha, rel) in stored
+            ],
         )
-    if key_row is not None:
-        key_row.ticket_id = ticket.id
-        key_row.action_id = action.id
+    if key_id is not None:
+        conn.execute(_KEY_OWNER, {"k_id": key_id, "k_ticket": ticket_id, "k_action": action_id})
 
     # Participants.  The requester wrote the first action: they get the
     # acknowledgement, not an update about it.  People in To/Cc received the
     # message directly.  Nobody starts receiving customer mail through a
     # stranger's message, a bounce or an auto-reply (RFC 3834), or a private
     # one: then only someone already on the ticket is updated.
+    participants = _Participants()
+    if not created:
+        participants.load(conn, ticket_id)
     may_join = (d.public or d.staff) and not (flags & NO_JOIN_FLAGS)
     me = None
     if author is not None:
         if created:
-            me = participant(ticket, author, "requester", last_update_action_id=action.id)
+            me = participants.join(author, "requester")
         elif may_join:
             # Someone joining later (say, a colleague the customer forwarded
             # our update to) is told what happens from now on, not the
             # ticket's earlier history.
-            me = participant(ticket, author, "staff" if d.staff else "cc", last_update_action_id=action.id)
+            me = participants.join(author, "staff" if d.staff else "cc")
         else:
-            me = next((p for p in ticket.participants if p.person_id == author.id), None)
+            me = participants.by_person.get(author[0])
         if me is not None and d.message_id:
-            me.last_message_id = clean(d.message_id, KEY_MAX)
+            participants.set_last_message_id(author[0], clean(d.message_id, KEY_MAX))
     if (created and not (flags & NO_JOIN_FLAGS)) or (d.public and may_join):
         for address in cc:
-            participant(ticket, person_for(session, address), "cc", last_update_action_id=action.id)
-    session.flush()
+            participants.join(_person(conn, address), "cc")
+    participants.write(conn, ticket_id, action_id)
 
     # Outbox: acknowledgement and team alert go on the next tick.
-    if created and d.send_ack and author is not None and "@" in author.address and not config.is_own_address(author.address):
-        session.add(_outbox("ack", ticket, action, author.address, now))
+    alerts = []
+    if created and d.send_ack and author is not None and "@" in author[1] and not config.is_own_address(author[1]):
+        alerts.append(_outbox_row("ack", ticket_id, action_id, author[1], now))
     if d.notify_team:
         for address in config.organization.team:
             if address != author_address:
-                session.add(_outbox("alert", ticket, action, address, now))
+                alerts.append(_outbox_row("alert", ticket_id, action_id, address, now))
+    if alerts:
+        conn.execute(_INSERT_OUTBOX, alerts)
 
-    if action.public:
-        schedule_update(session, ticket, now, config, exclude={author_address, *cc})
-    if d.close and ticket.status != "closed":
-        status_action(session, ticket, "closed", author, now, flags="closed")
+    if public:
+        queue_updates(conn, ticket_id, visible, now, config, {author_address, *cc}, participants.for_updates())
+    if d.close and status != "closed":
+        _close(conn, ticket_id, status, author[0] if author else None, now)
         if config.organization.status_change_emails:
-            schedule_update(session, ticket, now, config, exclude=author_address)
-    session.flush()
-    return Result(Outcome.CREATED if created else Outcome.UPDATED, ticket=ticket.number, action_id=action.id, decision=d)
+            queue_updates(conn, ticket_id, visible, now, config, author_address, participants.for_updates())
+    return Result(Outcome.CREATED if created else Outcome.UPDATED, ticket=number, action_id=action_id, decision=d)
+
+
+def _outbox_row(kind: str, ticket_id: int, action_id: int, recipient: str, now: datetime) -> dict:
+    return {
+        "kind": kind,
+        "ticket_id": ticket_id,
+        "action_id": action_id,
+        "recipient": recipient,
+        "due_at": now,
+        "created_at": now,
+        "up_to_action_id": action_id,
+    }
+
+
+def _close(conn: Connection, ticket_id: int, old: str, author_id: int | None, now: datetime) -> None:
+    """``status_action(..., "closed", ..., flags="closed")`` in Core."""
+    text = _status_text(old, "closed")
+    conn.execute(
+        _INSERT_ACTION,
+        {
+            "ticket_id": ticket_id,
+            "author_id": author_id,
+            "kind": "status",
+            "public": True,
+            "text": text,
+            "new_text": text,
+            "flags": "closed",
+            "message_id": "",
+            "queue_id": "",
+            "delivered_to": "",
+            "created_at": now,
+        },
+    )
+    conn.execute(_SET_STATUS, {"t_id": ticket_id, "t_status": "closed", "t_updated": now})

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from postdesk.outcomes import Outcome, Result
@@ -27,7 +27,8 @@ from postdesk.store.apply import TICKET_COUNTER, apply, existing_ticket_number
 from postdesk.store.blobs import blob_path
 from postdesk.store.engine import READ_ONLY, make_engine, sqlite_path
 from postdesk.store.errors import INIT_HINT, StoreNotInitialised, StoreUnavailable, unavailable_on_failure
-from postdesk.store.models import Counter, Setting
+from postdesk.store.models import Counter, MessageId, Setting
+from postdesk.store.text import message_key
 from postdesk.store.view import KnownView
 
 if TYPE_CHECKING:
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from postdesk.filter.decision import Decision, Envelope, Known
 
 log = logging.getLogger("postdesk.store")
+
+_SETTINGS = Setting.__table__
+_KEYS = MessageId.__table__
 
 SECRET = "msgid_secret"
 ATTEMPTS = 3  # a lost race on a unique row (a new person) is retried this often
@@ -79,6 +83,15 @@ class Store(AdminMixin):
                 with s.begin():
                     yield s
 
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """``session()`` for the per-message path: a bare connection in one
+        write transaction (BEGIN IMMEDIATE on SQLite), no ORM session."""
+        with unavailable_on_failure("store"):
+            self._check_exists()
+            with self.engine.begin() as conn:
+                yield conn
+
     # --- init ----------------------------------------------------------------
 
     def init(self, first_ticket_number: int = 1000) -> None:
@@ -104,9 +117,9 @@ class Store(AdminMixin):
 
     # --- the secret ----------------------------------------------------------
 
-    def _load_secret(self, session: Session) -> bytes:
+    def _load_secret(self, conn: Connection | Session) -> bytes:
         if self._secret is None:
-            value = session.scalar(select(Setting.value).where(Setting.name == SECRET))
+            value = conn.execute(select(_SETTINGS.c.value).where(_SETTINGS.c.name == SECRET)).scalar()
             if value is None:
                 raise StoreNotInitialised(f"the database has no Message-ID secret; {INIT_HINT}")
             self._secret = bytes(value)
@@ -116,7 +129,7 @@ class Store(AdminMixin):
         """Key of the HMAC token in our Message-IDs (postdesk.msgid)."""
         if self._secret is None:
             with self.session(read_only=True) as s:
-                self._load_secret(s)
+                self._load_secret(s.connection())
         assert self._secret is not None
         return self._secret
 
@@ -138,11 +151,11 @@ class Store(AdminMixin):
         for attempt in range(ATTEMPTS):
             decision: Decision | None = None
             try:
-                with self.session() as s:
+                with self._write() as conn:
                     # Also proves the schema exists before anything is decided.
-                    self._load_secret(s)
-                    decision = decide(KnownView(s, self.secret))
-                    return apply(s, decision, envelope, config, now, self.attachments)
+                    self._load_secret(conn)
+                    decision = decide(KnownView(conn, self.secret))
+                    return apply(conn, decision, envelope, config, now, self.attachments)
             except sa_exc.IntegrityError as e:
                 # Rolled back.  If the message key is there now, another
                 # delivery of this message won the race: a duplicate.
@@ -166,10 +179,8 @@ class Store(AdminMixin):
         raise StoreUnavailable(f"store: gave up after {ATTEMPTS} attempts: {last}") from last
 
     def _key_owner(self, key: str) -> tuple[bool, int | None]:
-        from postdesk.store.models import MessageId
-        from postdesk.store.text import message_key
-
         with self.session(read_only=True) as s:
-            if s.scalar(select(MessageId.id).where(MessageId.key == message_key(key))) is None:
+            conn = s.connection()
+            if conn.execute(select(_KEYS.c.id).where(_KEYS.c.key == message_key(key))).first() is None:
                 return False, None
-            return True, existing_ticket_number(s, key)
+            return True, existing_ticket_number(conn, key)

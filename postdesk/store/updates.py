@@ -9,6 +9,11 @@ the mail goes only after the ticket has been quiet that long, and then
 carries everything since the recipient's ``last_update_action_id`` (the
 notifier composes it when due).  A row the notifier has already claimed
 (state ``sending``) is left alone and a new queued row is created.
+
+``queue_updates`` does it with two or three Core statements on the
+transaction's connection (the per-message path, ``postdesk.store.apply``);
+``schedule_update`` is the ORM face of the same thing for the admin
+operations and returns the queued rows.
 """
 
 from __future__ import annotations
@@ -16,22 +21,83 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from postdesk.config import Config
-from postdesk.store.models import Outbox, Ticket
+from postdesk.store.models import Outbox, Participant, Person, Ticket
+
+_OUTBOX = Outbox.__table__
+_PARTICIPANTS = Participant.__table__
+_PEOPLE = Person.__table__
+
+# Postpone every queued update of the ticket, and say whom they are for.
+_POSTPONE = (
+    _OUTBOX.update()
+    .where(
+        _OUTBOX.c.ticket_id == bindparam("t_id"),
+        _OUTBOX.c.kind == "update",
+        _OUTBOX.c.state == "queued",
+    )
+    .values(due_at=bindparam("due"))
+    .returning(_OUTBOX.c.recipient)
+)
+# (address, role, staff) of everyone on the ticket.
+_PARTICIPANTS_OF = (
+    select(_PEOPLE.c.address, _PARTICIPANTS.c.role, _PEOPLE.c.staff)
+    .join(_PEOPLE, _PEOPLE.c.id == _PARTICIPANTS.c.person_id)
+    .where(_PARTICIPANTS.c.ticket_id == bindparam("t_id"))
+)
+_INSERT = _OUTBOX.insert()
 
 
-def _recipients(ticket: Ticket, config: Config) -> list[str]:
-    """Customers on the ticket: non-staff participants, never our own addresses."""
-    out = []
-    for p in ticket.participants:
-        a = p.person.address
-        if p.role == "staff" or p.person.staff or config.matches_staff(a) or config.is_own_address(a):
-            continue
-        out.append(a)
-    return sorted(set(out))
+def is_customer(address: str, role: str, staff: bool, config: Config) -> bool:
+    """A participant who gets customer updates: not staff (by role, by the
+    person's flag or by the configuration), never one of our own addresses."""
+    return not (role == "staff" or staff or config.matches_staff(address) or config.is_own_address(address))
+
+
+def customers(participants: Iterable[tuple[str, str, bool]], config: Config) -> list[str]:
+    """Sorted customer addresses among (address, role, staff) participants."""
+    return sorted({a for a, role, staff in participants if is_customer(a, role, staff, config)})
+
+
+def _excluded(exclude: str | Iterable[str] | None) -> set[str]:
+    if isinstance(exclude, str):
+        return {exclude.lower()}
+    return {a.lower() for a in (exclude or ())}
+
+
+def queue_updates(
+    conn: Connection,
+    ticket_id: int,
+    visible: bool,
+    now: datetime,
+    config: Config,
+    exclude: str | Iterable[str] | None = None,
+    participants: Iterable[tuple[str, str, bool]] | None = None,
+) -> None:
+    """``schedule_update`` in Core statements on ``conn``.
+
+    ``participants``: the ticket's (address, role, staff) as this
+    transaction has them, when the caller knows them already; read from the
+    database otherwise.
+    """
+    excluded = _excluded(exclude)
+    due = now + timedelta(seconds=float(config.notifier.quiet_period))
+    queued = set(conn.execute(_POSTPONE, {"t_id": ticket_id, "due": due}).scalars())
+    if not visible:
+        return
+    if participants is None:
+        participants = conn.execute(_PARTICIPANTS_OF, {"t_id": ticket_id}).all()
+    rows = [
+        {"kind": "update", "ticket_id": ticket_id, "recipient": address, "due_at": due, "created_at": now}
+        for address in customers(participants, config)
+        if address not in excluded and address not in queued
+    ]
+    if rows:
+        conn.execute(_INSERT, rows)
 
 
 def schedule_update(
@@ -48,28 +114,15 @@ def schedule_update(
     are still postponed: the ticket's timer restarts for everyone.
     Returns the queued rows, due at now + quiet_period.
     """
-    if isinstance(exclude, str):
-        excluded = {exclude.lower()}
-    else:
-        excluded = {a.lower() for a in (exclude or ())}
-    due = now + timedelta(seconds=float(config.notifier.quiet_period))
-    queued = {
-        row.recipient: row
-        for row in session.scalars(
-            select(Outbox).where(Outbox.ticket_id == ticket.id, Outbox.kind == "update", Outbox.state == "queued")
-        )
-    }
-    for row in queued.values():
-        row.due_at = due
-    if ticket.visible_to_customers:
-        for address in _recipients(ticket, config):
-            if address in excluded or address in queued:
-                continue
-            row = Outbox(kind="update", ticket_id=ticket.id, recipient=address, due_at=due, created_at=now)
-            session.add(row)
-            queued[address] = row
     session.flush()
-    return sorted(queued.values(), key=lambda r: r.recipient)
+    queue_updates(session.connection(), ticket.id, bool(ticket.visible_to_customers), now, config, exclude)
+    rows = session.scalars(
+        select(Outbox)
+        .where(Outbox.ticket_id == ticket.id, Outbox.kind == "update", Outbox.state == "queued")
+        .order_by(Outbox.id)
+        .execution_options(populate_existing=True)
+    )
+    return sorted({row.recipient: row for row in rows}.values(), key=lambda r: r.recipient)
 
 
-__all__ = ["schedule_update"]
+__all__ = ["schedule_update", "queue_updates", "customers", "is_customer"]
