@@ -333,3 +333,42 @@ def test_bounce_and_auto_reply_add_nobody(store, cfg):
 def test_new_ticket_from_list_mail_adds_no_cc(store, cfg):
     n = record(store, new(author="list@lists.example.org", send_ack=False, cc=("member@customer.org",), flags=frozenset({"list"})), cfg).ticket
     assert [(p["address"], p["role"]) for p in store.show_ticket(n)["participants"]] == [("list@lists.example.org", "requester")]
+
+
+def test_participants_people_and_updates_through_a_ticket(store, cfg):
+    """The per-message paths of participants, people and queued updates:
+    a cc promoted to staff by a trusted message, a display name updated, an
+    author whose message adds nobody still remembered for In-Reply-To, and a
+    hidden ticket that postpones its queued update but queues no new one."""
+
+    def state():
+        with store.session(read_only=True) as s:
+            t = s.scalar(select(Ticket))
+            ps = {p.person.address: (p.role, p.last_message_id, p.person.staff, p.person.name) for p in t.participants}
+            ups = [(o.recipient, o.due_at) for o in s.scalars(select(Outbox).where(Outbox.kind == "update").order_by(Outbox.id))]
+            return ps, ups
+
+    n = record(store, new(cc=("partner@partner.org",), message_id="m0@c", message_key="m0@c"), cfg).ticket
+    assert state() == ({"alice@customer.org": ("requester", "m0@c", False, "Alice"), "partner@partner.org": ("cc", "", False, "")}, [])
+
+    # A trusted message from the cc: now staff (role and person), no update for them.
+    r = record(store, followup(n, author="partner@partner.org", author_name="Pat", staff=True, flags=frozenset({"staff"}), message_id="m1@p", message_key="m1@p"), cfg, T0 + timedelta(seconds=10))
+    ps, ups = state()
+    assert ps["partner@partner.org"] == ("staff", "m1@p", True, "Pat")
+    assert ups == [("alice@customer.org", T0 + timedelta(seconds=130))]
+
+    # A new display name; an auto-reply adds nobody but is the author's newest message.
+    record(store, followup(n, author_name="Alice Renamed", message_id="m2@c", message_key="m2@c"), cfg, T0 + timedelta(seconds=20))
+    record(store, followup(n, flags=frozenset({"auto"}), send_ack=False, cc=("zed@customer.org",), message_id="m3@c", message_key="m3@c"), cfg, T0 + timedelta(seconds=30))
+    ps, ups = state()
+    assert ps["alice@customer.org"] == ("requester", "m3@c", False, "Alice Renamed")
+    assert "zed@customer.org" not in ps
+    assert ups == [("alice@customer.org", T0 + timedelta(seconds=150))]
+
+    # Hidden from customers: the queued update is postponed, a newcomer joins but gets no row.
+    assert store.set_visibility(n, False, cfg, T0 + timedelta(seconds=35)) is True
+    record(store, staff_reply(n, cc=("newbie@customer.org",)), cfg, T0 + timedelta(seconds=40))
+    ps, ups = state()
+    assert ps["newbie@customer.org"][0] == "cc"
+    assert ups == [("alice@customer.org", T0 + timedelta(seconds=160))]
+    assert r.action_id is not None and store.show_ticket(n)["updated_at"]

@@ -368,7 +368,8 @@ def apply(
         conn.execute(_INSERT_OUTBOX, alerts)
 
     if public:
-        queue_updates(conn, ticket_id, visible, now, config, {author_address, *cc}, participants.for_updates())
+        # A ticket created just now has no queued update to postpone.
+        queue_updates(conn, ticket_id, visible, now, config, {author_address, *cc}, participants.for_updates(), postpone=not created)
     if d.close and status != "closed":
         _close(conn, ticket_id, status, author[0] if author else None, now)
         if config.organization.status_change_emails:

@@ -77,16 +77,18 @@ def queue_updates(
     config: Config,
     exclude: str | Iterable[str] | None = None,
     participants: Iterable[tuple[str, str, bool]] | None = None,
+    postpone: bool = True,
 ) -> None:
     """``schedule_update`` in Core statements on ``conn``.
 
     ``participants``: the ticket's (address, role, staff) as this
     transaction has them, when the caller knows them already; read from the
-    database otherwise.
+    database otherwise.  ``postpone=False``: the caller knows there is no
+    queued row (the ticket was created in this transaction).
     """
     excluded = _excluded(exclude)
     due = now + timedelta(seconds=float(config.notifier.quiet_period))
-    queued = set(conn.execute(_POSTPONE, {"t_id": ticket_id, "due": due}).scalars())
+    queued = set(conn.execute(_POSTPONE, {"t_id": ticket_id, "due": due}).scalars()) if postpone else set()
     if not visible:
         return
     if participants is None:
