@@ -330,8 +330,9 @@ def test_bounce_and_auto_reply_add_nobody(store, cfg):
         assert p.last_message_id == "ooo@customer.org"
 
 
-def test_new_ticket_from_list_mail_adds_no_cc(store, cfg):
-    n = record(store, new(author="list@lists.example.org", send_ack=False, cc=("member@customer.org",), flags=frozenset({"list"})), cfg).ticket
+@pytest.mark.parametrize("flag", ["list", "bulk"])
+def test_new_ticket_from_list_or_bulk_mail_adds_no_cc(store, cfg, flag):
+    n = record(store, new(author="list@lists.example.org", send_ack=False, cc=("member@customer.org",), flags=frozenset({flag})), cfg).ticket
     assert [(p["address"], p["role"]) for p in store.show_ticket(n)["participants"]] == [("list@lists.example.org", "requester")]
 
 

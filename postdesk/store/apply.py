@@ -35,7 +35,7 @@ from postdesk.store.updates import queue_updates
 
 TICKET_COUNTER = "ticket_number"
 # A message with one of these flags adds nobody to its ticket.
-NO_JOIN_FLAGS = frozenset({"stranger", "bounce", "auto", "list", "loop", "untrusted"})
+NO_JOIN_FLAGS = frozenset({"stranger", "bounce", "auto", "list", "bulk", "loop", "untrusted"})
 
 _COUNTERS = Counter.__table__
 _PEOPLE = Person.__table__

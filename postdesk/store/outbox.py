@@ -57,7 +57,7 @@ from postdesk.store.models import Person as PersonRow
 from postdesk.store.text import KEY_MAX
 
 # Flags of actions that must never get an auto-reply (RFC 3834 section 2).
-NO_ACK_FLAGS = frozenset({"auto", "list", "bounce", "loop"})
+NO_ACK_FLAGS = frozenset({"auto", "list", "bulk", "bounce", "loop"})
 BACKOFF_FIRST = 60.0  # seconds; doubles per attempt
 BACKOFF_MAX = 3600.0
 
