@@ -18,46 +18,18 @@ from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import BASE_CONFIG
+from tests.postfix import toml_dumps
+
 ROOT = Path(__file__).resolve().parent.parent
-
-BASE = {
-    "organization": {
-        "name": "Example Inc",
-        "system_addresses": ["support@example.com", "help@example.com"],
-        "reply_to": "support@example.com",
-        "team": ["team@example.com"],
-        "staff": ["@example.com"],
-        "first_ticket_number": 1000,
-    },
-    "notifier": {"quiet_period": 120, "tick": 1},
-}
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))
-
-
-def toml_dump(data: dict[str, dict[str, Any]]) -> str:
-    lines = []
-    for section, values in data.items():
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
-        lines.append("")
-    return "\n".join(lines)
 
 
 def write_config(path: Path, store_url: str, attachments: Path, **sections: dict[str, Any]) -> Path:
-    data: dict[str, dict[str, Any]] = {k: dict(v) for k, v in BASE.items()}
+    data: dict[str, dict[str, Any]] = {k: dict(v) for k, v in BASE_CONFIG.items()}
     data["store"] = {"url": store_url, "attachments": str(attachments)}
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)
-    path.write_text(toml_dump(data), encoding="utf-8")
+    path.write_text(toml_dumps(data), encoding="utf-8")
     return path
 
 

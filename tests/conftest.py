@@ -122,3 +122,20 @@ def store_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/postdesk.db"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def cfg(make_config, store_url):
+    """A config whose store is on SQLite or PostgreSQL (see store_url)."""
+    return make_config(store_url)
+
+
+@pytest.fixture
+def store(cfg):
+    """An initialised store for ``cfg``; closed afterwards."""
+    from postdesk.store import Store
+
+    s = Store.from_config(cfg)
+    s.init(cfg.organization.first_ticket_number)
+    yield s
+    s.close()

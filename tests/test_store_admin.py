@@ -15,18 +15,6 @@ from postdesk.store.models import Outbox, Ticket
 from test_store_support import T0, attachment, followup, new, record, staff_reply
 
 
-@pytest.fixture
-def cfg(make_config, store_url):
-    return make_config(store_url)
-
-
-@pytest.fixture
-def store(cfg):
-    s = Store.from_config(cfg)
-    s.init()
-    yield s
-    s.close()
-
 
 def updates(store) -> list[tuple[str, str, object]]:
     with store.session(read_only=True) as s:

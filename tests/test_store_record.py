@@ -18,18 +18,6 @@ from postdesk.store.models import Action, Attachment, Counter, MessageId, Outbox
 from test_store_support import ENVELOPE, T0, attachment, followup, new, record, staff_reply
 
 
-@pytest.fixture
-def cfg(make_config, store_url):
-    return make_config(store_url)
-
-
-@pytest.fixture
-def store(cfg):
-    s = Store.from_config(cfg)
-    s.init(cfg.organization.first_ticket_number)
-    yield s
-    s.close()
-
 
 def count(store, model) -> int:
     with store.session(read_only=True) as s:
