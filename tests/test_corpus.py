@@ -37,11 +37,11 @@ import json
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
 
 import pytest
 
-from postdesk.filter.decision import Decision, Envelope, Kind, TicketInfo
+from filter_support import MemoryKnown, ticket_info
+from postdesk.filter.decision import Decision, Envelope, Kind
 
 MAIL_DIR = Path(__file__).parent / "data" / "mail"
 MAILS = sorted(MAIL_DIR.glob("*.eml"))
@@ -50,50 +50,14 @@ NOW = datetime(2026, 11, 28, 0, 30, 0)
 MSGID_TEMPLATE = re.compile(rb"\{\{msgid:(\d+)\}\}")
 
 
-class CorpusKnown:
+def corpus_known(block: dict | None = None) -> MemoryKnown:
     """The filter's read-only view of the store, built from a JSON "known" block."""
-
-    def __init__(self, block: dict | None = None) -> None:
-        block = block or {}
-        self.tickets = {
-            int(t["number"]): TicketInfo(
-                number=int(t["number"]),
-                status=t.get("status", "open"),
-                requester=t["requester"].lower(),
-                participants=frozenset(p.lower() for p in t.get("participants", [t["requester"]]))
-                | {t["requester"].lower()},
-            )
-            for t in block.get("tickets", [])
-        }
-        self.message_ids = {_strip(k): int(v) for k, v in block.get("message_ids", {}).items()}
-        self.seen = {_strip(k) for k in block.get("seen", [])}
-        self.calls: list[str] = []
-
-    def ticket(self, number: int) -> TicketInfo | None:
-        self.calls.append("ticket")
-        return self.tickets.get(number)
-
-    def ticket_for_message_ids(self, message_ids: Sequence[str]) -> int | None:
-        self.calls.append("ticket_for_message_ids")
-        for mid in message_ids:
-            number = self.message_ids.get(_strip(mid))
-            if number is not None:
-                return number
-        return None
-
-    def message_seen(self, message_key: str) -> bool:
-        self.calls.append("message_seen")
-        return _strip(message_key) in self.seen
-
-    def secret(self) -> bytes:
-        return SECRET
-
-
-def _strip(mid: str) -> str:
-    mid = mid.strip()
-    if mid.startswith("<") and mid.endswith(">"):
-        mid = mid[1:-1]
-    return mid
+    block = block or {}
+    tickets = [
+        ticket_info(int(t["number"]), t["requester"], t.get("participants", ()), t.get("status", "open"))
+        for t in block.get("tickets", [])
+    ]
+    return MemoryKnown(tickets, {k: int(v) for k, v in block.get("message_ids", {}).items()}, block.get("seen", []), SECRET)
 
 
 def _load(eml: Path) -> tuple[bytes, dict]:
@@ -142,7 +106,7 @@ def test_corpus_is_complete():
 @pytest.mark.parametrize("eml", MAILS, ids=[p.stem for p in MAILS])
 def test_mail(eml: Path, config):
     raw, spec = _load(eml)
-    known = CorpusKnown(spec.get("known"))
+    known = corpus_known(spec.get("known"))
     d = _run(raw, _envelope(spec["envelope"]), known, config)
     expect = spec["expect"]
     problems: list[str] = []
@@ -250,7 +214,7 @@ def test_invariants(eml: Path, config):
     for known_name, known_block in (("own", spec.get("known")), ("empty", None)):
         for env_name, envelope in envelopes.items():
             where = f"{eml.name} envelope={env_name} known={known_name}"
-            d = pdfilter.decide(parsed, envelope, CorpusKnown(known_block), config, NOW)
+            d = pdfilter.decide(parsed, envelope, corpus_known(known_block), config, NOW)
             assert isinstance(d, Decision), where
             _assert_safe(d, where)
 
@@ -263,5 +227,5 @@ def test_truncated_input_never_raises(eml: Path, config):
     raw, spec = _load(eml)
     envelope = _envelope(spec["envelope"])
     for cut in sorted({len(raw) // 7, len(raw) // 3, len(raw) // 2, len(raw) - 3}):
-        d = pdfilter.decide(pdfilter.parse(raw[:cut]), envelope, CorpusKnown(spec.get("known")), config, NOW)
+        d = pdfilter.decide(pdfilter.parse(raw[:cut]), envelope, corpus_known(spec.get("known")), config, NOW)
         _assert_safe(d, f"{eml.name} cut at {cut}")

@@ -9,7 +9,8 @@ from datetime import datetime
 import pytest
 
 from postdesk.filter import decide, parse
-from postdesk.filter.decision import Decision, Envelope, Kind, TicketInfo
+from filter_support import MemoryKnown, ticket_info
+from postdesk.filter.decision import Decision, Envelope, Kind
 from postdesk.msgid import make_message_id
 
 SECRET = b"pipeline-secret-0123456789abcdef"
@@ -18,33 +19,11 @@ CUSTOMER = "c@cust.org"
 OUTSIDE_IP = "203.0.113.9"
 
 
-class FakeKnown:
-    """The store's read-only view, in memory (the filter's only input besides the mail)."""
-
-    def __init__(self, tickets=None, ids=None, seen=()):
-        self.tickets = {
-            n: TicketInfo(n, "open", requester, frozenset(participants))
-            for n, (requester, participants) in (tickets or {1042: (CUSTOMER, {CUSTOMER, "colleague@cust.org"})}).items()
-        }
-        self.ids = dict(ids or {})
-        self.seen = set(seen)
-        self.calls = []
-
-    def ticket(self, number):
-        self.calls.append(("ticket", number))
-        return self.tickets.get(number)
-
-    def ticket_for_message_ids(self, message_ids):
-        for m in message_ids:
-            if m in self.ids:
-                return self.ids[m]
-        return None
-
-    def message_seen(self, key):
-        return key in self.seen
-
-    def secret(self):
-        return SECRET
+def fake_known(tickets=None, ids=None, seen=()) -> MemoryKnown:
+    """By default ticket 1042, opened by CUSTOMER with a colleague on it."""
+    tickets = tickets or {1042: (CUSTOMER, {CUSTOMER, "colleague@cust.org"})}
+    infos = [ticket_info(n, requester, participants) for n, (requester, participants) in tickets.items()]
+    return MemoryKnown(infos, ids, seen, SECRET)
 
 
 def mail(subject="Printer broken", frm=CUSTOMER, to="support@example.com", body="It smokes.", extra="", msgid="m1@cust.org") -> bytes:
@@ -62,7 +41,7 @@ def env(sender=CUSTOMER, recipients=("support@example.com",), client=OUTSIDE_IP,
 
 
 def run(raw, envelope=None, known=None, config=None) -> Decision:
-    return decide(parse(raw), envelope or env(), known if known is not None else FakeKnown(), config, NOW)
+    return decide(parse(raw), envelope or env(), known if known is not None else fake_known(), config, NOW)
 
 
 # --- NEW and the fields of a Decision ---------------------------------------
@@ -157,14 +136,14 @@ def test_rule2_direct_needs_sasl_and_known_tag(config):
 
 
 def test_rule3_duplicate(config):
-    k = FakeKnown(seen={"m1@cust.org"}, ids={"m1@cust.org": 1042})
+    k = fake_known(seen={"m1@cust.org"}, ids={"m1@cust.org": 1042})
     d = run(mail(), known=k, config=config)
     assert d.kind is Kind.DUPLICATE and d.ticket == 1042
 
 
 def test_rule3_duplicate_by_hash(config):
     raw = mail(msgid="")
-    k = FakeKnown(seen={"sha256:" + parse(raw).sha256})
+    k = fake_known(seen={"sha256:" + parse(raw).sha256})
     assert run(raw, known=k, config=config).kind is Kind.DUPLICATE
 
 
@@ -190,7 +169,7 @@ def test_rule4_unknown_tag_is_new(config):
 
 
 def test_rule4_references_known_to_store(config):
-    k = FakeKnown(ids={"orig@cust.org": 1042})
+    k = fake_known(ids={"orig@cust.org": 1042})
     d = run(mail(subject="Re: x", extra="In-Reply-To: <orig@cust.org>\nReferences: <a@b> <orig@cust.org>"), known=k, config=config)
     assert d.kind is Kind.FOLLOWUP and d.ticket == 1042
     assert d.references == ("orig@cust.org", "a@b")
@@ -198,7 +177,7 @@ def test_rule4_references_known_to_store(config):
 
 def test_rule4_in_reply_to_then_references_newest_first(config):
     """Ids go to the store in order of preference: In-Reply-To, then References newest first."""
-    k = FakeKnown(
+    k = fake_known(
         tickets={1042: (CUSTOMER, {CUSTOMER}), 1043: (CUSTOMER, {CUSTOMER}), 1044: (CUSTOMER, {CUSTOMER})},
         ids={"old@cust.org": 1043, "newer@cust.org": 1044, "answered@cust.org": 1042},
     )
@@ -425,7 +404,7 @@ def test_hostile_mail_is_fast(config):
 def test_throughput_2kb(config):
     raw = mail(subject="Re: [#1042] Printer", body=("A line of text that is fairly ordinary.\n" * 48))
     assert 1800 < len(raw) < 2400
-    k = FakeKnown()
+    k = fake_known()
     e = env()
     n = 300
     started = time.perf_counter()

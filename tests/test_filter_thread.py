@@ -7,33 +7,15 @@ import time
 import pytest
 
 from postdesk.filter import find_tag
-from postdesk.filter.decision import TicketInfo
+from filter_support import MemoryKnown, ticket_info
 from postdesk.filter.thread import strip_subject, thread
 from postdesk.msgid import make_message_id
 
 SECRET = b"s" * 32
 
 
-class FakeKnown:
-    def __init__(self, tickets=(), ids=None, seen=()):
-        self.tickets = {n: TicketInfo(n, "open", "c@cust.org", frozenset({"c@cust.org"})) for n in tickets}
-        self.ids = dict(ids or {})
-        self.seen = set(seen)
-
-    def ticket(self, number):
-        return self.tickets.get(number)
-
-    def ticket_for_message_ids(self, message_ids):
-        for m in message_ids:
-            if m in self.ids:
-                return self.ids[m]
-        return None
-
-    def message_seen(self, key):
-        return key in self.seen
-
-    def secret(self):
-        return SECRET
+def fake_known(tickets=(), ids=None, seen=()) -> MemoryKnown:
+    return MemoryKnown([ticket_info(n, "c@cust.org") for n in tickets], ids, seen, SECRET)
 
 
 @pytest.mark.parametrize(
@@ -96,52 +78,52 @@ def test_strip_subject_hostile_is_fast():
 
 
 def test_thread_by_tag():
-    t = thread("Re: [#1042] x", (), FakeKnown(tickets=[1042]), "#")
+    t = thread("Re: [#1042] x", (), fake_known(tickets=[1042]), "#")
     assert (t.ticket, t.via, t.unknown_tag) == (1042, "tag", False)
 
 
 def test_thread_unknown_tag():
-    t = thread("Re: [#9999] x", (), FakeKnown(tickets=[1042]), "#")
+    t = thread("Re: [#9999] x", (), fake_known(tickets=[1042]), "#")
     assert (t.ticket, t.tag, t.unknown_tag) == (None, 9999, True)
 
 
 def test_thread_by_references_known_to_store():
-    k = FakeKnown(tickets=[1042], ids={"cust-1@cust.org": 1042})
+    k = fake_known(tickets=[1042], ids={"cust-1@cust.org": 1042})
     t = thread("Re: x", ("other@x", "cust-1@cust.org"), k, "#")
     assert (t.ticket, t.via) == (1042, "references")
 
 
 def test_thread_by_hmac_message_id():
     mid = make_message_id(1042, SECRET, "example.com")
-    t = thread("Re: x", (mid,), FakeKnown(tickets=[1042]), "#")
+    t = thread("Re: x", (mid,), fake_known(tickets=[1042]), "#")
     assert (t.ticket, t.via) == (1042, "hmac")
     assert 1042 in t.ours
 
 
 def test_thread_hmac_for_missing_ticket_is_new():
     mid = make_message_id(5, SECRET, "example.com")
-    assert thread("Re: x", (mid,), FakeKnown(tickets=[1042]), "#").ticket is None
+    assert thread("Re: x", (mid,), fake_known(tickets=[1042]), "#").ticket is None
 
 
 def test_thread_forged_hmac_ignored():
     mid = make_message_id(1042, b"another secret", "example.com")
-    assert thread("Re: x", (mid,), FakeKnown(tickets=[1042]), "#").ticket is None
+    assert thread("Re: x", (mid,), fake_known(tickets=[1042]), "#").ticket is None
 
 
 def test_tag_wins_over_references():
-    k = FakeKnown(tickets=[1042, 1043], ids={"m@x": 1043})
+    k = fake_known(tickets=[1042, 1043], ids={"m@x": 1043})
     assert thread("[#1042] x", ("m@x",), k, "#").ticket == 1042
 
 
 def test_first_existing_tag_wins_and_unknown_ones_are_flagged():
-    t = thread("[#77] Re: [#1042] x", (), FakeKnown(tickets=[1042]), "#")
+    t = thread("[#77] Re: [#1042] x", (), fake_known(tickets=[1042]), "#")
     assert (t.ticket, t.unknown_tag) == (1042, True)
-    t = thread("[#1042] x", (), FakeKnown(tickets=[1042]), "#")
+    t = thread("[#1042] x", (), fake_known(tickets=[1042]), "#")
     assert t.unknown_tag is False
     assert find_tag("[#77] Re: [#1042] x", "#") == 77  # find_tag itself: the first tag
 
 
 def test_unknown_tag_with_hmac_reference_still_threads():
     mid = make_message_id(1042, SECRET, "example.com")
-    t = thread("[#77] Re: x", (mid,), FakeKnown(tickets=[1042]), "#")
+    t = thread("[#77] Re: x", (mid,), fake_known(tickets=[1042]), "#")
     assert (t.ticket, t.unknown_tag, t.via) == (1042, True, "hmac")
