@@ -39,6 +39,8 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any, Callable
 
+from postdesk.milter.server import socket_alive
+
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 POSTCONF = shutil.which("postconf") or "/usr/sbin/postconf"
 POSTQUEUE = shutil.which("postqueue") or "/usr/sbin/postqueue"
@@ -87,16 +89,8 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def unix_socket_open(path: str) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(0.5)
-    try:
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
+# Whether a unix socket answers: the milter's own start-up probe.
+unix_socket_open = socket_alive
 
 
 def toml_dumps(data: dict[str, dict[str, Any]]) -> str:
