@@ -154,6 +154,49 @@ def _mode(key: str, value: Any) -> int:
     return mode
 
 
+def _logins(key: str, value: Any) -> dict[str, str]:
+    """A table of SASL login -> staff address (``{ bob = "bob@example.com" }``)."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a table of login = \"address\", got {value!r}")
+    out = {}
+    for login, address in value.items():
+        login = str(login).strip().lower()
+        if not login or any(c.isspace() for c in login):
+            raise ConfigError(f"{key}: {login!r} is not a SASL login")
+        out[login] = _address(f"{key}.{login}", address)
+    return out
+
+
+def _domain(key: str, value: Any) -> str:
+    value = _str(key, value).strip().lower().lstrip("@")
+    if value and (any(c.isspace() or c in "@<>" for c in value) or "." not in value):
+        raise ConfigError(f"{key}: {value!r} is not a domain")
+    return value
+
+
+def _nameservers(key: str, value: Any) -> tuple[str, ...]:
+    """``"IP"`` or ``"IP:PORT"`` (``"[v6]:PORT"`` for IPv6 with a port)."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list of \"IP\" or \"IP:PORT\", got {value!r}")
+    out = []
+    for i, v in enumerate(value):
+        v = _str(f"{key}[{i}]", v).strip()
+        host, port = v, "53"
+        if v.startswith("["):
+            host, _, rest = v[1:].partition("]")
+            port = rest.removeprefix(":") or "53"
+        elif v.count(":") == 1:
+            host, port = v.split(":")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"{key}[{i}]: {v!r} is not an IP address (expected \"IP\" or \"IP:PORT\")") from None
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{key}[{i}]: {v!r}: bad port")
+        out.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    return tuple(out)
+
+
 def _level(key: str, value: Any) -> str:
     return _choice("DEBUG", "INFO", "WARNING", "ERROR")(key, _str(key, value).upper())
 
@@ -193,16 +236,33 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable[[str, Any], Any], str]]] = {
         "tick": (5.0, _number(0.01), "Seconds between notifier passes"),
         "ack_limit": (3, _int(0), "Acknowledgements per sender per ack_window (0: none)"),
         "ack_window": (3600.0, _number(1), "Seconds of the acknowledgement rate window"),
+        "ack_global_limit": (60, _int(0), "Acknowledgements to all senders together per ack_window (0: none)"),
+        "update_limit": (10, _int(1), "Customer updates per ticket and recipient per update_window"),
+        "update_window": (3600.0, _number(1), "Seconds of the customer update rate window"),
+        "max_wait": (900.0, _number(0), "A customer update waits at most this long for a quiet period"),
         "lease": (300.0, _number(1), "Seconds a claimed outbox row stays claimed by one worker"),
         "retry_max_age": (432000.0, _number(1), "Give up on a temporarily failing mail after this many seconds"),
     },
     "limits": {
         "max_message_bytes": (26214400, _int(1024), "Larger messages are refused with 552 5.3.4"),
         "max_attachments": (100, _int(0), "Attachments kept per message; the rest are listed, not stored"),
+        "new_tickets_per_sender": (5, _int(0), "New tickets one sender may open per new_ticket_window; more get 4xx (0: no limit)"),
+        "new_ticket_window": (3600.0, _number(1), "Seconds of the new-ticket rate window"),
     },
     "trust": {
-        "trusted_networks": (["127.0.0.0/8", "::1/128"], _networks, "Clients here may act as staff"),
-        "authserv_id": ("", _str, "Trust Authentication-Results only from this authserv-id"),
+        "trusted_networks": ([], _networks, "Clients here may act as staff (empty: none)"),
+        "authserv_id": ("", _str, "Trust Authentication-Results only from this authserv-id (empty: none)"),
+        "verify": (True, _bool, "Check SPF, DKIM and DMARC here when no trusted Authentication-Results says"),
+        "ack_unauthenticated": (False, _bool, "Also acknowledge senders that can be neither authenticated nor refuted"),
+        "sasl_login_domain": ("", _domain, "A SASL login without @ maps to login@this domain (empty: no mapping)"),
+        "sasl_map": ({}, _logins, "Explicit SASL login -> staff address table"),
+        "staff_dmarc": (False, _bool, "An aligned DMARC/DKIM pass for a staff address proves staff"),
+        "spam_score_header": ("X-Spam-Score", _str, "Header with a spam filter's score (empty: ignore)"),
+        "spam_score_threshold": (5.0, _number(-1000), "No acknowledgement at or above this spam score"),
+    },
+    "dns": {
+        "nameservers": ([], _nameservers, "Resolvers as \"IP\" or \"IP:PORT\" (empty: the system resolver)"),
+        "timeout": (3.0, _number(0.1), "Seconds a DNS lookup may take before it is a temperror"),
     },
     "log": {
         "level": ("INFO", _level, "Log level: DEBUG, INFO, WARNING, ERROR"),
@@ -233,6 +293,7 @@ class Config:
     notifier: Section
     limits: Section
     trust: Section
+    dns: Section
     log: Section
     source: str = "<defaults>"
     raw: dict = field(default_factory=dict, repr=False, compare=False)
@@ -274,6 +335,8 @@ class Config:
             for key, value in values.items():
                 if isinstance(value, tuple):
                     value = [str(v) for v in value]
+                elif isinstance(value, dict):
+                    value = dict(value)
                 elif key == "socket_mode":
                     value = f"{value:04o}"
                 out[section][key] = value

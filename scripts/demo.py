@@ -102,6 +102,8 @@ class Demo:
                     "store": {"url": f"sqlite:///{RUN}/postdesk.db", "attachments": str(RUN / "attachments")},
                     "milter": {"socket": f"unix:{self.socket}", "socket_mode": "0666"},
                     "notifier": {"smtp": f"127.0.0.1:{port}", "quiet_period": QUIET, "tick": 1},
+                    # Nothing is trusted by default: staff send from loopback here.
+                    "trust": {"trusted_networks": ["127.0.0.0/8"]},
                 }
             )
         )

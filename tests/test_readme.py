@@ -14,7 +14,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 def _fmt(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (list, str)):
+    if isinstance(value, (list, str, dict)):
         return json.dumps(value)
     return str(value)
 
