@@ -11,17 +11,23 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     packages=find_packages(include=["postdesk", "postdesk.*"]),
-    package_data={"postdesk.store": ["migrations/*.py", "migrations/versions/*.py", "alembic.ini"]},
+    package_data={"postdesk.store": ["migrations/*.py", "migrations/versions/*.py"]},
     install_requires=[
         "pymilter>=1.0.5",
         "dnspython>=2.3",
         "sqlalchemy>=2.0",
         "schedule>=1.2",
         "alembic>=1.12",
+        # Sender authentication (postdesk.auth): DKIM/ARC, SPF, RFC 8601
+        # Authentication-Results, organisational domains for DMARC.
+        "dkimpy>=1.1",
+        "pyspf>=2.0.14",
+        "authres>=1.2",
+        "publicsuffixlist>=1.0",
     ],
     extras_require={
         "pg": ["psycopg[binary]>=3.1"],
-        "test": ["pytest>=7", "aiosmtpd>=1.4"],
+        "test": ["pytest>=7", "aiosmtpd>=1.4", "dnslib>=0.9.24", "hypothesis>=6.100", "mypy>=1.10", "ruff>=0.5"],
     },
     entry_points={"console_scripts": ["postdesk = postdesk.cli:main"]},
 )

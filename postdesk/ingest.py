@@ -14,6 +14,7 @@ import logging
 import time
 from datetime import datetime, timezone
 
+from postdesk.auth import authenticate
 from postdesk.config import Config
 from postdesk.filter import decide, parse
 from postdesk.filter.decision import Decision, Envelope, Kind
@@ -40,7 +41,9 @@ def ingest(raw: bytes, envelope: Envelope, store, config: Config, now: datetime 
         log_result(envelope, result, started)
         return result
     parsed = parse(raw)
-    result = store.record(lambda known: decide(parsed, envelope, known, config, now), envelope, config, now)
+    # DNS (SPF/DKIM/DMARC) before the store's transaction: no lock is held while we wait.
+    auth = authenticate(parsed, raw, envelope, config)
+    result = store.record(lambda known: decide(parsed, envelope, known, config, now, auth=auth), envelope, config, now)
     log_result(envelope, result, started)
     return result
 

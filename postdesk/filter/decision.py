@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, Sequence
 
+from postdesk.auth.result import UNCHECKED, AuthResult
+
 
 @dataclass(frozen=True)
 class Envelope:
@@ -73,6 +75,7 @@ class Decision:
     cc: tuple[str, ...] = ()  # other To/Cc addresses (not ours), lower-cased
     flags: frozenset[str] = field(default_factory=frozenset)
     reason: str = ""  # for IGNORE and REJECT: why, for the log and the SMTP reply
+    auth: AuthResult = UNCHECKED  # who really wrote it (SPF/DKIM/DMARC), see postdesk.auth
 
 
 @dataclass(frozen=True)

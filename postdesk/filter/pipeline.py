@@ -24,6 +24,7 @@ from email.message import Message
 from email.parser import HeaderParser
 from email import policy
 
+from postdesk.auth.result import UNCHECKED, AuthResult
 from postdesk.config import Config
 from postdesk.filter import attachments as attmod
 from postdesk.filter import body as bodymod
@@ -121,7 +122,14 @@ def _returned_message(msg: Message) -> tuple[str, tuple[str, ...]]:
     return "", ()
 
 
-def decide(parsed: Parsed, envelope: Envelope, known: Known, config: Config, now: datetime | None = None) -> Decision:
+def decide(
+    parsed: Parsed,
+    envelope: Envelope,
+    known: Known,
+    config: Config,
+    now: datetime | None = None,
+    auth: AuthResult = UNCHECKED,
+) -> Decision:
     """The Decision for one message (docs/filter.md, rules 1-10).  Pure: reads only ``known``."""
     h = read_headers(parsed, envelope)
     tag = config.organization.tag
@@ -133,6 +141,7 @@ def decide(parsed: Parsed, envelope: Envelope, known: Known, config: Config, now
         author_name=h.author_name,
         original_subject=h.original_subject,
         subject=threadmod.strip_subject(h.original_subject, tag),
+        auth=auth,
     )
 
     # Rule 1: our own mail coming back.

@@ -1,0 +1,59 @@
+"""The authentication verdict of one message, in RFC 8601 result words.
+
+Plain data, no I/O: the filter's rules read it (``verified``, ``refuted``),
+the store records it per action (``as_dict``), ``ticket show --json``
+prints it as ``auth``, and the log line carries ``auth=`` (``summary``).
+
+Words (RFC 8601 section 2.7): pass, fail, softfail, neutral, none,
+temperror, permerror (and policy for DKIM).  ``none`` means nothing was
+published or nothing was signed; ``temperror`` means we could not tell now
+(a DNS timeout): such mail is neither authenticated nor refuted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+NONE = "none"
+PASS = "pass"
+FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    spf: str = NONE  # SPF for MAIL FROM (or HELO for the null sender), RFC 7208
+    dkim: str = NONE  # best DKIM result over the signatures, RFC 6376
+    dmarc: str = NONE  # DMARC for the From: domain, RFC 7489
+    from_domain: str = ""  # the RFC5322.From domain, lower-cased
+    spf_domain: str = ""  # the domain SPF checked (MAIL FROM's, else HELO's)
+    dkim_domains: tuple[str, ...] = ()  # d= of every signature that passed
+    spf_aligned: bool = False  # SPF pass with a domain aligned to From: (relaxed: same organisational domain)
+    dkim_aligned: bool = False  # a DKIM pass with d= aligned to From:
+    envelope_aligned: bool = True  # MAIL FROM's organisational domain is From:'s (or there is no MAIL FROM)
+    source: str = "none"  # "local" (we checked), "authserv-id:<id>" (a trusted upstream header), "none"
+    reasons: tuple[str, ...] = field(default=(), compare=False)  # short notes for the log/show
+
+    @property
+    def verified(self) -> bool:
+        """The From: author is authenticated: DMARC pass, or an SPF or DKIM pass aligned with From:."""
+        return self.dmarc == PASS or self.spf_aligned or self.dkim_aligned
+
+    @property
+    def refuted(self) -> bool:
+        """The mail is not from who it claims: SPF fail, DMARC fail, or an
+        envelope sender of another organisation with no aligned DKIM pass."""
+        if self.verified:
+            return False
+        return self.spf == FAIL or self.dmarc == FAIL or not self.envelope_aligned
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form (``ticket show --json`` field ``auth``)."""
+        return {"spf": self.spf, "dkim": self.dkim, "dmarc": self.dmarc, "verified": self.verified}
+
+    def summary(self) -> str:
+        """For the log line: ``auth=spf:pass,dkim:none,dmarc:pass``."""
+        return f"spf:{self.spf},dkim:{self.dkim},dmarc:{self.dmarc}"
+
+
+UNCHECKED = AuthResult()
