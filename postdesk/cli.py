@@ -419,6 +419,7 @@ def build_parser() -> Parser:
     p.add_argument("--queue-id", default="", help="Postfix queue id (${queue_id})")
     p.add_argument("--client-address", default="", help="SMTP client IP (${client_address})")
     p.add_argument("--sasl-username", default="", help="SASL login (${sasl_username})")
+    p.add_argument("--helo-name", default="", help="the client's HELO/EHLO name (${client_helo}), for SPF")
     p.set_defaults(handler=None, filter=True)
 
     p = add(sub, "notifier", cmd_notifier, "run the notification worker")

@@ -24,6 +24,7 @@ class Envelope:
     client_address: str = ""  # {client_addr} / ${client_address}
     sasl_username: str = ""  # {auth_authen} / ${sasl_username}
     client_name: str = ""
+    helo: str = ""  # HELO/EHLO name ({client_helo} / ${client_helo}): SPF's identity for the null sender
 
 
 class Kind(enum.Enum):

@@ -114,6 +114,7 @@ def _run(options, config_path: str | None, stdin: BinaryIO) -> tuple[int, str]:
         queue_id=options.queue_id or "",
         client_address=options.client_address or "",
         sasl_username=options.sasl_username or "",
+        helo=getattr(options, "helo_name", "") or "",
     )
     qid = envelope.queue_id or "NOQUEUE"
 
