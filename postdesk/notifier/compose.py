@@ -37,7 +37,7 @@ from typing import Callable
 from postdesk.config import Config
 from postdesk.filter import clean_header
 from postdesk.msgid import make_message_id
-from postdesk.notifier.jobs import Entry, Job, Person
+from postdesk.outbox_rows import Entry, Job, Person
 
 # The filter cuts a reply at this line, so customers' quoted history of our
 # own mail never becomes part of the ticket.
