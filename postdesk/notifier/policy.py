@@ -31,7 +31,7 @@ Customer updates ("what an update holds"):
   everything since);
 - an update that would carry only *automatic answers* is not sent: messages
   whose author answered our mail to them within ``REFLEX_SECONDS``, and did
-  so every time (at least twice) within ``update_window``.  Two customers
+  so the last two times they wrote (within ``update_window``).  Two customers
   whose auto-responders set no RFC 3834 headers would otherwise mail each
   other through the desk forever; with this rule the relay stops after the
   second round, while staff still see every message on the ticket.
@@ -257,8 +257,8 @@ def late(c: Claimed, since: int, a: ActionRow) -> bool:
 
 def automatic_answers(c: Claimed, entries: list[Entry]) -> set[str]:
     """The authors, when every entry is a message from a customer who
-    answers our mail within ``REFLEX_SECONDS`` every time (at least twice
-    in the window); an empty set otherwise."""
+    answered our mail within ``REFLEX_SECONDS`` with each of their last two
+    messages on the ticket; an empty set otherwise."""
     authors: set[str] = set()
     for e in entries:
         if e.kind != "message" or e.author is None or e.author.staff:
@@ -267,14 +267,15 @@ def automatic_answers(c: Claimed, entries: list[Entry]) -> set[str]:
             return set()
         authors.add(e.author.address)
     for author in authors:
-        theirs = [at for who, at in c.recent if who == author]
+        # "Every time": their last two messages both answered us within seconds.
+        theirs = sorted(at for who, at in c.recent if who == author)[-2:]
         if len(theirs) < 2 or not all(_reflex(c, author, at) for at in theirs):
             return set()
     return authors
 
 
 def _reflex(c: Claimed, author: str, at: datetime) -> bool:
-    return any(who == author and timedelta(0) <= at - sent <= timedelta(seconds=REFLEX_SECONDS) for who, sent in c.mailed)
+    return any(who == author and timedelta(0) < at - sent <= timedelta(seconds=REFLEX_SECONDS) for who, sent in c.mailed)
 
 
 # --- results ------------------------------------------------------------------
