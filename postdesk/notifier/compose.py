@@ -63,6 +63,7 @@ PARAM_CHUNK = 60  # characters per RFC 2231 continuation, before "filename*N*="
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u0085\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _ADDR = re.compile(r"^[^\s<>()\[\]\\,;:\"@]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 _MSGID = re.compile(r"^[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+$")  # no <, >, space
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9 ._+,()-]+$")
 _MIMETYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 
 
@@ -139,28 +140,30 @@ def _phrase_words(name: str) -> str:
     the middle as two words."""
     chunks: list[str] = []
     current = ""
-    for word in _short_words(name):
-        candidate = f"{current} {word}" if current else word
+    for glue, piece in _pieces(name):
+        candidate = f"{current}{glue}{piece}" if current else piece
         if current and len(_encoded_word(candidate)) > 75:
-            chunks.append(current + " ")
-            current = word
+            chunks.append(current + glue)
+            current = piece
         else:
             current = candidate
     chunks.append(current)
     return " ".join(_encoded_word(c) for c in chunks)
 
 
-def _short_words(name: str):
-    """The words of ``name``; one too long for a single encoded-word is
-    split (adjacent encoded-words decode as one text, RFC 2047 section 6.2)."""
-    for word in name.split(" "):
-        while len(_encoded_word(word)) > 75:
+def _pieces(name: str):
+    """(glue, piece): the words of ``name`` with the space before each; a
+    word too long for one encoded-word is split with no glue (adjacent
+    encoded-words decode as one text, RFC 2047 section 6.2)."""
+    for i, word in enumerate(name.split(" ")):
+        glue = " " if i else ""
+        while len(_encoded_word(word)) > 70:
             cut = 1
-            while len(_encoded_word(word[: cut + 1])) <= 75:
+            while len(_encoded_word(word[: cut + 1])) <= 70:
                 cut += 1
-            yield word[:cut]
-            word = word[cut:]
-        yield word
+            yield glue, word[:cut]
+            glue, word = "", word[cut:]
+        yield glue, word
 
 
 def msgid(value: str) -> str:
@@ -172,16 +175,17 @@ def msgid(value: str) -> str:
 def filename_param(filename: str) -> str:
     """``attachment; filename=...`` for Content-Disposition, folded.
 
-    A short plain-ASCII name goes as a quoted string.  Anything else (not
-    ASCII, holding "=?", or long) goes as RFC 2231 extended parameter
+    A short name of letters, digits and ``space . _ - + , ( )`` goes as a
+    quoted string.  Anything else (not ASCII, quotes or backslashes, which
+    clients unquote differently, "=?", or long) goes as RFC 2231 extended parameter
     continuations, ``filename*0*=utf-8''...; filename*1*=...``: each on
     its own folded line, so no line exceeds 998 octets whatever the name.
     Clients decode percent-encoding once; they RFC 2047-decode a quoted
     "=?" name (against RFC 2047 section 5), which percent-encoding avoids.
     """
     name = clean(filename) or "attachment"  # any length: continuations fold it
-    if name.isascii() and "=?" not in name and len(name) <= PARAM_CHUNK:
-        return 'attachment; filename="' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if len(name) <= PARAM_CHUNK and _PLAIN_NAME.match(name):
+        return f'attachment; filename="{name}"'
     encoded = _percent(name)
     chunks: list[str] = []
     while encoded:
