@@ -63,7 +63,7 @@ class Collector:
         self.sent: list[tuple[str, bytes]] = []
         self.broken = False
 
-    def __enter__(self) -> "Collector":
+    def __enter__(self) -> Collector:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -16,9 +16,10 @@ them, the policy sends them only to them).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from postdesk.config import Config
@@ -213,12 +214,12 @@ class Done:
     error: str = ""
 
 
-def is_customer(address: str, role: str, staff: bool, config: "Config") -> bool:
+def is_customer(address: str, role: str, staff: bool, config: Config) -> bool:
     """A participant who gets customer updates: not staff (by role, by the
     person's flag or by the configuration), never one of our own addresses."""
     return not (role == "staff" or staff or config.matches_staff(address) or config.is_own_address(address))
 
 
-def customers(participants: Iterable[tuple[str, str, bool]], config: "Config") -> list[str]:
+def customers(participants: Iterable[tuple[str, str, bool]], config: Config) -> list[str]:
     """Sorted customer addresses among (address, role, staff) participants."""
     return sorted({a for a, role, staff in participants if is_customer(a, role, staff, config)})

@@ -7,10 +7,10 @@ permanent failure that must not block later mail, long and bidi file names."""
 from __future__ import annotations
 
 from sqlalchemy import select
-
-from postdesk.store.models import Action, Outbox
 from test_notifier import TEAM, desk, rows, sink  # noqa: F401 (fixtures)
 from test_store_support import T0, attachment, followup, new, record, staff_reply
+
+from postdesk.store.models import Action, Outbox
 
 BIDI = "\u202e\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
 

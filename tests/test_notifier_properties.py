@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from email import message_from_bytes, policy
 from email.header import decode_header, make_header
-from urllib.parse import unquote_to_bytes
 from email.parser import BytesParser
+from urllib.parse import unquote_to_bytes
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

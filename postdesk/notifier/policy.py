@@ -41,8 +41,8 @@ Pure: no database, no clock (``now`` is passed in).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Sequence
 
 from postdesk.config import Config
 from postdesk.outbox_rows import AckHistory, ActionRow, Claimed, Defer, Entry, Job, Skip, customers, is_customer
@@ -312,4 +312,4 @@ def _job(c: Claimed, entries: list[Entry], *, in_reply_to: str = "", **kw) -> Jo
     )
 
 
-__all__ = ["decide", "ack", "alert", "update", "late", "entry", "sender_key", "is_customer", "customers", "NO_ACK_FLAGS", "REFLEX_SECONDS"]
+__all__ = ["NO_ACK_FLAGS", "REFLEX_SECONDS", "ack", "alert", "customers", "decide", "entry", "is_customer", "late", "sender_key", "update"]

@@ -23,15 +23,15 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
 
 from postdesk.config import Config
-from postdesk.notifier.compose import ComposeError, compose
 from postdesk.notifier import policy
-from postdesk.outbox_rows import Defer, Done, Job, Skip
+from postdesk.notifier.compose import ComposeError, compose
 from postdesk.notifier.smtp import SubmitError, Submitter
+from postdesk.outbox_rows import Defer, Done, Job, Skip
 from postdesk.outcomes import EX_OK, EX_SOFTWARE, EX_TEMPFAIL
 from postdesk.store import outbox
 

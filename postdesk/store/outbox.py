@@ -44,9 +44,11 @@ is the accepted price of never losing one:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session, selectinload
 
 from postdesk.config import Config
@@ -189,11 +191,11 @@ class _Preload:
         self.first_action: dict[int, int] = {}
         self.acks_sent: dict[str, int] = {}
         self.acks_sending: list[tuple[int, str]] = []
-        self.mailed: dict[int, list[tuple[str, str, datetime]]] = {}
+        self.mailed: dict[int, list[tuple[str, str, datetime]]] = {}  # ticket -> (recipient, kind, sent_at)
         self.recent: dict[int, list[tuple[str, datetime]]] = {}
 
     @classmethod
-    def load(cls, s: Session, rows: list[Outbox], config: Config, now: datetime) -> "_Preload":
+    def load(cls, s: Session, rows: list[Outbox], config: Config, now: datetime) -> _Preload:
         pre = cls()
         if not rows:
             return pre
@@ -231,7 +233,8 @@ class _Preload:
                     Outbox.ticket_id.in_(updates), Outbox.state == "sent", Outbox.sent_at > since
                 )
             ):
-                pre.mailed.setdefault(t_id, []).append((recipient, kind, at))
+                if at is not None:
+                    pre.mailed.setdefault(t_id, []).append((recipient, kind, at))
             for t_id, author, at in s.execute(
                 select(Action.ticket_id, PersonRow.address, Action.created_at)
                 .join(PersonRow, PersonRow.id == Action.author_id)
@@ -249,8 +252,9 @@ class _Preload:
 
 def _claimed(s: Session, row: Outbox, pre: _Preload) -> Claimed:
     ticket = s.get(Ticket, row.ticket_id)
+    assert ticket is not None  # a foreign key
     to = (row.recipient or "").strip().lower()
-    base = dict(
+    base = Claimed(
         row_id=row.id,
         token=row.attempts,
         kind=row.kind,
@@ -264,18 +268,17 @@ def _claimed(s: Session, row: Outbox, pre: _Preload) -> Claimed:
     )
     if row.kind in ("ack", "alert"):
         action = s.get(Action, row.action_id) if row.action_id else None
-        return Claimed(**base, action=_action_row(action) if action else None, first_action_id=pre.first_action.get(ticket.id, 0))
+        return replace(base, action=_action_row(action) if action else None, first_action_id=pre.first_action.get(ticket.id, 0))
     if row.kind != "update":
-        return Claimed(**base)
+        return base
     part = s.execute(
         select(Participant, PersonRow)
         .join(PersonRow, Participant.person_id == PersonRow.id)
         .where(Participant.ticket_id == ticket.id, PersonRow.address == to)
     ).first()
     if part is None:
-        return Claimed(**base)
+        return base
     participant, person = part
-    base["recipient"] = _person(person)
     mark = participant.last_update_action_id or 0
     past = tuple(
         PastUpdate(since_action_id=since or 0, action_ids=frozenset(int(i) for i in (ids or "").split() if i.isdigit()))
@@ -297,8 +300,9 @@ def _claimed(s: Session, row: Outbox, pre: _Preload) -> Claimed:
         .options(selectinload(Action.author), selectinload(Action.attachments))
     ).all()
     mailed = pre.mailed.get(ticket.id, [])
-    return Claimed(
-        **base,
+    return replace(
+        base,
+        recipient=Person(address=person.address, name=person.name or "", staff=bool(person.staff)),
         participant=ParticipantRow(
             role=participant.role,
             staff=bool(person.staff),
@@ -327,7 +331,7 @@ def record(store, done: list[Done | Skip | Defer], config: Config, now: datetime
     the worker records each batch as soon as it is sent.
     """
     out: list[tuple[str, float]] = []
-    t = Outbox.__table__
+    t = cast(Table, Outbox.__table__)
     with unavailable_on_failure("outbox"), store.session() as s:
         # Lock our rows (PostgreSQL) so no claim slips in between check and write.
         rows = {
@@ -375,7 +379,7 @@ def record(store, done: list[Done | Skip | Defer], config: Config, now: datetime
                 sent,
             )
         if ids:
-            s.execute(MessageId.__table__.insert(), ids)
+            s.execute(cast(Table, MessageId.__table__).insert(), ids)
     return out
 
 
@@ -536,4 +540,4 @@ def _ids(item) -> tuple[int, int]:
     return item.row_id, item.token
 
 
-__all__ = ["claim", "load", "record", "release", "backoff"]
+__all__ = ["backoff", "claim", "load", "record", "release"]

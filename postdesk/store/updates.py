@@ -24,19 +24,20 @@ composes it when due).  A row the notifier has already claimed (state
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Iterable
+from typing import cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.engine import Connection
 
 from postdesk.config import Config
 from postdesk.outbox_rows import customers
 from postdesk.store.models import Outbox, Participant, Person
 
-_OUTBOX = Outbox.__table__
-_PARTICIPANTS = Participant.__table__
-_PEOPLE = Person.__table__
+_OUTBOX = cast(Table, Outbox.__table__)
+_PARTICIPANTS = cast(Table, Participant.__table__)
+_PEOPLE = cast(Table, Person.__table__)
 
 # The ticket's queued updates (the caller holds the ticket's lock).
 _QUEUED = select(_OUTBOX.c.id, _OUTBOX.c.recipient, _OUTBOX.c.created_at, _OUTBOX.c.due_at).where(
@@ -116,4 +117,4 @@ def queue_updates(
         conn.execute(_INSERT, rows)
 
 
-__all__ = ["queue_updates", "due_at"]
+__all__ = ["due_at", "queue_updates"]
