@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the desk and sink fixtures are imported from test_notifier)
 """The notifier's caps and hygiene against a real store and a real SMTP
 server (aiosmtpd on loopback), with the clock injected: acknowledgement caps
 per sender (plus-address variants are one sender) and in all, updates per
@@ -6,11 +7,13 @@ permanent failure that must not block later mail, long and bidi file names."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 from test_notifier import TEAM, desk, rows, sink  # noqa: F401 (fixtures)
 from test_store_support import T0, attachment, followup, new, record, staff_reply
 
-from postdesk.store.models import Action, Outbox
+from postdesk.store.models import Action
 
 BIDI = "\u202e\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
 
@@ -27,8 +30,8 @@ def test_plus_address_variants_are_one_sender(desk, sink):
     assert len(sink.to(TEAM)) == 4  # the team hears of every ticket
 
 
-def test_global_ack_cap_across_senders(desk, sink):
-    cfg, store, worker, clock = desk(notifier={"ack_limit": 3, "ack_global_limit": 5, "ack_window": 3600})
+def test_global_ack_cap_across_senders(desk, sink, store_url):
+    cfg, store, worker, clock = desk(store_url, notifier={"ack_limit": 3, "ack_global_limit": 5, "ack_window": 3600})
     for i in range(8):
         record(store, new(author=f"forged{i}@spam.test", subject=f"Win {i}"), cfg, now=clock.at(i))
     clock.now = clock.at(10)
@@ -48,10 +51,10 @@ def test_global_ack_cap_across_senders(desk, sink):
     assert rows(store, kind="ack")[-1].state == "sent"
 
 
-def test_updates_per_ticket_and_recipient_are_capped(desk, sink):
+def test_updates_per_ticket_and_recipient_are_capped(desk, sink, store_url):
     """update_limit 2 per 3600 s: the third update waits for the window, then
     carries everything since, in one mail; nothing is lost."""
-    cfg, store, worker, clock = desk(notifier={"update_limit": 2, "update_window": 3600, "quiet_period": 60})
+    cfg, store, worker, clock = desk(store_url, notifier={"update_limit": 2, "update_window": 3600, "quiet_period": 60})
     record(store, new(), cfg, now=T0)
     worker.run_pass()
     sink.got.clear()
@@ -65,7 +68,7 @@ def test_updates_per_ticket_and_recipient_are_capped(desk, sink):
     assert len(got) == 2
     (held,) = rows(store, kind="update", state="queued")
     first_sent = min(o.sent_at for o in rows(store, kind="update", state="sent"))
-    assert held.due_at == first_sent.replace() + (clock.at(3600) - T0)
+    assert held.due_at == first_sent + timedelta(seconds=3600)
     assert "rate limit (2 updates to this recipient on this ticket in 3600 s)" in held.last_error
     clock.now = held.due_at
     worker.run_pass()
@@ -74,11 +77,11 @@ def test_updates_per_ticket_and_recipient_are_capped(desk, sink):
     assert all(f"Reply {i}" in got[2].text for i in (2, 3, 4))
 
 
-def test_two_autoresponders_without_rfc3834_headers_converge(desk, sink):
+def test_two_autoresponders_without_rfc3834_headers_converge(desk, sink, store_url):
     """Two customers whose auto-responders answer every mail within seconds,
     with no Auto-Submitted header: after the second round the desk stops
     relaying their answers to each other; staff still see every one."""
-    cfg, store, worker, clock = desk(notifier={"quiet_period": 120})
+    cfg, store, worker, clock = desk(store_url, notifier={"quiet_period": 120})
     record(store, new(author="ann@a.test", cc=("ben@b.test",)), cfg, now=T0)
     worker.run_pass()
     record(store, staff_reply(1000, text="We are on it.\n", new_text="We are on it."), cfg, now=clock.at(10))
@@ -99,8 +102,8 @@ def test_two_autoresponders_without_rfc3834_headers_converge(desk, sink):
         assert len(s.scalars(select(Action).where(Action.new_text == "I am away.")).all()) == 4
 
 
-def test_a_permanent_failure_does_not_block_later_updates(desk, sink):
-    cfg, store, worker, clock = desk()
+def test_a_permanent_failure_does_not_block_later_updates(desk, sink, store_url):
+    cfg, store, worker, clock = desk(store_url)
     record(store, new(), cfg, now=T0)
     worker.run_pass()
     sink.got.clear()
