@@ -292,10 +292,17 @@ def _claimed(s: Session, row: Outbox, pre: _Preload) -> Claimed:
             )
         )
     )
+    # Everything after the mark, and below it only the messages no settled
+    # update carried (the policy's "late" rule decides which of those go):
+    # a long ticket's history is not loaded for every update.
     floor = min([mark] + [p.since_action_id for p in past])
+    told = set().union(*(p.action_ids for p in past)) if past else set()
+    below = and_(Action.id > floor, Action.kind == "message")
+    if told:
+        below = and_(below, Action.id.not_in(told))
     candidates = s.scalars(
         select(Action)
-        .where(Action.ticket_id == ticket.id, Action.id > floor, Action.public.is_(True), Action.kind.in_(("message", "status")))
+        .where(Action.ticket_id == ticket.id, or_(Action.id > mark, below), Action.public.is_(True), Action.kind.in_(("message", "status")))
         .order_by(Action.id)
         .options(selectinload(Action.author), selectinload(Action.attachments))
     ).all()
