@@ -78,7 +78,8 @@ class Bench:
             {
                 "organization": {"system_addresses": ["support@example.com"], "reply_to": "support@example.com", "team": ["team@example.net"]},
                 "store": {"url": f"sqlite:///{self.dir}/postdesk.db", "attachments": str(self.dir / "attachments")},
-                "notifier": {"smtp": f"127.0.0.1:{self.pf.port}", "ack_limit": 1_000_000},
+                # Throughput, not policy: the acknowledgement caps would hold the burst back.
+                "notifier": {"smtp": f"127.0.0.1:{self.pf.port}", "ack_limit": 1_000_000, "ack_global_limit": 1_000_000},
             },
             source="<bench>",
         )

@@ -500,8 +500,8 @@ def test_row_of_a_dead_worker_is_reclaimed_after_the_lease(desk, sink):
     assert worker.run_pass().sent == 2
     assert len(sink.got) == 2
     # The dead worker coming back cannot record over the new claim.
-    job = outbox.prepare(store, dead[0][0], dead[0][1], cfg, clock.now)
-    assert job is None
+    loaded, _acks = outbox.load(store, dead[:1], cfg, clock.now)
+    assert loaded == [None]
     assert {o.state for o in rows(store)} == {"sent"}
 
 

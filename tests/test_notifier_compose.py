@@ -15,7 +15,7 @@ import pytest
 
 from postdesk.msgid import ticket_from_message_id
 from postdesk.notifier.compose import REPLY_MARKER, ComposeError, compose, mailbox, msgid
-from postdesk.notifier.jobs import AttachmentInfo, Entry, Job, Person
+from postdesk.outbox_rows import AttachmentInfo, Entry, Job, Person
 from postdesk.notifier.smtp import queue_id
 
 SECRET = b"k" * 32

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from postdesk.store import Store, schedule_update
+from postdesk.store import Store, queue_updates
 from postdesk.store.models import Outbox, Ticket
 
 from test_store_support import T0, attachment, followup, new, record, staff_reply
@@ -35,8 +35,7 @@ def test_quiet_period_moves_one_row(store, cfg):
     assert updates(store) == [("alice@customer.org", "queued", at(180))]
     with store.session() as s:
         t = s.scalar(select(Ticket).where(Ticket.number == n))
-        rows = schedule_update(s, t, at(150), cfg)
-        assert [(r.recipient, r.due_at) for r in rows] == [("alice@customer.org", at(270))]
+        queue_updates(s.connection(), t.id, True, at(150), cfg)
     assert updates(store) == [("alice@customer.org", "queued", at(270))]
 
 
@@ -187,3 +186,23 @@ def test_session_commits_and_rolls_back(store, cfg):
     with store.session() as s:
         s.scalar(select(Ticket)).subject = "changed"
     assert store.show_ticket(r.ticket)["subject"] == "changed"
+
+
+def test_max_wait_bounds_the_quiet_period(store, cfg):
+    """A change every 60 s (quiet_period 120 s) would postpone the update
+    forever; it is due max_wait (900 s) after the first change it waits for."""
+    n = record(store, new(), cfg, at(-10)).ticket
+    for t in range(0, 1200, 60):
+        record(store, staff_reply(n), cfg, at(t))
+    assert updates(store) == [("alice@customer.org", "queued", at(900))]
+
+
+def test_a_deferred_update_keeps_its_time(store, cfg):
+    """A due time beyond now + quiet_period is a rate limit's deferral: a
+    change does not pull it forward."""
+    n = record(store, new(), cfg, at(-10)).ticket
+    record(store, staff_reply(n), cfg, at(0))
+    with store.session() as s:
+        s.scalar(select(Outbox).where(Outbox.kind == "update")).due_at = at(3000)
+    record(store, staff_reply(n), cfg, at(60))
+    assert updates(store) == [("alice@customer.org", "queued", at(3000))]

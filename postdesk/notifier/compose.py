@@ -13,7 +13,13 @@ or other controls), and (2) write the header block ourselves (``fold``), so
 nothing re-parses the values: a value that is not plain ASCII, or that
 contains "=?", is encoded as a whole as UTF-8 encoded-words (RFC 2047
 section 2), so a receiving client decodes it back to the literal text and
-nothing more.  File names go as RFC 2231 parameters, never decoded twice.
+nothing more.  File names go as RFC 2231 parameters, never decoded twice,
+split into numbered continuations (RFC 2231 section 3) so no header line
+exceeds the 998 octets RFC 5322 section 2.1.1 allows (a strict relay
+answers 500 to a longer one).  Names, subjects and file names that people
+read have their bidirectional controls neutralised (``clean``): a
+right-to-left override makes "invoice<RLO>fdp.exe" display as
+"invoiceexe.pdf" (Unicode TR #36, section 2.5).
 Writing the headers and the text entity directly is also four times faster
 than the email package's folding; multipart bodies still use the package.
 """
@@ -33,11 +39,12 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime
 from typing import Callable
+from urllib.parse import quote
 
 from postdesk.config import Config
 from postdesk.filter import clean_header
 from postdesk.msgid import make_message_id
-from postdesk.notifier.jobs import Entry, Job, Person
+from postdesk.outbox_rows import Entry, Job, Person
 
 # The filter cuts a reply at this line, so customers' quoted history of our
 # own mail never becomes part of the ticket.
@@ -46,9 +53,17 @@ LOOP_HEADER = "X-Postdesk-Loop"
 TICKET_HEADER = "X-Postdesk-Ticket"
 
 MAX_SUBJECT = 250  # characters; RFC 5322 2.1.1 wants lines under 998, folding handles the rest
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+MAX_NAME = 200  # characters of a display name (the store keeps no more)
+MAX_MSGID = 900  # a longer Message-ID cannot go on one header line (998 octets)
+MAX_LINE = 998  # octets per line without CRLF (RFC 5322 section 2.1.1)
+PARAM_CHUNK = 60  # characters per RFC 2231 continuation, before "filename*N*="
+# Controls, line separators, and the bidirectional formatting characters
+# (LRE RLE PDF LRO RLO U+202A-E, LRI RLI FSI PDI U+2066-9, LRM RLM ALM):
+# text from mail must not reorder what people see around it.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u0085\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _ADDR = re.compile(r"^[^\s<>()\[\]\\,;:\"@]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 _MSGID = re.compile(r"^[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+$")  # no <, >, space
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9 ._+,()-]+$")
 _MIMETYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 
 
@@ -100,7 +115,7 @@ def address(addr: str) -> str:
 def mailbox(name: str, addr: str) -> str:
     """``Display Name <addr>`` with the name encoded or quoted (RFC 5322 3.4)."""
     addr = address(addr)
-    name = clean(name)
+    name = clean(clean(name)[:MAX_NAME])
     if not name:
         return addr
     if _needs_encoding(name):
@@ -125,21 +140,70 @@ def _phrase_words(name: str) -> str:
     the middle as two words."""
     chunks: list[str] = []
     current = ""
-    for word in name.split(" "):
-        candidate = f"{current} {word}" if current else word
+    for glue, piece in _pieces(name):
+        candidate = f"{current}{glue}{piece}" if current else piece
         if current and len(_encoded_word(candidate)) > 75:
-            chunks.append(current + " ")
-            current = word
+            chunks.append(current + glue)
+            current = piece
         else:
             current = candidate
     chunks.append(current)
     return " ".join(_encoded_word(c) for c in chunks)
 
 
+def _pieces(name: str):
+    """(glue, piece): the words of ``name`` with the space before each; a
+    word too long for one encoded-word is split with no glue (adjacent
+    encoded-words decode as one text, RFC 2047 section 6.2)."""
+    for i, word in enumerate(name.split(" ")):
+        glue = " " if i else ""
+        while len(_encoded_word(word)) > 70:
+            cut = 1
+            while len(_encoded_word(word[: cut + 1])) <= 70:
+                cut += 1
+            yield glue, word[:cut]
+            glue, word = "", word[cut:]
+        yield glue, word
+
+
 def msgid(value: str) -> str:
     """``<id>`` for a usable Message-ID, "" otherwise."""
     value = clean(value).strip("<>")
-    return f"<{value}>" if _MSGID.match(value) else ""
+    return f"<{value}>" if len(value) <= MAX_MSGID and _MSGID.match(value) else ""
+
+
+def filename_param(filename: str) -> str:
+    """``attachment; filename=...`` for Content-Disposition, folded.
+
+    A short name of letters, digits and ``space . _ - + , ( )`` goes as a
+    quoted string.  Anything else (not ASCII, quotes or backslashes, which
+    clients unquote differently, "=?", or long) goes as RFC 2231 extended parameter
+    continuations, ``filename*0*=utf-8''...; filename*1*=...``: each on
+    its own folded line, so no line exceeds 998 octets whatever the name.
+    Clients decode percent-encoding once; they RFC 2047-decode a quoted
+    "=?" name (against RFC 2047 section 5), which percent-encoding avoids.
+    """
+    name = clean(filename) or "attachment"  # any length: continuations fold it
+    if len(name) <= PARAM_CHUNK and _PLAIN_NAME.match(name):
+        return f'attachment; filename="{name}"'
+    encoded = _percent(name)
+    chunks: list[str] = []
+    while encoded:
+        cut = min(PARAM_CHUNK, len(encoded))
+        # Never split a %XX triplet.
+        if "%" in encoded[max(0, cut - 2) : cut]:
+            cut = encoded.rindex("%", 0, cut)
+        chunks.append(encoded[:cut])
+        encoded = encoded[cut:]
+    params = [f"filename*{i}*={'utf-8' + chr(39) * 2 if i == 0 else ''}{c}" for i, c in enumerate(chunks)]
+    return "attachment;\n " + ";\n ".join(params)
+
+
+def _percent(value: str) -> str:
+    """RFC 2231 section 7 / RFC 5987 attr-char: letters, digits and
+    ``!#$&+-.^_`|~`` as they are, every other octet of UTF-8 as %XX."""
+    return quote(value.encode("utf-8"), safe="!#$&+-.^_`|~")
+
 
 
 # --- bodies ------------------------------------------------------------------
@@ -255,6 +319,8 @@ def fold(name: str, value: str) -> bytes:
         raise ComposeError(f"header {name} is not clean ASCII")  # a bug, never data
     if len(line) <= 78:
         return line.encode("ascii") + b"\r\n"
+    if max(len(w) for w in line.split(" ")) > MAX_LINE - 1:
+        raise ComposeError(f"header {name} has a word longer than {MAX_LINE} octets")  # a bug, never data
     out: list[str] = []
     current = ""
     for word in line.split(" "):
@@ -293,14 +359,8 @@ def _attachment_part(info, data: bytes) -> MIMEBase:
     part = MIMEBase(maintype, subtype)
     part.set_payload(data)
     encoders.encode_base64(part)
-    filename = clean(info.filename) or "attachment"
-    if not _needs_encoding(filename):
-        part.add_header("Content-Disposition", "attachment", filename=filename)
-    else:
-        # RFC 2231 parameter value: charset, language, percent-encoded text.
-        # Also for ASCII holding "=?": clients RFC 2047-decode quoted
-        # filenames (against RFC 2047 section 5), percent-encoding they don't.
-        part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", filename))
+    # Folded by us (compat32 writes a folded value as it is): see filename_param.
+    part["Content-Disposition"] = filename_param(info.filename)
     return part
 
 

@@ -1,8 +1,8 @@
 """The notifier worker: one pass sends what is due; ``run`` ticks passes with ``schedule``.
 
 A pass claims due outbox rows in batches (``postdesk.store.outbox``: one
-transaction to claim, one to load, one to record a batch), composes each
-mail, submits it over the pass's one SMTP connection, and logs one line per
+transaction to claim, one to load, one to record a batch), lets the policy
+(``postdesk.notifier.policy``) decide about each row, composes each mail, submits it over the pass's one SMTP connection, and logs one line per
 mail with the Postfix queue id first, as Postfix logs its own:
 
     4BxT2k1Z3n: to=<jane@example.org> ticket=1042 kind=ack msgid=<...> status=sent
@@ -23,14 +23,15 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
 
 from postdesk.config import Config
+from postdesk.notifier import policy
 from postdesk.notifier.compose import ComposeError, compose
-from postdesk.notifier.jobs import Done, Job, Skip
 from postdesk.notifier.smtp import SubmitError, Submitter
+from postdesk.outbox_rows import Defer, Done, Job, Skip
 from postdesk.outcomes import EX_OK, EX_SOFTWARE, EX_TEMPFAIL
 from postdesk.store import outbox
 
@@ -111,8 +112,10 @@ class Worker:
                 claims = outbox.claim(self.store, self.clock(), self.config.notifier.lease, self.batch)
                 if not claims:
                     break
-                jobs = outbox.prepare_many(self.store, claims, self.config, self.clock())
-                done: list[Done] = []
+                now = self.clock()
+                claimed, acks = outbox.load(self.store, claims, self.config, now)
+                jobs = policy.decide(claimed, acks, self.config, now)
+                done: list[Done | Skip | Defer] = []
                 try:
                     self._send(jobs, submitter, stats, done)
                 finally:
@@ -121,20 +124,20 @@ class Worker:
                     break
         return stats
 
-    def _send(self, jobs: list, submitter: Submitter, stats: PassStats, done: list[Done]) -> None:
-        """Compose and send a claimed batch, one mail at a time; results go to ``done``."""
+    def _send(self, jobs: list, submitter: Submitter, stats: PassStats, done: list) -> None:
+        """Compose and send a claimed batch, one mail at a time; results
+        (and the policy's Skips and Defers) go to ``done``."""
         for i, job in enumerate(jobs):
             if self.stopping:
                 # SIGTERM: what is sent is recorded; the rest goes back.
-                outbox.release(self.store, [(j.row_id, j.token) for j in jobs[i:] if isinstance(j, Job)])
+                outbox.release(self.store, [(j.row_id, j.token) for j in jobs[i:] if j is not None])
                 break
             if job is None:
                 stats.lost += 1
                 log.warning('NOQUEUE: status=lost reason="lease taken over by another worker"')
                 continue
-            if isinstance(job, Skip):
-                stats.suppressed += 1
-                log.info('NOQUEUE: to=<%s> ticket=%d kind=%s status=suppressed reason="%s"', job.recipient, job.ticket, job.kind, job.reason)
+            if isinstance(job, (Skip, Defer)):
+                done.append(job)  # saved with the batch's results
                 continue
             now = self.clock()
             try:
@@ -155,17 +158,23 @@ class Worker:
             else:
                 done.append(Done(job, "sent", self.clock(), message_id=mail.message_id, queue_id=qid))
 
-    def _record(self, done: list[Done], stats: PassStats) -> None:
+    def _record(self, done: list, stats: PassStats) -> None:
         """Write a batch's results in one transaction, then log one line per mail."""
         if not done:
             return
         try:
-            states = outbox.record(self.store, done, self.config)
+            states = outbox.record(self.store, done, self.config, self.clock())
         except Exception:
             self._unrecorded = list(done)
             raise
         self._unrecorded = []
         for d, (state, delay) in zip(done, states):
+            if isinstance(d, (Skip, Defer)):
+                setattr(stats, state, getattr(stats, state) + 1)
+                retry = f" retry_in={int(delay)}s" if state == "deferred" else ""
+                reason = d.reason.replace('"', "'")
+                log.info('NOQUEUE: to=<%s> ticket=%d kind=%s status=%s%s reason="%s"', d.recipient, d.ticket, d.kind, state, retry, reason)
+                continue
             if state == "lost" and d.status == "sent":
                 stats.lost += 1
                 self._log(d.job, d.queue_id, d.message_id, "sent", reason="lease taken over by another worker: possible duplicate")

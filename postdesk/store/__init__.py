@@ -12,6 +12,6 @@ from __future__ import annotations
 
 from postdesk.store.core import Store
 from postdesk.store.errors import StoreNotInitialised, StoreUnavailable
-from postdesk.store.updates import schedule_update
+from postdesk.store.updates import queue_updates
 
-__all__ = ["Store", "StoreUnavailable", "StoreNotInitialised", "schedule_update"]
+__all__ = ["Store", "StoreUnavailable", "StoreNotInitialised", "queue_updates"]

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from postdesk.store.apply import status_action
+from postdesk.store.apply import change_status
 from postdesk.store.models import Action, Attachment, Outbox, Ticket
-from postdesk.store.updates import schedule_update
+from postdesk.store.updates import queue_updates
 
 if TYPE_CHECKING:
     from postdesk.config import Config
@@ -136,9 +136,9 @@ class AdminMixin:
             t = self._ticket(s, number)
             if t.status == status:
                 return False
-            status_action(s, t, status, None, now)
+            change_status(s.connection(), t.id, t.status, status, None, now)
             if config.organization.status_change_emails:
-                schedule_update(s, t, now, config)
+                queue_updates(s.connection(), t.id, bool(t.visible_to_customers), now, config)
             return True
 
     def set_visibility(self, number: int, visible: bool, config: Config, now: datetime) -> bool:
@@ -151,7 +151,7 @@ class AdminMixin:
             t.updated_at = now
             s.flush()
             if visible:
-                schedule_update(s, t, now, config)
+                queue_updates(s.connection(), t.id, True, now, config)
             return True
 
     def toggle_action(self, action_id: int, config: Config, now: datetime) -> bool:
@@ -167,7 +167,7 @@ class AdminMixin:
             if a.public:
                 exclude = {a.author.address} if a.author is not None else set()
                 exclude.update(a.delivered_to.split())
-                schedule_update(s, t, now, config, exclude=exclude)
+                queue_updates(s.connection(), t.id, bool(t.visible_to_customers), now, config, exclude)
             return bool(a.public)
 
     def attachment(self, attachment_id: int) -> tuple[dict[str, Any], Path]:

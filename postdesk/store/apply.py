@@ -10,8 +10,8 @@ DUPLICATE.
 This runs once per support message while the SQLite write lock is held, so
 it is written in Core statements on the mapped tables, built once at import
 (the ORM's unit of work cost several times the statements themselves);
-the admin operations keep the ORM (``status_action`` here,
-``postdesk.store.admin``).
+the admin operations share its status change (``change_status``) and
+``postdesk.store.updates.queue_updates``.
 """
 
 from __future__ import annotations
@@ -142,28 +142,30 @@ def _status_text(old: str, new: str) -> str:
     return f"Status changed from {old} to {new}"
 
 
-def status_action(session: Session, ticket: Ticket, status: str, author: Person | None, now: datetime, flags: str = "") -> Action:
-    """Record a status change as a public "status" action and apply it (ORM,
-    for the admin operations; ``apply`` does the same in Core)."""
-    old = ticket.status
-    action = Action(
-        ticket=ticket,
-        author=author,
-        kind="status",
-        public=True,
-        text=_status_text(old, status),
-        new_text=_status_text(old, status),
-        flags=flags,
-        message_id="",
-        queue_id="",
-        delivered_to="",
-        created_at=now,
-    )
-    session.add(action)
-    ticket.status = status
-    ticket.updated_at = now
-    session.flush()
-    return action
+def change_status(conn: Connection, ticket_id: int, old: str, new: str, author_id: int | None, now: datetime, flags: str = "") -> int:
+    """Record a status change as a public "status" action and apply it to
+    the ticket; returns the action's id.  The one path for both the
+    ``[closed]`` command (``apply``) and ``postdesk ticket status``
+    (``postdesk.store.admin``); the caller queues the customer update."""
+    text = _status_text(old, new)
+    action_id = conn.execute(
+        _INSERT_ACTION,
+        {
+            "ticket_id": ticket_id,
+            "author_id": author_id,
+            "kind": "status",
+            "public": True,
+            "text": text,
+            "new_text": text,
+            "flags": flags,
+            "message_id": "",
+            "queue_id": "",
+            "delivered_to": "",
+            "created_at": now,
+        },
+    ).scalar_one()
+    conn.execute(_SET_STATUS, {"t_id": ticket_id, "t_status": new, "t_updated": now})
+    return action_id
 
 
 def existing_ticket_number(conn: Connection | Session, key: str) -> int | None:
@@ -371,7 +373,7 @@ def apply(
         # A ticket created just now has no queued update to postpone.
         queue_updates(conn, ticket_id, visible, now, config, {author_address, *cc}, participants.for_updates(), postpone=not created)
     if d.close and status != "closed":
-        _close(conn, ticket_id, status, author[0] if author else None, now)
+        change_status(conn, ticket_id, status, "closed", author[0] if author else None, now, flags="closed")
         if config.organization.status_change_emails:
             queue_updates(conn, ticket_id, visible, now, config, author_address, participants.for_updates())
     return Result(Outcome.CREATED if created else Outcome.UPDATED, ticket=number, action_id=action_id, decision=d)
@@ -387,25 +389,3 @@ def _outbox_row(kind: str, ticket_id: int, action_id: int, recipient: str, now: 
         "created_at": now,
         "up_to_action_id": action_id,
     }
-
-
-def _close(conn: Connection, ticket_id: int, old: str, author_id: int | None, now: datetime) -> None:
-    """``status_action(..., "closed", ..., flags="closed")`` in Core."""
-    text = _status_text(old, "closed")
-    conn.execute(
-        _INSERT_ACTION,
-        {
-            "ticket_id": ticket_id,
-            "author_id": author_id,
-            "kind": "status",
-            "public": True,
-            "text": text,
-            "new_text": text,
-            "flags": "closed",
-            "message_id": "",
-            "queue_id": "",
-            "delivered_to": "",
-            "created_at": now,
-        },
-    )
-    conn.execute(_SET_STATUS, {"t_id": ticket_id, "t_status": "closed", "t_updated": now})

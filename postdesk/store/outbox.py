@@ -2,11 +2,11 @@
 
 Only ``postdesk/store`` imports SQLAlchemy, so the worker
 (``postdesk.notifier.worker``) calls these functions and gets plain
-dataclasses back (``postdesk.notifier.jobs``).  Each function is one short
-transaction; no transaction stays open while a mail is on the wire.  Also
-here: what a customer update carries (``_prepare_update``: public actions
-after the participant's mark, and ones made public later below it; of each,
-only its new text, never the whole text with its quoted history, see ``_entry``).
+dataclasses back (``postdesk.outbox_rows``).  Each function is one short
+transaction; no transaction stays open while a mail is on the wire.  This
+module decides nothing about who gets mail: it loads what the notifier's
+policy (``postdesk.notifier.policy``) needs, and saves what it decided
+(suppressed, deferred) with the sending results.
 
 Claiming.  A row is due when it is ``queued`` with ``due_at <= now``, or
 ``sending`` with a lease that ran out (its worker died mid-pass: crash
@@ -19,7 +19,7 @@ a row is claimed by one worker even without row locks.  Every claim bumps
 only ``WHERE attempts = token``, so a worker whose lease expired and whose
 row was claimed again cannot overwrite the newer claim.
 
-Batches.  The worker loads a claimed batch with ``prepare_many`` (a few
+Batches.  The worker loads a claimed batch with ``load`` (a few
 queries for the whole batch) and writes its results with ``record`` (one
 transaction, executemany), so the database costs a few commits per batch,
 not per mail.
@@ -44,20 +44,32 @@ is the accepted price of never losing one:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session, selectinload
 
 from postdesk.config import Config
-from postdesk.notifier.jobs import AttachmentInfo, Done, Entry, Job, Person, Skip
+from postdesk.outbox_rows import (
+    AckHistory,
+    ActionRow,
+    AttachmentInfo,
+    Claimed,
+    Defer,
+    Done,
+    Job,
+    ParticipantRow,
+    PastUpdate,
+    Person,
+    Skip,
+)
 from postdesk.store.errors import unavailable_on_failure
 from postdesk.store.models import Action, MessageId, Outbox, Participant, Ticket
 from postdesk.store.models import Person as PersonRow
 from postdesk.store.text import KEY_MAX
 
-# Flags of actions that must never get an auto-reply (RFC 3834 section 2).
-NO_ACK_FLAGS = frozenset({"auto", "list", "bulk", "bounce", "loop"})
 BACKOFF_FIRST = 60.0  # seconds; doubles per attempt
 BACKOFF_MAX = 3600.0
 
@@ -114,71 +126,57 @@ def _person(row: PersonRow | None) -> Person | None:
     return Person(address=row.address, name=row.name or "", staff=bool(row.staff))
 
 
-NO_TEXT = "(no text)"
-NO_TEXT_ATTACHED = "(no text; see the attachments)"
-
-
-def _entry(action: Action, customer: bool = False) -> Entry:
-    new_text = action.new_text or ""
-    if new_text.strip():
-        text = new_text
-    elif customer:
-        # Never the whole text in customer mail: it holds the quoted history,
-        # which may quote a private team alert or another customer's words.
-        # An update carries only public actions, so these attachments are
-        # public.  A status entry without text is worded by compose.
-        text = "" if action.kind == "status" else NO_TEXT_ATTACHED if action.attachments else NO_TEXT
-    else:
-        # A team alert: staff may see the whole text when the filter found nothing new.
-        text = action.text or ""
-    return Entry(
-        id=action.id,
-        kind=action.kind,
-        public=bool(action.public),
-        author=_person(action.author),
-        text=text,
-        created_at=action.created_at,
-        flags=frozenset((action.flags or "").split()),
+def _action_row(a: Action) -> ActionRow:
+    return ActionRow(
+        id=a.id,
+        kind=a.kind,
+        public=bool(a.public),
+        author=_person(a.author),
+        text=a.text or "",
+        new_text=a.new_text or "",
+        created_at=a.created_at,
+        flags=frozenset((a.flags or "").split()),
+        message_id=a.message_id or "",
+        delivered_to=frozenset((a.delivered_to or "").lower().replace(",", " ").split()),
         attachments=tuple(
             AttachmentInfo(
-                id=a.id,
-                filename=a.filename or "",
-                content_type=a.content_type or "application/octet-stream",
-                size=a.size,
-                sha256=a.sha256,
-                content_id=a.content_id or "",
+                id=x.id,
+                filename=x.filename or "",
+                content_type=x.content_type or "application/octet-stream",
+                size=x.size,
+                sha256=x.sha256,
+                content_id=x.content_id or "",
             )
-            for a in action.attachments
+            for x in a.attachments
         ),
     )
 
 
-def prepare(store, row_id: int, token: int, config: Config, now: datetime) -> Job | Skip | None:
-    """``prepare_many`` for one claimed row."""
-    return prepare_many(store, [(row_id, token)], config, now)[0]
-
-
-def prepare_many(store, claims, config: Config, now: datetime) -> list[Job | Skip | None]:
-    """Load claimed rows as Jobs, in one transaction; rows that must not be
-    sent are marked suppressed and come back as Skips.
+def load(store, claims, config: Config, now: datetime) -> tuple[list[Claimed | None], AckHistory]:
+    """Load claimed rows, in one transaction, with what the notifier's policy
+    needs to decide about them (``postdesk.notifier.policy``), and the
+    acknowledgement history the rate limits count.
 
     None for a row that is no longer ours (our lease ran out and another
-    worker claimed it).  Also renews our leases, so a long pass keeps its rows.
+    worker claimed it).  Also renews our leases, so a long pass keeps its
+    rows.  Writes nothing else: what is decided is saved by ``record``.
     """
     until = now + timedelta(seconds=config.notifier.lease)
+    claims = [tuple(c) for c in claims]
     with unavailable_on_failure("outbox"), store.session() as s:
         ours = set(
             s.scalars(
                 update(Outbox)
-                .where(tuple_(Outbox.id, Outbox.attempts).in_([tuple(c) for c in claims]), Outbox.state == "sending")
+                .where(tuple_(Outbox.id, Outbox.attempts).in_(claims), Outbox.state == "sending")
                 .values(lease_until=until)
                 .returning(Outbox.id)
                 .execution_options(synchronize_session=False)
             ).all()
-        )
+        ) if claims else set()
         rows = {r.id: r for r in s.scalars(select(Outbox).where(Outbox.id.in_(ours)))} if ours else {}
         pre = _Preload.load(s, list(rows.values()), config, now)
-        return [_prepare_row(s, rows[row_id], config, now, pre) if row_id in rows else None for row_id, _token in claims]
+        loaded = [_claimed(s, rows[row_id], pre) if row_id in rows else None for row_id, _token in claims]
+        return loaded, pre.ack_history(set(rows))
 
 
 class _Preload:
@@ -187,15 +185,17 @@ class _Preload:
     Holding the objects also keeps them in the session's identity map, so
     ``session.get`` and the relationships below issue no SQL."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.keep: list = []
         self.people: dict[str, PersonRow] = {}
         self.first_action: dict[int, int] = {}
         self.acks_sent: dict[str, int] = {}
-        self.acks_sending: dict[str, list[int]] = {}
+        self.acks_sending: list[tuple[int, str]] = []
+        self.mailed: dict[int, list[tuple[str, str, datetime]]] = {}  # ticket -> (recipient, kind, sent_at)
+        self.recent: dict[int, list[tuple[str, datetime]]] = {}
 
     @classmethod
-    def load(cls, s: Session, rows: list[Outbox], config: Config, now: datetime) -> "_Preload":
+    def load(cls, s: Session, rows: list[Outbox], config: Config, now: datetime) -> _Preload:
         pre = cls()
         if not rows:
             return pre
@@ -206,232 +206,161 @@ class _Preload:
             pre.keep += s.scalars(
                 select(Action).where(Action.id.in_(action_ids)).options(selectinload(Action.author), selectinload(Action.attachments))
             ).all()
-        addresses = {(r.recipient or "").lower() for r in rows}
+        addresses = {(r.recipient or "").strip().lower() for r in rows}
         pre.people = {p.address: p for p in s.scalars(select(PersonRow).where(PersonRow.address.in_(addresses)))}
         alerts = {r.ticket_id for r in rows if r.kind == "alert"}
         if alerts:
             pre.first_action = dict(
                 s.execute(select(Action.ticket_id, func.min(Action.id)).where(Action.ticket_id.in_(alerts)).group_by(Action.ticket_id)).all()
             )
-        acks = {r.recipient for r in rows if r.kind == "ack"}
-        if acks:
+        if any(r.kind == "ack" for r in rows):
+            # Every sender's, not only this batch's: the global cap counts them
+            # all, and plus-address variants count as one sender.
             since = now - timedelta(seconds=config.notifier.ack_window)
             pre.acks_sent = dict(
                 s.execute(
                     select(Outbox.recipient, func.count(Outbox.id))
-                    .where(Outbox.kind == "ack", Outbox.recipient.in_(acks), Outbox.state == "sent", Outbox.sent_at > since)
+                    .where(Outbox.kind == "ack", Outbox.state == "sent", Outbox.sent_at > since)
                     .group_by(Outbox.recipient)
                 ).all()
             )
-            for row_id, recipient in s.execute(
-                select(Outbox.id, Outbox.recipient).where(Outbox.kind == "ack", Outbox.recipient.in_(acks), Outbox.state == "sending")
+            pre.acks_sending = [(i, r) for i, r in s.execute(select(Outbox.id, Outbox.recipient).where(Outbox.kind == "ack", Outbox.state == "sending"))]
+        updates = {r.ticket_id for r in rows if r.kind == "update"}
+        if updates:
+            since = now - timedelta(seconds=config.notifier.update_window)
+            for t_id, recipient, kind, at in s.execute(
+                select(Outbox.ticket_id, Outbox.recipient, Outbox.kind, Outbox.sent_at).where(
+                    Outbox.ticket_id.in_(updates), Outbox.state == "sent", Outbox.sent_at > since
+                )
             ):
-                pre.acks_sending.setdefault(recipient, []).append(row_id)
+                if at is not None:
+                    pre.mailed.setdefault(t_id, []).append((recipient, kind, at))
+            for t_id, author, at in s.execute(
+                select(Action.ticket_id, PersonRow.address, Action.created_at)
+                .join(PersonRow, PersonRow.id == Action.author_id)
+                .where(Action.ticket_id.in_(updates), Action.kind == "message", Action.created_at > since)
+            ):
+                pre.recent.setdefault(t_id, []).append((author, at))
         return pre
 
     def person(self, address: str) -> Person:
-        return _person(self.people.get(address.lower())) or Person(address=address.lower())
+        return _person(self.people.get(address)) or Person(address=address)
 
-    def acks_before(self, row: Outbox) -> int:
-        """Acks to this row's recipient sent within the window, plus older
-        claims in flight (the lower row id wins when two workers race)."""
-        return self.acks_sent.get(row.recipient, 0) + sum(1 for i in self.acks_sending.get(row.recipient, ()) if i < row.id)
+    def ack_history(self, batch: set[int]) -> AckHistory:
+        return AckHistory(sent=self.acks_sent, in_flight=tuple((i, r) for i, r in self.acks_sending if i not in batch))
 
 
-def _prepare_row(s: Session, row: Outbox, config: Config, now: datetime, pre: _Preload) -> Job | Skip:
+def _claimed(s: Session, row: Outbox, pre: _Preload) -> Claimed:
     ticket = s.get(Ticket, row.ticket_id)
-    if row.kind == "ack":
-        result = _prepare_ack(s, row, ticket, config, pre)
-    elif row.kind == "alert":
-        result = _prepare_alert(s, row, ticket, config, pre)
-    elif row.kind == "update":
-        result = _prepare_update(s, row, ticket, config)
-    else:
-        result = f"unknown kind {row.kind!r}"
-    if isinstance(result, str):
-        row.state = "suppressed"
-        row.last_error = result
-        row.lease_until = None
-        return Skip(row_id=row.id, kind=row.kind, ticket=ticket.number, recipient=row.recipient, reason=result)
-    return result
-
-
-def _job(row: Outbox, ticket: Ticket, recipient: Person, entries, **kw) -> Job:
-    return Job(
+    assert ticket is not None  # a foreign key
+    to = (row.recipient or "").strip().lower()
+    base = Claimed(
         row_id=row.id,
         token=row.attempts,
         kind=row.kind,
+        ticket_id=ticket.id,
         ticket=ticket.number,
         subject=ticket.subject or "",
         status=ticket.status,
-        recipient=recipient,
-        entries=tuple(entries),
+        visible=bool(ticket.visible_to_customers),
+        recipient=pre.person(to),
         created_at=row.created_at,
-        **kw,
     )
-
-
-def _prepare_ack(s: Session, row: Outbox, ticket: Ticket, config: Config, pre: _Preload) -> Job | str:
-    to = (row.recipient or "").strip().lower()
-    # RFC 3834 section 2: never answer the null sender, nor ourselves.
-    if not to or to in ("<>", "mailer-daemon", "postmaster") or to.startswith(("mailer-daemon@", "postmaster@")):
-        return "null sender"
-    if config.is_own_address(to):
-        return "own address"
-    action = s.get(Action, row.action_id) if row.action_id else None
-    if action is None:
-        return "action missing"
-    flags = set((action.flags or "").split()) & NO_ACK_FLAGS
-    if flags:
-        return "auto-submitted (" + ",".join(sorted(flags)) + ")"
-    limit = int(config.notifier.ack_limit)
-    if limit == 0:
-        return "acknowledgements off (ack_limit = 0)"
-    count = pre.acks_before(row)
-    if count >= limit:
-        return f"rate limit ({count} acknowledgements to this sender in {int(config.notifier.ack_window)} s)"
-    return _job(row, ticket, pre.person(to), [_entry(action, customer=True)], in_reply_to=action.message_id or "", up_to_action_id=action.id)
-
-
-def _prepare_alert(s: Session, row: Outbox, ticket: Ticket, config: Config, pre: _Preload) -> Job | str:
-    to = (row.recipient or "").strip().lower()
-    if not to or config.is_system_address(to):
-        return "own address"  # a system address would turn the alert into a ticket
-    action = s.get(Action, row.action_id) if row.action_id else None
-    if action is None:
-        return "action missing"
-    first = pre.first_action.get(ticket.id)
-    return _job(
-        row,
-        ticket,
-        pre.person(to),
-        [_entry(action)],
-        in_reply_to=action.message_id or "",
-        up_to_action_id=action.id,
-        new_ticket=(action.id == first),
-    )
-
-
-def _prepare_update(s: Session, row: Outbox, ticket: Ticket, config: Config) -> Job | str:
-    to = (row.recipient or "").strip().lower()
-    if not ticket.visible_to_customers:
-        # Not advancing last_update_action_id: if the ticket is made visible
-        # later, the customer hears about everything since their last update.
-        return "ticket not visible to customers"
-    if not to or config.is_own_address(to):
-        return "own address"
+    if row.kind in ("ack", "alert"):
+        action = s.get(Action, row.action_id) if row.action_id else None
+        return replace(base, action=_action_row(action) if action else None, first_action_id=pre.first_action.get(ticket.id, 0))
+    if row.kind != "update":
+        return base
     part = s.execute(
         select(Participant, PersonRow)
         .join(PersonRow, Participant.person_id == PersonRow.id)
         .where(Participant.ticket_id == ticket.id, PersonRow.address == to)
     ).first()
     if part is None:
-        return "not a participant"
+        return base
     participant, person = part
-    if participant.role == "staff" or person.staff or config.matches_staff(to):
-        return "staff participant"
-    since = participant.last_update_action_id or 0
-    fresh = Action.id > since
-    late = _late(s, row, ticket, since)
-    if late is not None:
-        fresh = or_(fresh, late)
-    actions = s.scalars(
-        select(Action)
-        .where(
-            Action.ticket_id == ticket.id,
-            fresh,
-            Action.public.is_(True),
-            Action.kind.in_(("message", "status")),
+    mark = participant.last_update_action_id or 0
+    past = tuple(
+        PastUpdate(since_action_id=since or 0, action_ids=frozenset(int(i) for i in (ids or "").split() if i.isdigit()))
+        for ids, since in s.execute(
+            select(Outbox.action_ids, Outbox.since_action_id).where(
+                Outbox.ticket_id == ticket.id,
+                Outbox.recipient == row.recipient,
+                Outbox.kind == "update",
+                Outbox.state.in_(("sent", "suppressed", "failed")),
+                Outbox.up_to_action_id > 0,
+            )
         )
+    )
+    # Everything after the mark, and below it only the messages no settled
+    # update carried (the policy's "late" rule decides which of those go):
+    # a long ticket's history is not loaded for every update.
+    floor = min([mark] + [p.since_action_id for p in past])
+    told = set().union(*(p.action_ids for p in past)) if past else set()
+    below = and_(Action.id > floor, Action.kind == "message")
+    if told:
+        below = and_(below, Action.id.not_in(told))
+    candidates = s.scalars(
+        select(Action)
+        .where(Action.ticket_id == ticket.id, or_(Action.id > mark, below), Action.public.is_(True), Action.kind.in_(("message", "status")))
         .order_by(Action.id)
         .options(selectinload(Action.author), selectinload(Action.attachments))
     ).all()
-    entries = []
-    for a in actions:
-        if a.author is not None and a.author.address == to:
-            continue  # never their own words back to them
-        if to in (a.delivered_to or "").lower().replace(",", " ").split():
-            continue  # they got this message directly (To/Cc)
-        if a.kind == "status" and not config.organization.status_change_emails:
-            continue
-        entries.append(_entry(a, customer=True))
-    up_to = max([since] + [a.id for a in actions])
-    if not entries:
-        # What is new is theirs or already theirs: mark it told.
-        participant.last_update_action_id = up_to
-        row.up_to_action_id = up_to
-        row.since_action_id = since
-        return "nothing new for this recipient"
-    return _job(
-        row,
-        ticket,
-        _person(person),
-        entries,
-        in_reply_to=participant.last_message_id or "",
-        up_to_action_id=up_to,
-        since_action_id=since,
+    mailed = pre.mailed.get(ticket.id, [])
+    return replace(
+        base,
+        recipient=Person(address=person.address, name=person.name or "", staff=bool(person.staff)),
+        participant=ParticipantRow(
+            role=participant.role,
+            staff=bool(person.staff),
+            last_update_action_id=mark,
+            last_message_id=participant.last_message_id or "",
+        ),
+        candidates=tuple(_action_row(a) for a in candidates),
+        past=past,
+        sent_in_window=tuple(at for r, kind, at in mailed if kind == "update" and r == row.recipient),
+        mailed=tuple((r, at) for r, _kind, at in mailed),
+        recent=tuple(pre.recent.get(ticket.id, [])),
     )
-
-
-def _late(s: Session, row: Outbox, ticket: Ticket, since: int):
-    """Messages below the participant's mark that were never carried to them:
-    made public (``action toggle``) after the mark passed them while private.
-
-    The mark's first value (when they joined, or their first update) bounds
-    the search, so a participant who joined later does not get the history;
-    the ``action_ids`` of their sent updates say what they already have.
-    """
-    past = s.execute(
-        select(Outbox.action_ids, Outbox.since_action_id).where(
-            Outbox.ticket_id == ticket.id,
-            Outbox.recipient == row.recipient,
-            Outbox.kind == "update",
-            Outbox.state.in_(("sent", "suppressed")),
-            Outbox.up_to_action_id > 0,
-        )
-    ).all()
-    if not past:
-        return None
-    floor = min(p.since_action_id for p in past)
-    told = {int(i) for p in past for i in (p.action_ids or "").split() if i.isdigit()}
-    if floor >= since:
-        return None
-    cond = and_(Action.id > floor, Action.id <= since, Action.kind == "message")
-    if told:
-        cond = and_(cond, Action.id.not_in(told))
-    return cond
-
 
 # --- results -------------------------------------------------------------------
 
 
-def record(store, done: list[Done], config: Config) -> list[tuple[str, float]]:
+def record(store, done: list[Done | Skip | Defer], config: Config, now: datetime | None = None) -> list[tuple[str, float]]:
     """Record the results of a batch in one transaction (one commit, not one per mail).
 
-    Returns, per item, (state, seconds): ("sent", 0), ("deferred", delay),
-    ("failed", 0), or ("lost", 0) when the row was no longer ours.  Grouping
-    the commits widens the store-side duplicate window described above from
-    one mail to one batch; the worker records each batch as soon as it is sent.
+    ``done`` holds what was sent or failed (``Done``) and what the policy
+    held back (``Skip``: suppressed; ``Defer``: queued again at its
+    ``until``).  Returns, per item, (state, seconds): ("sent", 0),
+    ("deferred", delay), ("failed", 0), ("suppressed", 0), or ("lost", 0)
+    when the row was no longer ours.  Grouping the commits widens the
+    store-side duplicate window described above from one mail to one batch;
+    the worker records each batch as soon as it is sent.
     """
     out: list[tuple[str, float]] = []
-    t = Outbox.__table__
+    t = cast(Table, Outbox.__table__)
     with unavailable_on_failure("outbox"), store.session() as s:
         # Lock our rows (PostgreSQL) so no claim slips in between check and write.
         rows = {
             r.id: r
             for r in s.execute(
                 select(t.c.id, t.c.state, t.c.attempts, t.c.ticket_id, t.c.action_id)
-                .where(t.c.id.in_({d.job.row_id for d in done}))
+                .where(t.c.id.in_({_ids(d)[0] for d in done}))
                 .with_for_update()
             )
         }
-        others = [d.job.row_id for d in done if d.status != "sent"]
+        others = [_ids(d)[0] for d in done if not (isinstance(d, Done) and d.status == "sent")]
         keep = s.scalars(select(Outbox).where(Outbox.id.in_(others))).all() if others else []  # noqa: F841 (identity map)
-        keys = {d.message_id.strip("<>")[:KEY_MAX] for d in done if d.status == "sent"}
+        keys = {d.message_id.strip("<>")[:KEY_MAX] for d in done if isinstance(d, Done) and d.status == "sent"}
         seen = set(s.scalars(select(MessageId.key).where(MessageId.key.in_(keys)))) if keys else set()
-        sent, ids = [], []
+        sent: list[dict] = []
+        ids: list[dict] = []
         for d in done:
-            if d.status == "sent":
+            if isinstance(d, Skip):
+                out.append(_suppressed(s, d))
+            elif isinstance(d, Defer):
+                out.append(_deferred(s, d, now or d.until))
+            elif d.status == "sent":
                 out.append(_sent(s, d, rows.get(d.job.row_id), seen, sent, ids))
             elif d.status == "retry":
                 out.append(_retry(s, d, config))
@@ -457,27 +386,59 @@ def record(store, done: list[Done], config: Config) -> list[tuple[str, float]]:
                 sent,
             )
         if ids:
-            s.execute(MessageId.__table__.insert(), ids)
+            s.execute(cast(Table, MessageId.__table__).insert(), ids)
     return out
 
 
-def mark_sent(store, job: Job, message_id: str, queue_id: str, now: datetime) -> bool:
-    return record(store, [Done(job, "sent", now, message_id=message_id, queue_id=queue_id)], None)[0][0] == "sent"
-
-
-def mark_retry(store, job: Job, error: str, now: datetime, config: Config) -> tuple[str, float]:
-    return record(store, [Done(job, "retry", now, error=error)], config)[0]
-
-
-def mark_failed(store, job: Job, error: str, now: datetime) -> bool:
-    return record(store, [Done(job, "failed", now, error=error)], None)[0][0] == "failed"
-
-
-def _row(s: Session, job: Job) -> Outbox | None:
-    row = s.get(Outbox, job.row_id)
-    if row is None or row.state != "sending" or row.attempts != job.token:
+def _row(s: Session, item) -> Outbox | None:
+    row_id, token = _ids(item)
+    row = s.get(Outbox, row_id)
+    if row is None or row.state != "sending" or row.attempts != token:
         return None
     return row
+
+
+def _advance(s: Session, ticket_id: int, recipient: str, up_to: int) -> None:
+    """Move a participant's mark forward (never back) to ``up_to``."""
+    s.execute(
+        update(Participant)
+        .where(
+            Participant.ticket_id == ticket_id,
+            Participant.person_id == select(PersonRow.id).where(PersonRow.address == recipient).scalar_subquery(),
+            Participant.last_update_action_id < up_to,
+        )
+        .values(last_update_action_id=up_to)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _suppressed(s: Session, d: Skip) -> tuple[str, float]:
+    """A row the policy holds back for good; an update whose news the
+    recipient has is accounted for as if sent (their mark advances)."""
+    row = _row(s, d)
+    if row is None:
+        return ("lost", 0.0)
+    row.state = "suppressed"
+    row.last_error = d.reason[:2000]
+    row.lease_until = None
+    if d.advance:
+        row.up_to_action_id = d.up_to_action_id
+        row.since_action_id = d.since_action_id
+        row.action_ids = " ".join(map(str, d.action_ids))
+        _advance(s, row.ticket_id, d.recipient, d.up_to_action_id)
+    return ("suppressed", 0.0)
+
+
+def _deferred(s: Session, d: Defer, now: datetime) -> tuple[str, float]:
+    """A row a rate limit holds: queued again, due when the window allows."""
+    row = _row(s, d)
+    if row is None:
+        return ("lost", 0.0)
+    row.state = "queued"
+    row.due_at = d.until
+    row.lease_until = None
+    row.last_error = d.reason[:2000]
+    return ("deferred", max(0.0, (d.until - now).total_seconds()))
 
 
 def _sent(s: Session, d: Done, row, seen: set[str], sent: list[dict], ids: list[dict]) -> tuple[str, float]:
@@ -507,16 +468,7 @@ def _sent(s: Session, d: Done, row, seen: set[str], sent: list[dict], ids: list[
         seen.add(key)
         ids.append({"key": key, "ticket_id": row.ticket_id, "action_id": job.up_to_action_id or row.action_id, "ours": True, "created_at": d.at})
     if job.kind == "update":
-        s.execute(
-            update(Participant)
-            .where(
-                Participant.ticket_id == row.ticket_id,
-                Participant.person_id == select(PersonRow.id).where(PersonRow.address == job.recipient.address).scalar_subquery(),
-                Participant.last_update_action_id < job.up_to_action_id,
-            )
-            .values(last_update_action_id=job.up_to_action_id)
-            .execution_options(synchronize_session=False)
-        )
+        _advance(s, row.ticket_id, job.recipient.address, job.up_to_action_id)
     return ("sent", 0.0) if ours else ("lost", 0.0)
 
 
@@ -526,7 +478,7 @@ def _retry(s: Session, d: Done, config: Config) -> tuple[str, float]:
     if row is None:
         return ("lost", 0.0)
     if (d.at - row.created_at).total_seconds() >= config.notifier.retry_max_age:
-        _fail(s, row, f"gave up after {row.attempts} attempts: {d.error}", d.at)
+        _fail(s, row, f"gave up after {row.attempts} attempts: {d.error}", d.at, d.job)
         return ("failed", 0.0)
     delay = backoff(row.attempts)
     row.state = "queued"
@@ -541,14 +493,23 @@ def _failed(s: Session, d: Done) -> tuple[str, float]:
     row = _row(s, d.job)
     if row is None:
         return ("lost", 0.0)
-    _fail(s, row, d.error, d.at)
+    _fail(s, row, d.error, d.at, d.job)
     return ("failed", 0.0)
 
 
-def _fail(s: Session, row: Outbox, error: str, now: datetime) -> None:
+def _fail(s: Session, row: Outbox, error: str, now: datetime, job: Job | None = None) -> None:
     row.state = "failed"
     row.lease_until = None
     row.last_error = error[:2000]
+    if job is not None and job.kind == "update":
+        # What this update carried is accounted for: a mail that failed for
+        # good (a 5xx, or a compose error) fails the same way every time, so
+        # carrying it into the recipient's next update would block every
+        # later one.  Staff see the failure on the ticket (below).
+        row.up_to_action_id = job.up_to_action_id
+        row.since_action_id = job.since_action_id
+        row.action_ids = " ".join(str(e.id) for e in job.entries)
+        _advance(s, row.ticket_id, job.recipient.address, job.up_to_action_id)
     # A private system action: staff see it on the ticket; customers never do.
     s.add(
         Action(
@@ -577,10 +538,13 @@ def release(store, claims) -> int:
     return n
 
 
-def _ids(job_or_claim) -> tuple[int, int]:
-    if isinstance(job_or_claim, tuple):
-        return job_or_claim
-    return job_or_claim.row_id, job_or_claim.token
+def _ids(item) -> tuple[int, int]:
+    """(row id, token) of a claim, a Job, a Done, a Skip or a Defer."""
+    if isinstance(item, tuple):
+        return item
+    if isinstance(item, Done):
+        item = item.job
+    return item.row_id, item.token
 
 
-__all__ = ["claim", "prepare", "prepare_many", "record", "mark_sent", "mark_retry", "mark_failed", "release", "backoff"]
+__all__ = ["backoff", "claim", "load", "record", "release"]

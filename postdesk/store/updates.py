@@ -1,48 +1,51 @@
-"""Debounced customer updates: the "two quiet minutes" timer.
+"""Debounced customer updates: the "two quiet minutes" timer, with a bound.
 
 Each change a customer should hear about (a public action, a status change
 when ``status_change_emails`` is on, the ticket made visible, an action
-toggled to public) calls ``schedule_update`` inside the transaction that
-made the change.  Per ticket and recipient there is at most one *queued*
-``update`` row; every change moves its ``due_at`` to now + quiet_period, so
-the mail goes only after the ticket has been quiet that long, and then
-carries everything since the recipient's ``last_update_action_id`` (the
-notifier composes it when due).  A row the notifier has already claimed
-(state ``sending``) is left alone and a new queued row is created.
+toggled to public) calls ``queue_updates`` inside the transaction that made
+the change, on its connection: the per-message path
+(``postdesk.store.apply``) and the admin operations
+(``postdesk.store.admin``) share this one function.
 
-``queue_updates`` does it with two or three Core statements on the
-transaction's connection (the per-message path, ``postdesk.store.apply``);
-``schedule_update`` is the ORM face of the same thing for the admin
-operations and returns the queued rows.
+Per ticket and recipient there is at most one *queued* ``update`` row.
+Every change moves its ``due_at`` to
+
+    min(last change + quiet_period, first queued change + max_wait)
+
+so the mail goes once the ticket has been quiet for ``quiet_period``, but a
+steady stream of changes cannot hold it back longer than ``max_wait`` after
+the first change it waits for (the row's ``created_at``).  A row whose due
+time lies beyond ``now + quiet_period`` was deferred by a rate limit
+(``postdesk.notifier.policy``) and keeps its time.  The update then carries
+everything since the recipient's ``last_update_action_id`` (the notifier
+composes it when due).  A row the notifier has already claimed (state
+``sending``) is left alone and a new queued row is created.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Iterable
+from typing import cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
 
 from postdesk.config import Config
-from postdesk.store.models import Outbox, Participant, Person, Ticket
+from postdesk.outbox_rows import customers
+from postdesk.store.models import Outbox, Participant, Person
 
-_OUTBOX = Outbox.__table__
-_PARTICIPANTS = Participant.__table__
-_PEOPLE = Person.__table__
+_OUTBOX = cast(Table, Outbox.__table__)
+_PARTICIPANTS = cast(Table, Participant.__table__)
+_PEOPLE = cast(Table, Person.__table__)
 
-# Postpone every queued update of the ticket, and say whom they are for.
-_POSTPONE = (
-    _OUTBOX.update()
-    .where(
-        _OUTBOX.c.ticket_id == bindparam("t_id"),
-        _OUTBOX.c.kind == "update",
-        _OUTBOX.c.state == "queued",
-    )
-    .values(due_at=bindparam("due"))
-    .returning(_OUTBOX.c.recipient)
+# The ticket's queued updates (the caller holds the ticket's lock).
+_QUEUED = select(_OUTBOX.c.id, _OUTBOX.c.recipient, _OUTBOX.c.created_at, _OUTBOX.c.due_at).where(
+    _OUTBOX.c.ticket_id == bindparam("t_id"),
+    _OUTBOX.c.kind == "update",
+    _OUTBOX.c.state == "queued",
 )
+_POSTPONE = _OUTBOX.update().where(_OUTBOX.c.id == bindparam("o_id")).values(due_at=bindparam("o_due"))
 # (address, role, staff) of everyone on the ticket.
 _PARTICIPANTS_OF = (
     select(_PEOPLE.c.address, _PARTICIPANTS.c.role, _PEOPLE.c.staff)
@@ -52,21 +55,21 @@ _PARTICIPANTS_OF = (
 _INSERT = _OUTBOX.insert()
 
 
-def is_customer(address: str, role: str, staff: bool, config: Config) -> bool:
-    """A participant who gets customer updates: not staff (by role, by the
-    person's flag or by the configuration), never one of our own addresses."""
-    return not (role == "staff" or staff or config.matches_staff(address) or config.is_own_address(address))
-
-
-def customers(participants: Iterable[tuple[str, str, bool]], config: Config) -> list[str]:
-    """Sorted customer addresses among (address, role, staff) participants."""
-    return sorted({a for a, role, staff in participants if is_customer(a, role, staff, config)})
-
-
 def _excluded(exclude: str | Iterable[str] | None) -> set[str]:
     if isinstance(exclude, str):
         return {exclude.lower()}
     return {a.lower() for a in (exclude or ())}
+
+
+def due_at(now: datetime, first: datetime, current: datetime | None, config: Config) -> datetime:
+    """When a queued update goes after a change at ``now``: ``quiet_period``
+    after it, but no later than ``max_wait`` after ``first`` (the change the
+    row was queued for).  A ``current`` due time beyond ``now +
+    quiet_period`` is a rate limit's deferral, and stays."""
+    quiet = now + timedelta(seconds=float(config.notifier.quiet_period))
+    if current is not None and current > quiet:
+        return current
+    return min(quiet, first + timedelta(seconds=float(config.notifier.max_wait)))
 
 
 def queue_updates(
@@ -79,20 +82,32 @@ def queue_updates(
     participants: Iterable[tuple[str, str, bool]] | None = None,
     postpone: bool = True,
 ) -> None:
-    """``schedule_update`` in Core statements on ``conn``.
+    """Queue (or postpone) the customer updates of ticket ``ticket_id``.
 
+    ``exclude``: addresses that need no row for this change (the author,
+    people who received the message directly).  Their already queued rows
+    are still postponed: the ticket's timer restarts for everyone.
     ``participants``: the ticket's (address, role, staff) as this
     transaction has them, when the caller knows them already; read from the
     database otherwise.  ``postpone=False``: the caller knows there is no
     queued row (the ticket was created in this transaction).
     """
-    excluded = _excluded(exclude)
-    due = now + timedelta(seconds=float(config.notifier.quiet_period))
-    queued = set(conn.execute(_POSTPONE, {"t_id": ticket_id, "due": due}).scalars()) if postpone else set()
+    queued: set[str] = set()
+    if postpone:
+        moves = []
+        for o_id, recipient, created, current in conn.execute(_QUEUED, {"t_id": ticket_id}):
+            queued.add(recipient)
+            due = due_at(now, created, current, config)
+            if due != current:
+                moves.append({"o_id": o_id, "o_due": due})
+        if moves:
+            conn.execute(_POSTPONE, moves)
     if not visible:
         return
     if participants is None:
         participants = conn.execute(_PARTICIPANTS_OF, {"t_id": ticket_id}).all()
+    excluded = _excluded(exclude)
+    due = due_at(now, now, None, config)
     rows = [
         {"kind": "update", "ticket_id": ticket_id, "recipient": address, "due_at": due, "created_at": now}
         for address in customers(participants, config)
@@ -102,29 +117,4 @@ def queue_updates(
         conn.execute(_INSERT, rows)
 
 
-def schedule_update(
-    session: Session,
-    ticket: Ticket,
-    now: datetime,
-    config: Config,
-    exclude: str | Iterable[str] | None = None,
-) -> list[Outbox]:
-    """Queue (or postpone) the customer update of ``ticket``.
-
-    ``exclude``: addresses that need no row for this change (the author,
-    people who received the message directly).  Their already queued rows
-    are still postponed: the ticket's timer restarts for everyone.
-    Returns the queued rows, due at now + quiet_period.
-    """
-    session.flush()
-    queue_updates(session.connection(), ticket.id, bool(ticket.visible_to_customers), now, config, exclude)
-    rows = session.scalars(
-        select(Outbox)
-        .where(Outbox.ticket_id == ticket.id, Outbox.kind == "update", Outbox.state == "queued")
-        .order_by(Outbox.id)
-        .execution_options(populate_existing=True)
-    )
-    return sorted({row.recipient: row for row in rows}.values(), key=lambda r: r.recipient)
-
-
-__all__ = ["schedule_update", "queue_updates", "customers", "is_customer"]
+__all__ = ["due_at", "queue_updates"]
