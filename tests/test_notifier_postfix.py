@@ -28,7 +28,10 @@ from postdesk.notifier.smtp import Submitter
 from postdesk.notifier.worker import Worker
 from postdesk.store import Store
 from postdesk.store.models import Outbox
-from postfix import PrivatePostfix, Sink, available, free_port, shared_tmpdir, toml_dumps, unix_socket_open, wait_for
+from postdesk.testing.postfix import PrivatePostfix, available, shared_tmpdir
+from postdesk.testing.smtp import Sink
+from postdesk.testing.toml import toml_dumps
+from postdesk.testing.wait import free_port, unix_socket_open, wait_for
 from sqlalchemy import select
 from test_store_support import T0, new, record
 
