@@ -279,24 +279,26 @@ class PrivatePostfix:
         return pids
 
     def stop(self) -> None:
-        if not self.running:
-            return
-        r = self._postfix("stop")
-        if r.returncode != 0:
-            self._postfix("abort")
-        pidfile = self.spool / "pid" / "master.pid"
-        try:
-            wait_for(lambda: not pidfile.exists() or not _pid_alive(pidfile), 10, "postfix master to exit")
-        except TimeoutError:
-            pass
-        self.running = False
-        if not self.keep:
-            # Keep the log next to the test's files, drop the queue.
+        """Stop the master (if running) and, unless ``keep``, remove ``root``
+        after copying the log to ``tmpdir/postfix.log``.  Safe to call twice,
+        and after a failed ``start()``."""
+        if self.running:
+            r = self._postfix("stop")
+            if r.returncode != 0:
+                self._postfix("abort")
+            pidfile = self.spool / "pid" / "master.pid"
             try:
-                shutil.copy(self.logfile, self.tmpdir / "postfix.log")
-                (self.tmpdir / "postfix").unlink()
-            except OSError:
+                wait_for(lambda: not pidfile.exists() or not _pid_alive(pidfile), 10, "postfix master to exit")
+            except TimeoutError:
                 pass
+            self.running = False
+        if not self.keep and self.root.exists():
+            # Keep the log next to the caller's files, drop the queue.
+            for step in (lambda: shutil.copy(self.logfile, self.tmpdir / "postfix.log"), (self.tmpdir / "postfix").unlink):
+                try:
+                    step()
+                except OSError:
+                    pass
             shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "PrivatePostfix":
