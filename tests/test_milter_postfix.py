@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import smtplib
 import sqlite3
 import subprocess
@@ -26,54 +25,16 @@ import pytest
 
 from postdesk import config as configmod
 from postdesk.notifier.worker import Worker, utcnow
+from postdesk.testing.milter import MilterProcess
 from postdesk.testing.postfix import PrivatePostfix, available, shared_tmpdir
 from postdesk.testing.smtp import Sink
 from postdesk.testing.toml import toml_dumps
-from postdesk.testing.wait import free_port, unix_socket_open, wait_for
+from postdesk.testing.wait import free_port, wait_for
 from tests.conftest import BASE_CONFIG, need
 
 pytestmark = pytest.mark.postfix
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class Milter:
-    """``python -m postdesk.milter --config FILE`` as a child process."""
-
-    def __init__(self, config_path: Path, socket_path: Path, log_path: Path):
-        self.config_path = config_path
-        self.socket_path = socket_path
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Milter":
-        self.log = open(self.log_path, "ab")
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.proc = subprocess.Popen([sys.executable, "-m", "postdesk.milter", "--config", str(self.config_path)], stderr=self.log, stdout=self.log, env=env, cwd=ROOT)
-        wait_for(lambda: unix_socket_open(str(self.socket_path)) or self.proc.poll() is not None, 15, "the milter socket")
-        assert self.proc.poll() is None, self.text()
-        return self
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self.log.close()
-
-    def stop(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
-        finally:
-            self.log.close()
-
-    def text(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 class Env:
@@ -101,7 +62,7 @@ class Env:
         self.store.init(self.config.organization.first_ticket_number)
         self.sink = Sink().start()
         self.postfix = PrivatePostfix(tmp_path, port, self.sink.port, milter_socket=f"unix:{self.socket_path}")
-        self.milter = Milter(self.config_path, self.socket_path, tmp_path / "milter.log")
+        self.milter = MilterProcess(self.config_path, self.socket_path, tmp_path / "milter.log")
 
     def start(self) -> "Env":
         self.milter.start()
@@ -115,8 +76,7 @@ class Env:
             try:
                 # SIGKILL: libmilter takes up to ~5 s to notice SIGTERM, and the
                 # graceful stop has its own test.
-                if self.milter.proc is not None and self.milter.proc.poll() is None:
-                    self.milter.kill()
+                self.milter.kill()
             finally:
                 self.sink.stop()
                 self.store.close()
