@@ -340,3 +340,18 @@ def test_binary_attachment_is_byte_exact_in_the_store_and_in_the_customer_update
     assert part.get_filename() == name
     assert part.get_content_type() == "application/octet-stream"
     assert part.get_payload(decode=True) == data
+
+
+def test_reload_switches_the_milter_for_the_very_next_connection(env):
+    """``PrivatePostfix.reload()`` returns once new connections get an smtpd
+    that read the new main.cf: no settle time, and no mail slips through an
+    smtpd from before the reload (one is idle after the first mail)."""
+    assert env.send(mail("Before", msgid="before@example.org"))[0] == 250
+    assert env.sink.wait(1)[0].header("X-Postdesk-Ticket") == "1000"
+    env.postfix.set_milter(None)
+    assert env.send(mail("Unfiltered", msgid="off@example.org"))[0] == 250
+    assert env.sink.wait(2)[1].header("X-Postdesk-Ticket") is None
+    env.postfix.set_milter(f"unix:{env.socket_path}")
+    assert env.send(mail("Filtered again", msgid="on@example.org"))[0] == 250
+    assert env.sink.wait(3)[2].header("X-Postdesk-Ticket") == "1001"
+    assert [t["number"] for t in env.tickets()] == [1000, 1001]
