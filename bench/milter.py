@@ -44,7 +44,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.postfix import PrivatePostfix, available, free_port, port_open, toml_dumps, unix_socket_open, wait_for  # noqa: E402
+from postdesk.testing.postfix import PrivatePostfix, available  # noqa: E402
+from postdesk.testing.toml import toml_dumps  # noqa: E402
+from postdesk.testing.wait import free_port, port_open, unix_socket_open, wait_for  # noqa: E402
 
 SUPPORT = "support@example.com"
 

@@ -43,7 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.postfix import PrivatePostfix, available, free_port, port_open, wait_for  # noqa: E402
+from postdesk.testing.postfix import PrivatePostfix, available  # noqa: E402
+from postdesk.testing.wait import free_port, port_open, wait_for  # noqa: E402
 
 from postdesk import config as configmod  # noqa: E402
 from postdesk.filter.decision import Decision, Envelope, Kind  # noqa: E402

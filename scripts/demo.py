@@ -1,27 +1,32 @@
 """``make demo``: the whole postdesk flow through a real, private Postfix.
 
-Starts, under ``demo-run/`` in this checkout: an SMTP sink that keeps every
-mail Postfix relays as a file (``demo-run/sink/NNNN.eml``); a private Postfix
-instance on a loopback high port with the postdesk milter attached; the
-milter; and the notifier with a five-second quiet period.  Then it plays a
+Starts an SMTP sink that keeps every mail Postfix relays as a file
+(``demo-run/sink/NNNN.eml`` in this checkout); a private Postfix instance on
+a loopback high port with the postdesk milter attached; the milter; and the
+notifier with a five-second quiet period.  The demo's own files (config,
+database, attachments, sink, logs) are under ``demo-run/``; what Postfix
+(user postfix) must reach, its instance and the milter socket, is in fresh
+0755 directories under /tmp, so the demo runs from a checkout anywhere, a
+0700 parent included (``demo-run/postfix`` links to the instance while it
+runs; its log is copied to ``demo-run/postfix.log``).  Then it plays a
 conversation (a customer writes; staff reply twice quickly, once with an
 attachment; a private note; the customer answers; staff close the ticket),
 prints what each party received, the ticket, and the log lines, and stops
 everything it started.  It never touches the system Postfix or port 25.
 
-Needs root (Postfix's master runs as root) and the Debian postfix package;
-``make demo`` installs what is missing.
+Needs root (Postfix's master runs as root), the Debian postfix package and
+aiosmtpd (the ``test`` extra); ``make demo`` installs what is missing.  A
+failure ends with one line saying what went wrong and what to do.
 """
 
 from __future__ import annotations
 
-import os
+import json
 import shutil
 import smtplib
 import subprocess
 import sys
 import textwrap
-import time
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -29,7 +34,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.postfix import PrivatePostfix, Sink, available, free_port, toml_dumps, unix_socket_open, wait_for  # noqa: E402
+from postdesk.testing.postfix import PrivatePostfix, available, shared_tmpdir  # noqa: E402
+from postdesk.testing.toml import toml_dumps  # noqa: E402
+from postdesk.testing.wait import free_port, unix_socket_open, wait_for  # noqa: E402
+
+try:
+    from postdesk.testing.smtp import Sink  # noqa: E402
+except ImportError as e:  # aiosmtpd missing: say what to do, no traceback
+    print(f"make demo: {e} (`make demo` installs it into .venv)", file=sys.stderr)
+    sys.exit(69)
 
 RUN = REPO / "demo-run"
 CUSTOMER = "alice@customer.example"
@@ -37,6 +50,10 @@ STAFF = "bob@example.com"
 TEAM = "team@example.com"
 SUPPORT = "support@example.com"
 QUIET = 5  # seconds; 120 in production
+
+
+class DemoError(Exception):
+    """A failure the demo explains in one line (what happened, what to do)."""
 
 
 def step(text: str) -> None:
@@ -49,7 +66,10 @@ class Demo:
         self.sink: Sink | None = None
         self.postfix: PrivatePostfix | None = None
         self.config = RUN / "postdesk.toml"
-        self.socket = RUN / "milter.sock"
+        # Postfix's smtpd (user postfix) connects to the milter socket: it
+        # must not sit in the checkout, whose parents may be 0700.
+        self.sockdir: Path | None = None
+        self.socket: Path | None = None
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -57,7 +77,8 @@ class Demo:
         cmd = [sys.executable, "-m", "postdesk", "--config", str(self.config), *args]
         p = subprocess.run(cmd, capture_output=True, text=True)
         if check and p.returncode != 0:
-            raise SystemExit(f"`postdesk {' '.join(args)}` exited {p.returncode}: {p.stderr.strip()}")
+            last = (p.stderr.strip().splitlines() or ["no message"])[-1]
+            raise DemoError(f"`postdesk {' '.join(args)}` exited {p.returncode}: {last}")
         return p.stdout
 
     def spawn(self, name: str, *args: str) -> None:
@@ -83,10 +104,12 @@ class Demo:
     def start(self) -> None:
         ok, why = available()
         if not ok:
-            raise SystemExit(f"make demo: {why}")
+            raise DemoError(why)
         if RUN.exists():
             shutil.rmtree(RUN)
         RUN.mkdir()
+        self.sockdir = shared_tmpdir("postdesk-demo-")
+        self.socket = self.sockdir / "milter.sock"
         self.sink = Sink(directory=RUN / "sink").start()
         port = free_port()
         self.config.write_text(
@@ -109,8 +132,13 @@ class Demo:
         )
         self.postdesk("init")
         self.spawn("milter", "milter")
-        wait_for(lambda: unix_socket_open(str(self.socket)), 15, "the milter socket")
-        self.postfix = PrivatePostfix(RUN / "postfix", port, self.sink.port, milter_socket=f"unix:{self.socket}").start()
+        milter = self.procs[-1]
+        wait_for(lambda: unix_socket_open(str(self.socket)) or milter.poll() is not None, 15, "the milter socket")
+        if milter.poll() is not None:
+            last = ((RUN / "milter.log").read_text(errors="replace").strip().splitlines() or ["no output"])[-1]
+            raise DemoError(f"the milter exited {milter.returncode}: {last}")
+        self.postfix = PrivatePostfix(RUN, port, self.sink.port, milter_socket=f"unix:{self.socket}")
+        self.postfix.start()
         self.spawn("notifier", "notifier")
         print(f"private Postfix on 127.0.0.1:{port}, sink on 127.0.0.1:{self.sink.port}, files in {RUN}")
 
@@ -126,6 +154,8 @@ class Demo:
             self.postfix.stop()
         if self.sink:
             self.sink.stop()
+        if self.sockdir:
+            shutil.rmtree(self.sockdir, ignore_errors=True)
 
     # -- the conversation ---------------------------------------------------------
 
@@ -187,9 +217,17 @@ class Demo:
         close.set_content("Glad to hear it. Closing this ticket.\n")
         self.send(close)
         self.wait_mails(CUSTOMER, 3, "the closing update")
-        time.sleep(QUIET + 2)  # let a wrongly-sent extra mail show up before we count
+        # Count only once nothing is left to send: no notification queued in
+        # the outbox (an extra update would be queued by now: the milter
+        # schedules it in the transaction that records the mail) and nothing
+        # in Postfix's queue (the sink records a mail before its 250).
+        wait_for(self.settled, QUIET * 3 + 30, "the outbox and Postfix's queue to empty")
 
         self.report(number)
+
+    def settled(self) -> bool:
+        jobs = json.loads(self.postdesk("outbox", "list", "--json"))
+        return all(j["state"] in ("sent", "failed") for j in jobs) and self.postfix.queue_empty()
 
     def report(self, number: str) -> None:
         step("What each party received")
@@ -224,9 +262,16 @@ def main() -> int:
     try:
         demo.start()
         demo.play()
-    except TimeoutError as e:
-        print(f"\ndemo failed: {e}; logs are in {RUN}", file=sys.stderr)
+    except DemoError as e:
+        print(f"make demo: {e}", file=sys.stderr)
         return 69
+    except (TimeoutError, RuntimeError, OSError, smtplib.SMTPException) as e:
+        text = " ".join(str(e).split())[:300]
+        print(f"make demo failed: {type(e).__name__}: {text}; the logs are in {RUN}", file=sys.stderr)
+        return 69
+    except KeyboardInterrupt:
+        print("make demo: interrupted; everything is stopped", file=sys.stderr)
+        return 130
     finally:
         demo.stop()
     print(f"\nDone. Everything is stopped; the files are in {RUN}.")

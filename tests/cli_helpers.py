@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import BASE_CONFIG
-from tests.postfix import toml_dumps
+from postdesk.testing.toml import toml_dumps
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,63 +11,30 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import smtplib
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
+from datetime import timedelta
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 
 import pytest
 
 from postdesk import config as configmod
+from postdesk.notifier.worker import Worker, utcnow
+from postdesk.testing.milter import MilterProcess
+from postdesk.testing.postfix import PrivatePostfix, available, shared_tmpdir
+from postdesk.testing.smtp import Sink
+from postdesk.testing.toml import toml_dumps
+from postdesk.testing.wait import free_port, wait_for
 from tests.conftest import BASE_CONFIG, need
-from tests.postfix import PrivatePostfix, Sink, available, free_port, shared_tmpdir, toml_dumps, unix_socket_open, wait_for
 
 pytestmark = pytest.mark.postfix
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class Milter:
-    """``python -m postdesk.milter --config FILE`` as a child process."""
-
-    def __init__(self, config_path: Path, socket_path: Path, log_path: Path):
-        self.config_path = config_path
-        self.socket_path = socket_path
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Milter":
-        self.log = open(self.log_path, "ab")
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.proc = subprocess.Popen([sys.executable, "-m", "postdesk.milter", "--config", str(self.config_path)], stderr=self.log, stdout=self.log, env=env, cwd=ROOT)
-        wait_for(lambda: unix_socket_open(str(self.socket_path)) or self.proc.poll() is not None, 15, "the milter socket")
-        assert self.proc.poll() is None, self.text()
-        return self
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self.log.close()
-
-    def stop(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
-        finally:
-            self.log.close()
-
-    def text(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 class Env:
@@ -80,6 +47,9 @@ class Env:
         data["store"] = {"url": f"sqlite:///{tmp_path}/postdesk.db", "attachments": str(tmp_path / "attachments"), "busy_timeout": 1.0}
         data["milter"] = {"socket": f"unix:{self.socket_path}", "socket_group": "postfix", "socket_mode": "0660"}
         data["log"] = {"level": "INFO"}
+        port = free_port()
+        # The notifier (run in-process by a test) submits through this same Postfix.
+        data["notifier"] = {**data.get("notifier", {}), "smtp": f"127.0.0.1:{port}"}
         for section, values in (extra or {}).items():
             data.setdefault(section, {}).update(values)
         self.config_path = tmp_path / "postdesk.toml"
@@ -91,8 +61,8 @@ class Env:
         self.store = Store.from_config(self.config)
         self.store.init(self.config.organization.first_ticket_number)
         self.sink = Sink().start()
-        self.postfix = PrivatePostfix(tmp_path, free_port(), self.sink.port, milter_socket=f"unix:{self.socket_path}")
-        self.milter = Milter(self.config_path, self.socket_path, tmp_path / "milter.log")
+        self.postfix = PrivatePostfix(tmp_path, port, self.sink.port, milter_socket=f"unix:{self.socket_path}")
+        self.milter = MilterProcess(self.config_path, self.socket_path, tmp_path / "milter.log")
 
     def start(self) -> "Env":
         self.milter.start()
@@ -106,8 +76,7 @@ class Env:
             try:
                 # SIGKILL: libmilter takes up to ~5 s to notice SIGTERM, and the
                 # graceful stop has its own test.
-                if self.milter.proc is not None and self.milter.proc.poll() is None:
-                    self.milter.kill()
+                self.milter.kill()
             finally:
                 self.sink.stop()
                 self.store.close()
@@ -136,6 +105,13 @@ def mail(subject: str, msgid: str | None = None, sender="customer@example.org", 
         f"Message-ID: <{msgid}>\r\nDate: Fri, 27 Nov 2026 23:00:00 +0000\r\n{extra}"
         f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}"
     ).encode()
+
+
+def settled(postfix: PrivatePostfix) -> None:
+    """Wait until Postfix holds no mail: whatever it accepted has reached the
+    sink (which records a mail before its 250) or bounced there.  Counting
+    the sink after this is exact, where a sleep would only be likely."""
+    wait_for(postfix.queue_empty, 20, "Postfix's queue to empty")
 
 
 @pytest.fixture
@@ -248,7 +224,7 @@ def test_milter_killed_mid_stream_tempfails_and_the_retry_is_recorded_once(env):
     assert env.send(raw)[0] == 250
     assert [t["number"] for t in env.tickets()] == [1000]
     env.sink.wait(1)
-    time.sleep(0.5)
+    settled(env.postfix)
     assert len(env.sink.messages) == 1
 
 
@@ -289,7 +265,7 @@ def test_discard_drops_the_support_copy_and_keeps_the_others(tmp_path):
         assert got.recipients == ["boss@example.net"]
         assert got.header("Subject") == "[#1001] And to the boss"
         assert sorted(t["number"] for t in e.tickets()) == [1000, 1001]
-        time.sleep(0.5)
+        settled(e.postfix)
         assert len(e.sink.messages) == 1
     finally:
         e.close()
@@ -303,3 +279,79 @@ def test_a_second_milter_on_the_same_socket_refuses_to_start(env):
     assert r.returncode == 69, r.stderr
     assert "another milter is already listening" in r.stderr
     assert env.send(mail("Still served"))[0] == 250  # the first one kept its socket
+
+
+def test_binary_attachment_is_byte_exact_in_the_store_and_in_the_customer_update(env):
+    """A staff reply with a binary attachment whose name is not ASCII goes
+    through Postfix and the milter into the store, and out again in the
+    customer's update through the same Postfix: the same bytes and the same
+    name at each step."""
+    # Every octet value (NUL, CR, LF, a lone "." line's bytes, invalid UTF-8),
+    # then incompressible noise: nothing a text path could keep intact.
+    data = bytes(range(256)) * 64 + os.urandom(4096)
+    name = "Prüfbericht – 検査 №7.bin"  # RFC 2231 filename*=utf-8''...
+    assert env.send(mail("Printer broken", msgid="att-1@example.org"))[0] == 250
+
+    reply = EmailMessage()
+    reply["From"] = "Bob Staff <bob@example.com>"
+    reply["To"] = "support@example.com"
+    reply["Subject"] = "Re: [#1000] Printer broken"
+    reply["Message-ID"] = "<att-2@example.com>"
+    reply["In-Reply-To"] = "<att-1@example.org>"
+    reply.set_content("The test report is attached.\n")
+    reply.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
+    assert env.send(reply.as_bytes(policy=SMTP_POLICY), sender="bob@example.com")[0] == 250
+
+    # In the store: recorded on the ticket, and `postdesk attachment get` gives the bytes back.
+    actions = env.store.show_ticket(1000)["actions"]
+    assert [a["author"] for a in actions] == ["customer@example.org", "bob@example.com"]
+    (meta,) = actions[1]["attachments"]
+    assert (meta["filename"], meta["size"], meta["content_type"]) == (name, len(data), "application/octet-stream")
+    got = subprocess.run(
+        [sys.executable, "-m", "postdesk", "--config", str(env.config_path), "attachment", "get", str(meta["id"]), "-o", "-"],
+        capture_output=True, timeout=60, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == data
+
+    # The milter changed the support copy's headers only.
+    env.sink.wait(2)
+    (copy,) = [r for r in env.sink.messages if r.header("Message-ID") == "<att-2@example.com>"]
+    (part,) = copy.message.iter_attachments()
+    assert (part.get_filename(), part.get_payload(decode=True)) == (name, data)
+
+    # One notifier pass with the clock past the quiet period: the customer's
+    # update leaves through the same Postfix (and milter) for the sink.
+    later = utcnow() + timedelta(seconds=env.config.notifier.quiet_period + 1)
+    stats = Worker(env.config, env.store, lambda: later).run_pass()
+    assert stats.failed == 0 and stats.deferred == 0, stats
+
+    def update():
+        for r in env.sink.messages:
+            if r.recipients == ["customer@example.org"] and any(True for _ in r.message.iter_attachments()):
+                return r
+        return None
+
+    update = wait_for(update, 20, "the customer's update with the attachment")
+    msg = update.message
+    assert "[#1000]" in str(msg["Subject"])
+    assert "The test report is attached." in msg.get_body(("plain",)).get_content()
+    (part,) = msg.iter_attachments()
+    assert part.get_filename() == name
+    assert part.get_content_type() == "application/octet-stream"
+    assert part.get_payload(decode=True) == data
+
+
+def test_reload_switches_the_milter_for_the_very_next_connection(env):
+    """``PrivatePostfix.reload()`` returns once new connections get an smtpd
+    that read the new main.cf: no settle time, and no mail slips through an
+    smtpd from before the reload (one is idle after the first mail)."""
+    assert env.send(mail("Before", msgid="before@example.org"))[0] == 250
+    assert env.sink.wait(1)[0].header("X-Postdesk-Ticket") == "1000"
+    env.postfix.set_milter(None)
+    assert env.send(mail("Unfiltered", msgid="off@example.org"))[0] == 250
+    assert env.sink.wait(2)[1].header("X-Postdesk-Ticket") is None
+    env.postfix.set_milter(f"unix:{env.socket_path}")
+    assert env.send(mail("Filtered again", msgid="on@example.org"))[0] == 250
+    assert env.sink.wait(3)[2].header("X-Postdesk-Ticket") == "1001"
+    assert [t["number"] for t in env.tickets()] == [1000, 1001]

@@ -23,7 +23,7 @@ from postdesk.notifier.compose import REPLY_MARKER
 from postdesk.notifier.worker import Worker
 from postdesk.store import Store, outbox
 from postdesk.store.models import Action, MessageId, Outbox, Participant
-from postfix import free_port
+from postdesk.testing.wait import free_port
 from test_store_support import T0, attachment, followup, new, record, staff_reply
 
 TEAM = "team@example.com"
@@ -631,7 +631,7 @@ def test_sigterm_finishes_the_mail_in_flight_then_stops(desk, sink, tmp_path):
     import subprocess
     import sys
 
-    from postfix import toml_dumps
+    from postdesk.testing.toml import toml_dumps
     from postdesk.notifier.worker import utcnow
 
     cfg, store, worker, clock = desk()

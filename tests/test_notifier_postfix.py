@@ -11,29 +11,27 @@ lands on the same ticket.  Needs root and the Debian postfix package.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
 import smtplib
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
-
 from conftest import need
+from sqlalchemy import select
+from test_store_support import T0, new, record
+
 from postdesk.notifier.smtp import Submitter
 from postdesk.notifier.worker import Worker
 from postdesk.store import Store
 from postdesk.store.models import Outbox
-from postfix import PrivatePostfix, Sink, available, free_port, shared_tmpdir, toml_dumps, unix_socket_open, wait_for
-from sqlalchemy import select
-from test_store_support import T0, new, record
+from postdesk.testing.milter import MilterProcess
+from postdesk.testing.postfix import PrivatePostfix, available, shared_tmpdir
+from postdesk.testing.smtp import Sink
+from postdesk.testing.toml import toml_dumps
+from postdesk.testing.wait import free_port, wait_for
 
 pytestmark = pytest.mark.postfix
-ROOT = Path(__file__).resolve().parent.parent
 
 # Postfix access(5) actions for two recipients: one refused for good, one for now.
 REFUSALS = "inline:{ {refused@customer.org = 550 5.1.1 no such user}, {later@customer.org = 450 4.2.0 try again later} }"
@@ -112,26 +110,6 @@ def test_pipelined_submission_through_postfix(make_config, postfix_sink, tmp_pat
 # --- end to end with the milter ---------------------------------------------------
 
 
-class MilterProcess:
-    def __init__(self, config_path: Path, socket_path: Path, log_path: Path):
-        self.config_path, self.socket_path, self.log_path = config_path, socket_path, log_path
-        self.proc = None
-
-    def start(self) -> "MilterProcess":
-        self.log = open(self.log_path, "ab")
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.proc = subprocess.Popen([sys.executable, "-m", "postdesk.milter", "--config", str(self.config_path)], stdout=self.log, stderr=self.log, env=env, cwd=ROOT)
-        wait_for(lambda: unix_socket_open(str(self.socket_path)) or self.proc.poll() is not None, 15, "the milter socket")
-        assert self.proc.poll() is None, self.log_path.read_text()
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)  # libmilter is slow to honour SIGTERM; not under test here
-            self.proc.wait(10)
-        self.log.close()
-
-
 def customer_mail(subject: str, msgid: str, extra: str = "", body: str = "The printer is on fire.\r\n") -> bytes:
     return (
         f"From: Customer <customer@example.org>\r\nTo: support@example.com\r\nSubject: {subject}\r\n"
@@ -189,7 +167,7 @@ def test_end_to_end_ack_and_reply_by_in_reply_to_only(make_config, tmp_path):
         assert actions[1]["public"] is True
     finally:
         pf.stop()
-        milter.stop()
+        milter.kill()  # SIGKILL: libmilter is slow to honour SIGTERM; not under test here
         sink.stop()
         store.close()
         shutil.rmtree(sockdir, ignore_errors=True)

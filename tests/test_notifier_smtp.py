@@ -22,7 +22,7 @@ from sqlalchemy import select
 from postdesk.notifier.worker import Worker
 from postdesk.store import Store
 from postdesk.store.models import Outbox
-from postfix import free_port
+from postdesk.testing.wait import free_port
 from test_store_support import T0, new, record
 
 

@@ -1,45 +1,44 @@
-"""Helpers to run a real, private Postfix and an SMTP sink (not a conftest).
+"""A real, private Postfix instance for tests, the demo and ``bench/``.
 
-Imported by the milter's integration tests, the notifier's tests, the demo
-and ``bench/milter.py``.  Nothing here touches the system Postfix or port 25:
-every instance has its own ``etc/``, queue and data directory, listens on a
-loopback high port and relays everything to a local sink.
+Nothing here touches the system Postfix or port 25: every instance has its
+own ``etc/``, queue and data directory, listens on a loopback high port and
+relays everything to a local sink (``postdesk.testing.smtp.Sink``).
 
-    from tests.postfix import PrivatePostfix, Sink, free_port, wait_for
+    from postdesk.testing.postfix import PrivatePostfix
+    from postdesk.testing.smtp import Sink
+    from postdesk.testing.wait import free_port
 
     sink = Sink().start()                      # aiosmtpd on 127.0.0.1:<free port>
     pf = PrivatePostfix(tmpdir, free_port(), sink.port, milter_socket="unix:/x/milter.sock")
     pf.start()
     try:
         smtplib.SMTP("127.0.0.1", pf.port).sendmail(...)
-        wait_for(lambda: len(sink.messages) == 1, 10, "mail at the sink")
+        sink.wait(1)
     finally:
         pf.stop(); sink.stop()
 
-What a private instance needs (checked with Postfix 3.7 on Debian 12): a private instance needs its own
-queue/data directories owned right, file logging (``maillog_file``) because
-there may be no syslog, and chroot off in master.cf.  Requires root (Postfix's
-master runs as root and drops to ``mail_owner``); ``available()`` says whether
-it can run here.
+What a private instance needs (checked with Postfix 3.7 on Debian 12): its
+own queue/data directories owned right, file logging (``maillog_file``)
+because there may be no syslog, and chroot off in master.cf.  Postfix's
+unprivileged processes (user ``postfix``) must reach the instance and any
+milter socket, so both live in a ``shared_tmpdir()`` under /tmp, never under
+the caller's directory (a checkout in root's home or a ``mktemp -d`` is
+0700).  Requires root (Postfix's master runs as root and drops to
+``mail_owner``); ``available()`` says whether it can run here and, if not,
+what to do.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import socket
 import stat
 import subprocess
-import threading
-import time
-from dataclasses import dataclass, field
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
+import tempfile
 from pathlib import Path
-from typing import Any, Callable
 
-from postdesk.milter.server import socket_alive
+from postdesk.testing.wait import port_open, wait_for
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 POSTCONF = shutil.which("postconf") or "/usr/sbin/postconf"
@@ -50,71 +49,12 @@ DEBIAN_MASTER_CF = Path("/etc/postfix/master.cf")
 def available() -> tuple[bool, str]:
     """(True, "") when a private Postfix can run here, else (False, why not)."""
     if os.geteuid() != 0:
-        return False, "a private Postfix instance needs root"
+        return False, "a private Postfix instance needs root: run this as root"
     if not os.path.exists(POSTFIX) or not os.path.exists(POSTCONF):
-        return False, "postfix is not installed (apt-get install postfix)"
+        return False, "postfix is not installed: as root, `make deps` (or apt-get install postfix) installs it"
     if not DEBIAN_MASTER_CF.exists():
-        return False, f"{DEBIAN_MASTER_CF} missing (Debian postfix package expected)"
+        return False, f"{DEBIAN_MASTER_CF} is missing: reinstall the Debian postfix package (apt-get install --reinstall postfix)"
     return True, ""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition", interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something truthy; return that value.
-
-    Raises ``TimeoutError`` naming ``what`` after ``timeout`` seconds.  Use it
-    instead of sleeping: tests stay fast when things are fast.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
-        time.sleep(interval)
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-# Whether a unix socket answers: the milter's own start-up probe.
-unix_socket_open = socket_alive
-
-
-def toml_dumps(data: dict[str, dict[str, Any]]) -> str:
-    """A tiny TOML writer for postdesk configs (tables of str/int/float/bool/lists)."""
-
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{" + ", ".join(f"{value(str(k))} = {value(x)}" for k, x in v.items()) + "}"
-        raise TypeError(f"cannot write {v!r} as TOML")
-
-    out = []
-    for section, values in data.items():
-        out.append(f"[{section}]")
-        out.extend(f"{k} = {value(v)}" for k, v in values.items())
-        out.append("")
-    return "\n".join(out)
 
 
 def shared_tmpdir(prefix: str = "postdesk-") -> Path:
@@ -124,28 +64,26 @@ def shared_tmpdir(prefix: str = "postdesk-") -> Path:
     parent of the instance and of a milter socket.  pytest's ``tmp_path``
     lives under ``/tmp/pytest-of-root`` which pytest (re)sets to 0700 at the
     start of every session, also while another session's Postfix is running,
-    so instances and sockets go here instead.  Remove it with
-    ``shutil.rmtree`` when done (``PrivatePostfix.stop`` does for its own).
+    so instances and sockets go here instead; so does a checkout under a 0700
+    parent.  Remove it with ``shutil.rmtree`` when done
+    (``PrivatePostfix.stop`` does for its own).
     """
-    import tempfile
-
     d = Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("POSTDESK_SHARED_TMP", "/tmp")))
     os.chmod(d, 0o755)
-    _make_traversable(d)
+    _check_traversable(d)
     return d
 
 
-def _make_traversable(path: Path) -> None:
-    """Postfix's unprivileged processes must reach the instance directory.
+def _check_traversable(path: Path) -> None:
+    """Fail clearly unless user ``postfix`` can reach ``path``.
 
-    ``mkdtemp`` and pytest make 0700 directories; add o+x (not read) to each
-    ancestor that lacks it, else master fails with "open lock file ...
-    Permission denied".
+    Every ancestor needs o+x, else master fails with "open lock file ...
+    Permission denied" and smtpd cannot open a milter socket.  We do not
+    chmod someone's home to make it so: we say which directory is in the way.
     """
     for p in [path, *path.parents]:
-        mode = p.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            os.chmod(p, stat.S_IMODE(mode) | stat.S_IXOTH)
+        if not p.stat().st_mode & stat.S_IXOTH:
+            raise RuntimeError(f"Postfix (user postfix) cannot enter {p} (mode {stat.S_IMODE(p.stat().st_mode):04o}): point POSTDESK_SHARED_TMP at a directory it can reach")
 
 
 class PrivatePostfix:
@@ -272,8 +210,6 @@ class PrivatePostfix:
             raise RuntimeError(why)
         for d in (self.etc, self.spool, self.data):
             d.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o755)
-        _make_traversable(self.root)
         shutil.chown(self.data, "postfix", "postfix")
         (self.etc / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in self.main_cf().items()))
         self._write_master_cf()
@@ -293,32 +229,76 @@ class PrivatePostfix:
             raise RuntimeError(f"postfix did not listen on {self.port}: {self.log()[-2000:]}") from None
         return self
 
-    def reload(self, settle: float = 1.0) -> None:
-        """Re-read main.cf; idle smtpd processes pick it up within ``settle`` s."""
+    def reload(self, timeout: float = 15.0) -> None:
+        """Re-read main.cf; returns once new connections get a fresh smtpd.
+
+        ``postfix reload`` returns before anything happened.  The master
+        logs "reload" when it has re-read its configuration; smtpd processes
+        started before it keep the old settings until they exit (idle ones
+        do at once, seeing the master close their status pipe; see
+        master(8)).  So wait for that line, then for every smtpd that
+        predates it to be gone: the next connection is served by one that
+        read the new main.cf.
+        """
+        reloads = len(self._reload_lines())
+        old = self._children("smtpd")
         r = self._postfix("reload")
         if r.returncode != 0:
             raise RuntimeError(f"postfix reload failed: {r.stdout}{r.stderr}")
-        time.sleep(settle)
+        wait_for(lambda: len(self._reload_lines()) > reloads, timeout, "the master's reload log line")
+        wait_for(lambda: not old & self._children("smtpd"), timeout, f"the smtpd processes from before the reload ({sorted(old)}) to exit")
+        wait_for(lambda: port_open(self.port), timeout, f"postfix smtpd on 127.0.0.1:{self.port} after the reload")
+
+    def _reload_lines(self) -> list[str]:
+        return re.findall(r"/master\[\d+\]: reload ", self.log())
+
+    def _master_pid(self) -> int | None:
+        try:
+            return int((self.spool / "pid" / "master.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _children(self, name: str) -> set[int]:
+        """Pids of the master's child processes called ``name`` (from /proc)."""
+        master = self._master_pid()
+        pids: set[int] = set()
+        if master is None:
+            return pids
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                stat_line = (d / "stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            # "pid (comm) state ppid ...": comm may hold spaces, so split at the last ")".
+            comm = stat_line[stat_line.index("(") + 1 : stat_line.rindex(")")]
+            ppid = int(stat_line[stat_line.rindex(")") + 2 :].split()[1])
+            if ppid == master and comm == name:
+                pids.add(int(d.name))
+        return pids
 
     def stop(self) -> None:
-        if not self.running:
-            return
-        r = self._postfix("stop")
-        if r.returncode != 0:
-            self._postfix("abort")
-        pidfile = self.spool / "pid" / "master.pid"
-        try:
-            wait_for(lambda: not pidfile.exists() or not _pid_alive(pidfile), 10, "postfix master to exit")
-        except TimeoutError:
-            pass
-        self.running = False
-        if not self.keep:
-            # Keep the log next to the test's files, drop the queue.
+        """Stop the master (if running) and, unless ``keep``, remove ``root``
+        after copying the log to ``tmpdir/postfix.log``.  Safe to call twice,
+        and after a failed ``start()``."""
+        if self.running:
+            r = self._postfix("stop")
+            if r.returncode != 0:
+                self._postfix("abort")
+            pidfile = self.spool / "pid" / "master.pid"
             try:
-                shutil.copy(self.logfile, self.tmpdir / "postfix.log")
-                (self.tmpdir / "postfix").unlink()
-            except OSError:
+                wait_for(lambda: not pidfile.exists() or not _pid_alive(pidfile), 10, "postfix master to exit")
+            except TimeoutError:
                 pass
+            self.running = False
+        if not self.keep and self.root.exists():
+            # Keep the log next to the caller's files, drop the queue.
+            for step in (lambda: shutil.copy(self.logfile, self.tmpdir / "postfix.log"), (self.tmpdir / "postfix").unlink):
+                try:
+                    step()
+                except OSError:
+                    pass
             shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "PrivatePostfix":
@@ -356,82 +336,3 @@ def _pid_alive(pidfile: Path) -> bool:
         return True
     except (OSError, ValueError, IndexError):
         return False
-
-
-@dataclass
-class Received:
-    """One mail as the sink got it."""
-
-    sender: str
-    recipients: list[str]
-    data: bytes
-    received_at: float = field(default_factory=time.time)
-
-    @property
-    def message(self) -> EmailMessage:
-        return BytesParser(policy=policy.default).parsebytes(self.data)
-
-    def header(self, name: str) -> str | None:
-        """The raw (undecoded) value of the first ``name`` header."""
-        msg = BytesParser(policy=policy.compat32).parsebytes(self.data, headersonly=True)
-        v = msg.get(name)
-        return None if v is None else str(v)
-
-
-class _SinkHandler:
-    def __init__(self, sink: "Sink"):
-        self.sink = sink
-
-    async def handle_DATA(self, server, session, envelope):
-        self.sink._add(Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content)))
-        return "250 2.0.0 OK stored"
-
-
-class Sink:
-    """An aiosmtpd server on 127.0.0.1 that keeps every mail it receives.
-
-    ``messages`` is the list of ``Received`` (sender, recipients, data,
-    ``.message`` parsed); with ``directory`` each mail is also written there
-    as ``NNNN.eml``.  ``wait(n, timeout)`` waits until ``n`` mails arrived.
-    """
-
-    def __init__(self, port: int | None = None, directory: str | os.PathLike | None = None):
-        self.port = port or free_port()
-        self.directory = Path(directory) if directory else None
-        self.messages: list[Received] = []
-        self._lock = threading.Lock()
-        self._controller = None
-
-    def _add(self, received: Received) -> None:
-        with self._lock:
-            self.messages.append(received)
-            n = len(self.messages)
-        if self.directory:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            (self.directory / f"{n:04d}.eml").write_bytes(received.data)
-
-    def start(self) -> "Sink":
-        from aiosmtpd.controller import Controller
-
-        self._controller = Controller(_SinkHandler(self), hostname="127.0.0.1", port=self.port, data_size_limit=None)
-        self._controller.start()
-        return self
-
-    def stop(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
-
-    def clear(self) -> None:
-        with self._lock:
-            self.messages.clear()
-
-    def wait(self, count: int, timeout: float = 15.0) -> list[Received]:
-        wait_for(lambda: len(self.messages) >= count, timeout, f"{count} mail(s) at the sink (have {len(self.messages)})")
-        return list(self.messages)
-
-    def __enter__(self) -> "Sink":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
