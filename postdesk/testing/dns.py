@@ -126,13 +126,16 @@ class DNSServer:
         # Port 0: the kernel picks a free port; we read it back.
         self._server = _DNSServer(_Records(self), address="127.0.0.1", port=0, logger=_QuietLogger())
         self.port = self._server.server.server_address[1]
-        self._server.start_thread()
+        # A short poll interval: stop() returns within 50 ms, not 500.
+        self._thread = threading.Thread(target=self._server.server.serve_forever, kwargs={"poll_interval": 0.05}, name="test-dns", daemon=True)
+        self._thread.start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.stop()
+            self._server.server.shutdown()
             self._server.server.server_close()
+            self._thread.join(5)
             self._server = None
 
     def __enter__(self) -> "DNSServer":

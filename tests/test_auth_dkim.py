@@ -1,0 +1,60 @@
+"""DKIM (RFC 6376): real signatures made here with dkimpy, keys served on loopback."""
+
+from __future__ import annotations
+
+from auth_support import check, dkim_key, dns, dns_config, envelope, message, sign  # noqa: F401
+
+DOMAIN = "customer.example"
+
+
+def publish(dns, key, domain=DOMAIN, selector="sel"):
+    dns.set(f"{selector}._domainkey.{domain}", TXT=[key.record()])
+
+
+def test_valid_signature_passes(make_config, dns, dkim_key):
+    publish(dns, dkim_key)
+    result = check(sign(message(), dkim_key, DOMAIN), envelope(), dns_config(make_config, dns))
+    assert result.dkim == "pass"
+    assert result.dkim_domains == (DOMAIN,)
+    assert result.dkim_aligned  # d= is the From: domain
+
+
+def test_altered_body_fails(make_config, dns, dkim_key):
+    publish(dns, dkim_key)
+    signed = sign(message(), dkim_key, DOMAIN)
+    result = check(signed.replace(b"It burns.", b"It's fine."), envelope(), dns_config(make_config, dns))
+    assert result.dkim == "fail" and result.dkim_domains == ()
+    assert any("body hash mismatch" in r for r in result.reasons)
+
+
+def test_altered_signed_header_fails(make_config, dns, dkim_key):
+    publish(dns, dkim_key)
+    signed = sign(message(), dkim_key, DOMAIN)
+    assert check(signed.replace(b"Printer on fire", b"Pay this invoice"), envelope(), dns_config(make_config, dns)).dkim == "fail"
+
+
+def test_unsigned_mail_is_none(make_config, dns):
+    assert check(message(), envelope(), dns_config(make_config, dns)).dkim == "none"
+
+
+def test_key_lookup_failure_is_temperror(make_config, dns, dkim_key):
+    dns.servfail(f"sel._domainkey.{DOMAIN}")
+    result = check(sign(message(), dkim_key, DOMAIN), envelope(), dns_config(make_config, dns))
+    assert result.dkim == "temperror"
+    assert not result.verified
+
+
+def test_no_published_key_is_permerror(make_config, dns, dkim_key):
+    assert check(sign(message(), dkim_key, DOMAIN), envelope(), dns_config(make_config, dns)).dkim == "permerror"
+
+
+def test_best_signature_wins_and_each_domain_is_named(make_config, dns, dkim_key):
+    # A mailing list's valid signature above the author's broken one.
+    publish(dns, dkim_key)
+    publish(dns, dkim_key, domain="lists.example.net")
+    author = sign(message(), dkim_key, DOMAIN).replace(b"It burns.", b"It burns. [list footer]")
+    relayed = sign(author, dkim_key, "lists.example.net")
+    result = check(relayed, envelope(), dns_config(make_config, dns))
+    assert result.dkim == "pass"
+    assert result.dkim_domains == ("lists.example.net",)
+    assert not result.dkim_aligned  # the list's domain is not the author's
