@@ -58,3 +58,26 @@ def test_best_signature_wins_and_each_domain_is_named(make_config, dns, dkim_key
     assert result.dkim == "pass"
     assert result.dkim_domains == ("lists.example.net",)
     assert not result.dkim_aligned  # the list's domain is not the author's
+
+
+def arc_sealed(raw: bytes, key, domain="lists.example.net") -> bytes:
+    import dkim
+
+    raw = f"Authentication-Results: {domain}; dkim=pass header.d={DOMAIN}\r\n".encode() + raw
+    return b"".join(dkim.arc_sign(raw, b"sel", domain.encode(), key.private, domain.encode())) + raw
+
+
+def test_arc_chain_is_recorded_not_trusted(make_config, dns, dkim_key):
+    publish(dns, dkim_key, domain="lists.example.net")
+    config = dns_config(make_config, dns)
+    sealed = arc_sealed(message(), dkim_key)
+    result = check(sealed, envelope(), config)
+    assert result.arc == "pass"
+    assert not result.verified  # a valid chain alone authenticates nobody
+    assert check(sealed.replace(b"It burns.", b"It's fine."), envelope(), config).arc == "fail"
+    assert check(message(), envelope(), config).arc == "none"
+
+
+def test_arc_key_lookup_failure_is_temperror(make_config, dns, dkim_key):
+    dns.timeout("sel._domainkey.lists.example.net")
+    assert check(arc_sealed(message(), dkim_key), envelope(), dns_config(make_config, dns, timeout=0.3)).arc == "temperror"

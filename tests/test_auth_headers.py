@@ -96,3 +96,9 @@ def test_written_header_never_carries_envelope_syntax():
     value = headers.write(OURS, AuthResult(source="local"), sender='"x; dmarc=pass"@evil.example')
     assert "dmarc=pass" not in value.replace("dmarc=none", "")
     assert headers.write(OURS, AuthResult()) == f"{OURS}; none"
+
+
+def test_arc_word_is_written_when_there_is_a_chain():
+    value = headers.write(OURS, AuthResult(source="local", arc="pass"))
+    assert "; arc=pass" in value.replace("\n\t", " ")
+    assert " arc=" not in headers.write(OURS, AuthResult(source="local")).replace("\n\t", " ")

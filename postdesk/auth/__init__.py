@@ -10,8 +10,9 @@ decides, in this order:
    spf/dkim/dmarc words are taken (source ``authserv-id:<id>``); DMARC is
    evaluated here from its SPF/DKIM results when it gave none.
 2. else, with ``[trust] verify`` (the default): SPF (``spf.py``), DKIM
-   (``dkim.py``) and DMARC (``dmarc.py``) are checked here, against the
-   resolver of ``[dns]`` (``dns.py``) (source ``local``);
+   (``dkim.py``), DMARC (``dmarc.py``) and ARC (``arc.py``, recorded only)
+   are checked here against the resolver of ``[dns]`` (``dns.py``)
+   (source ``local``);
 3. else nothing is checked: ``UNCHECKED``.
 
 It never raises and never refuses mail: a DNS failure is a ``temperror``
@@ -96,6 +97,7 @@ def _authenticate(parsed, raw: bytes, envelope, config) -> AuthResult:
 
 
 def _local(raw: bytes, envelope, from_domain: str, config) -> AuthResult:
+    from postdesk.auth import arc as arcmod
     from postdesk.auth import dkim as dkimmod
     from postdesk.auth import dmarc as dmarcmod
     from postdesk.auth import spf as spfmod
@@ -104,11 +106,14 @@ def _local(raw: bytes, envelope, from_domain: str, config) -> AuthResult:
     resolver = resolver_for(config)
     spf = spfmod.check(envelope.client_address, envelope.sender, envelope.helo, resolver)
     dkim = dkimmod.check(raw, resolver)
+    arc, arc_reason = arcmod.check(raw, resolver)
     dmarc = dmarcmod.evaluate(from_domain, spf.result, spf.domain, dkim.domains, resolver)
     reasons = []
     if spf.result not in ("pass", "none") and spf.explanation:
         reasons.append(f"spf {spf.identity}={spf.domain}: {spf.explanation}")
     reasons += dkim.reasons
+    if arc_reason:
+        reasons.append(arc_reason)
     if dmarc.reason:
         reasons.append(dmarc.reason)
     if dmarc.policy is not None:
@@ -125,6 +130,7 @@ def _local(raw: bytes, envelope, from_domain: str, config) -> AuthResult:
         envelope_aligned=envelope_aligned(envelope, from_domain),
         source="local",
         reasons=tuple(reasons),
+        arc=arc,
     )
 
 

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 
 import authres
+import authres.arc
 import authres.dmarc
 
 _CONTEXT = authres.FeatureContext(authres.dmarc)
@@ -151,6 +152,8 @@ def write(authserv_id: str, result, sender: str = "", helo: str = "") -> str:
         else:
             results.append(authres.DKIMAuthenticationResult(result=result.dkim))
         results.append(authres.dmarc.DMARCAuthenticationResult(result=result.dmarc, header_from=result.from_domain or None))
+        if result.arc != "none":
+            results.append(authres.arc.ARCAuthenticationResult(result=result.arc))
         header = authres.AuthenticationResultsHeader(authserv_id=authserv_id, results=results)
     text = str(header).split(":", 1)[1].strip()
     return fold(text)
