@@ -1,5 +1,8 @@
 """Helpers for the sender-authentication tests: keys, signed mail, DNS.
 
+Test modules import the fixtures ``dns_fixture`` and ``dkim_key_fixture``;
+tests ask for them as ``dns`` and ``dkim_key``.
+
 One RSA key per test module (``dkim_key``, made by dkimpy's own key tool,
 which runs openssl): key generation is the slow part, everything else is
 fast.  Each test gets its own loopback DNS server (``dns``), so records a
@@ -44,13 +47,13 @@ def make_key(directory) -> Key:
     return Key(open(path, "rb").read(), public)
 
 
-@pytest.fixture(scope="module")
-def dkim_key(tmp_path_factory) -> Key:
+@pytest.fixture(scope="module", name="dkim_key")
+def dkim_key_fixture(tmp_path_factory) -> Key:
     return make_key(tmp_path_factory.mktemp("dkim"))
 
 
-@pytest.fixture
-def dns():
+@pytest.fixture(name="dns")
+def dns_fixture():
     with DNSServer() as server:
         yield server
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from auth_support import CLIENT, OTHER, check, dkim_key, dns, dns_config, envelope, message, sign  # noqa: F401
+from auth_support import CLIENT, OTHER, check, dkim_key_fixture, dns_fixture, dns_config, envelope, message, sign  # noqa: F401
 from postdesk.auth import dmarc
 
 SPF = f"v=spf1 ip4:{CLIENT} -all"

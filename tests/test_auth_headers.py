@@ -5,7 +5,7 @@ from __future__ import annotations
 import authres
 import pytest
 
-from auth_support import CLIENT, check, dns, dns_config, envelope, message  # noqa: F401
+from auth_support import CLIENT, check, dns_fixture, dns_config, envelope, message  # noqa: F401
 from postdesk.auth import headers
 from postdesk.auth.result import AuthResult
 

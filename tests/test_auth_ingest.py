@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from auth_support import CLIENT, dns, dns_config, envelope, message  # noqa: F401
+from auth_support import CLIENT, dns_fixture, dns_config, envelope, message  # noqa: F401
 from postdesk.ingest import ingest
 from postdesk.outcomes import Outcome
 from postdesk.testing.dns import DNSServer

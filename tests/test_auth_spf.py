@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from auth_support import CLIENT, OTHER, check, dns, dns_config, envelope, message  # noqa: F401
+from auth_support import CLIENT, OTHER, check, dns_fixture, dns_config, envelope, message  # noqa: F401
 
 DOMAIN = "customer.example"
 

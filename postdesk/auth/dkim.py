@@ -71,7 +71,7 @@ def check(raw: bytes, resolver: Resolver) -> DKIMResult:
 
 def _verify_one(signer: dkimpy.DKIM, idx: int, resolver: Resolver) -> tuple[str, str, str]:
     """(word, d= domain, reason) for signature number ``idx``."""
-    seen = {"temp": "", "missing": False}
+    seen: dict[str, str] = {"temp": "", "missing": ""}
 
     def dnsfunc(name, timeout=5):
         try:
@@ -80,7 +80,7 @@ def _verify_one(signer: dkimpy.DKIM, idx: int, resolver: Resolver) -> tuple[str,
             seen["temp"] = str(e)
             raise dkimpy.DnsTimeoutError(str(e)) from None
         if not records:
-            seen["missing"] = True
+            seen["missing"] = "no key"
             return None
         return records[0]
 

@@ -26,8 +26,8 @@ import threading
 from typing import Any
 
 import dns.exception
-import dns.nameserver
 import dns.name
+import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 

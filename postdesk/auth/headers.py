@@ -92,7 +92,8 @@ def _domain(value: str) -> str:
 def read(value: str) -> Reported:
     """Parse one header value with authres; raises authres errors on bad syntax."""
     header = _CONTEXT.parse_value(value.replace("\r\n", " ").replace("\n", " "))
-    spf = dkim = dmarc = None
+    spf: str | None = None
+    dmarc: str | None = None
     spf_domain = from_domain = policy = ""
     dkim_words: list[str] = []
     dkim_domains: list[str] = []
