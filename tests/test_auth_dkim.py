@@ -81,3 +81,13 @@ def test_arc_chain_is_recorded_not_trusted(make_config, dns, dkim_key):
 def test_arc_key_lookup_failure_is_temperror(make_config, dns, dkim_key):
     dns.timeout("sel._domainkey.lists.example.net")
     assert check(arc_sealed(message(), dkim_key), envelope(), dns_config(make_config, dns, timeout=0.3)).arc == "temperror"
+
+
+def test_rsa_sha1_signature_is_not_accepted(make_config, dns, dkim_key):
+    import dkim
+
+    publish(dns, dkim_key)
+    raw = message()
+    signed = dkim.sign(raw, b"sel", DOMAIN.encode(), dkim_key.private, include_headers=[b"from", b"subject"], signature_algorithm=b"rsa-sha1") + raw
+    result = check(signed, envelope(), dns_config(make_config, dns))
+    assert result.dkim == "permerror" and result.dkim_domains == ()

@@ -8,7 +8,8 @@ and TTL cache.  dkimpy answers True or False; to give RFC 8601 words
 - pass: the signature verified (its ``d=`` goes into ``domains``);
 - fail: the body hash or the signature does not match (altered in transit);
 - permerror: no key published at the selector, a key or a signature we
-  cannot use (bad tags, unknown algorithm, a key too small);
+  cannot use (bad tags, unknown algorithm, a key under 1024 bits, rsa-sha1
+  which RFC 8301 retired);
 - temperror: the key lookup failed (timeout, SERVFAIL): try later;
 - none: the message is not signed.
 
@@ -93,7 +94,12 @@ def _verify_one(signer: dkimpy.DKIM, idx: int, resolver: Resolver) -> tuple[str,
         return word, _domain(signer), str(e)[:200]
     except dkimpy.DKIMException as e:
         return "permerror", _domain(signer), f"{type(e).__name__}: {e}"[:200]
+    except Exception as e:  # not the signature's fault as far as we know: cannot tell now
+        return "temperror", _domain(signer), f"dkimpy: {type(e).__name__}: {e}"[:200]
     domain = _domain(signer)
+    if ok and (getattr(signer, "signature_fields", {}) or {}).get(b"a", b"").lower() == b"rsa-sha1":
+        # RFC 8301 section 3.1: verifiers must not consider rsa-sha1 signatures valid.
+        return "permerror", domain, "rsa-sha1 is not accepted (RFC 8301)"
     if ok:
         return "pass", domain, ""
     if seen["temp"]:

@@ -94,6 +94,8 @@ def check(client_address: str, sender: str, helo: str, resolver: Resolver) -> SP
     try:
         q = pyspf.query(i=ip, s=sender, h=helo or domain, timeout=resolver.timeout, querytime=min(MAX_SECONDS, 4 * resolver.timeout))
         result, _code, explanation = q.check()
+    except Exception as e:  # pyspf handles SPF's own errors; this is anything else
+        return SPFResult("temperror", domain, identity, f"pyspf: {type(e).__name__}: {e}"[:200])
     finally:
         _local.resolver = None
     if result not in ("pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"):
