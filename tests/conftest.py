@@ -7,6 +7,7 @@ never passes by skipping.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import os
 import uuid
@@ -16,6 +17,7 @@ from urllib.parse import quote
 import pytest
 
 from postdesk import config as configmod
+from postdesk.testing.dns import DNSServer
 
 REQUIRE_SERVICES = os.environ.get("POSTDESK_REQUIRE_SERVICES") == "1"
 PG_URL = os.environ.get("POSTDESK_TEST_PG_URL", "")
@@ -31,6 +33,12 @@ def need(available: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+# Sender authentication is on by default: every test that ingests mail asks
+# DNS.  The suite's answers come from this loopback server (empty: every name
+# is NXDOMAIN, so SPF/DKIM/DMARC are "none"), never from the machine's resolver.
+SUITE_DNS = DNSServer().start()
+atexit.register(SUITE_DNS.stop)
+
 BASE_CONFIG = {
     "organization": {
         "name": "Example Inc",
@@ -45,6 +53,7 @@ BASE_CONFIG = {
     "notifier": {"quiet_period": 120, "tick": 1},
     # Nothing is trusted by default; these tests send staff mail from loopback.
     "trust": {"trusted_networks": ["127.0.0.0/8", "::1/128"]},
+    "dns": {"nameservers": [SUITE_DNS.address], "timeout": 2},
 }
 
 

@@ -327,9 +327,9 @@ def test_spool_rolls_over_to_disk():
 
 
 def test_only_envelope_callbacks_are_no_reply():
-    # connect/MAIL/RCPT never refuse: Postfix need not wait for them.  DATA,
-    # headers and body may answer 552/451, so they are replied to.
-    for name in ("connect", "envfrom", "envrcpt"):
+    # connect/HELO/MAIL/RCPT never refuse: Postfix need not wait for them.
+    # DATA, headers and body may answer 552/451, so they are replied to.
+    for name in ("connect", "hello", "envfrom", "envrcpt"):
         assert getattr(PostdeskMilter, name).milter_protocol
     for name in ("header", "body", "eoh", "data"):
         assert not getattr(getattr(PostdeskMilter, name), "milter_protocol", 0)
@@ -338,10 +338,11 @@ def test_only_envelope_callbacks_are_no_reply():
     ctx._opts = opts = [Milter.CURR_ACTS, 0x1FFFFF, 0, 0]
     ctx._stage = -1
     assert Milter.negotiate_callback(ctx, opts) == Milter.CONTINUE
-    wanted = Milter.P_NR_CONN | Milter.P_NR_MAIL | Milter.P_NR_RCPT
+    wanted = Milter.P_NR_CONN | Milter.P_NR_HELO | Milter.P_NR_MAIL | Milter.P_NR_RCPT
     assert opts[1] & wanted == wanted
     assert not opts[1] & (Milter.P_NR_DATA | Milter.P_NR_HDR | Milter.P_NR_BODY | Milter.P_NR_EOH)
-    assert opts[1] & Milter.P_NOHELO and opts[1] & Milter.P_NOUNKNOWN
+    # HELO is read (SPF's identity for the null sender), unknown commands are not.
+    assert not opts[1] & Milter.P_NOHELO and opts[1] & Milter.P_NOUNKNOWN
 
 
 def test_a_failing_no_reply_callback_tempfails_at_data(config, monkeypatch):

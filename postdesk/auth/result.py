@@ -33,6 +33,7 @@ class AuthResult:
     envelope_aligned: bool = True  # MAIL FROM's organisational domain is From:'s (or there is no MAIL FROM)
     source: str = "none"  # "local" (we checked), "authserv-id:<id>" (a trusted upstream header), "none"
     reasons: tuple[str, ...] = field(default=(), compare=False)  # short notes for the log/show
+    arc: str = NONE  # the ARC chain (RFC 8617): recorded in our Authentication-Results, decides nothing
 
     @property
     def verified(self) -> bool:

@@ -26,6 +26,8 @@ from typing import Callable
 
 import Milter
 
+from postdesk.auth import headers as arheaders
+from postdesk.auth.result import UNCHECKED
 from postdesk.config import Config
 from postdesk.filter.decision import Envelope
 from postdesk.milter import subject as subj
@@ -117,6 +119,8 @@ class PostdeskMilter(Milter.Base):
         self.wanted_actions = actions_for(config)
         self.client_addr = ""
         self.client_name = ""
+        self.helo = ""  # HELO/EHLO name: SPF's identity for the null sender (RFC 7208 2.4)
+        self.mta_name = ""  # macro j: our MTA's name, the default authserv-id
         self.spool: Spool | None = None
         self._reset()
 
@@ -133,6 +137,7 @@ class PostdeskMilter(Milter.Base):
         self.system_rcpts: list[str] = []
         self.subject_raw: bytes | None = None
         self.own_headers = {TICKET_HEADER.lower(): 0, OUTCOME_HEADER.lower(): 0}
+        self.ar_values: list[str] = []  # every Authentication-Results value, in order (indexes for chgheader)
         self.too_big = False
         self.failed = False  # a no-reply callback failed: 451 at DATA
         self.started = 0.0
@@ -198,6 +203,14 @@ class PostdeskMilter(Milter.Base):
 
     @Milter.noreply
     @quiet_boundary
+    def hello(self, hostname):
+        self.helo = hostname or ""
+        if not self.mta_name:
+            self.mta_name = self.getsymval("j") or ""
+        return Milter.CONTINUE
+
+    @Milter.noreply
+    @quiet_boundary
     def envfrom(self, mailfrom, *params):
         self._reset()
         self.sender = strip_brackets(mailfrom)
@@ -248,6 +261,8 @@ class PostdeskMilter(Milter.Base):
             self.subject_raw = value
         elif lname in self.own_headers:
             self.own_headers[lname] += 1
+        elif lname == "authentication-results":
+            self.ar_values.append(value.decode("utf-8", "replace"))
         if self.spool.size > self.config.limits.max_message_bytes:
             return self.reject_too_big(self.spool.size)
         return Milter.CONTINUE
@@ -283,6 +298,7 @@ class PostdeskMilter(Milter.Base):
             client_address=self.client_addr,
             sasl_username=self.sasl,
             client_name=self.client_name,
+            helo=self.helo,
         )
         raw = self.spool.read()
         self.spool.close()
@@ -333,7 +349,34 @@ class PostdeskMilter(Milter.Base):
         if result.ticket is not None:
             self.addheader(TICKET_HEADER, str(result.ticket))
         self.addheader(OUTCOME_HEADER, result.outcome.value)
+        self.edit_authentication_results(result)
         return Milter.ACCEPT
+
+    def authserv_id(self) -> str:
+        """The authserv-id we write: [trust] authserv_id, else our MTA's name."""
+        return self.config.trust.authserv_id.strip() or self.mta_name or self.getsymval("j") or socket.getfqdn()
+
+    def edit_authentication_results(self, result) -> None:
+        """RFC 8601 section 5: remove headers that claim our authserv-id but
+        did not come from the verifier we trust, then add our verdict.
+
+        The trusted one (the topmost with [trust] authserv_id, see
+        postdesk.auth.headers) stays, and then we add nothing: the verdict
+        came from it.  Indexes are 1-based among Authentication-Results
+        headers; the last goes first so earlier indexes stay valid.
+        """
+        own = self.authserv_id()
+        trusted = arheaders.trusted_index(self.ar_values, self.config.trust.authserv_id.strip())
+        forged = [i for i, v in enumerate(self.ar_values) if i != trusted and arheaders.claims(v, own)]
+        for i in reversed(forged):
+            self.chgheader(arheaders.HEADER, i + 1, "")
+        if forged:
+            log.info("%s: removed %d Authentication-Results header(s) claiming authserv-id %s", self.queue_id() or "NOQUEUE", len(forged), own)
+        auth = getattr(result.decision, "auth", None) or UNCHECKED
+        if trusted is not None and auth.source.startswith("authserv-id:"):
+            return
+        # RFC 8601 section 4: added at the top, like a trace header.
+        self.addheader(arheaders.HEADER, arheaders.write(own, auth, self.sender, self.helo), 0)
 
     def abort(self):
         self._reset()

@@ -1,0 +1,93 @@
+"""DKIM (RFC 6376): real signatures made here with dkimpy, keys served on loopback."""
+
+from __future__ import annotations
+
+from auth_support import check, dkim_key_fixture, dns_fixture, dns_config, envelope, message, sign  # noqa: F401
+
+DOMAIN = "customer.example"
+
+
+def publish(dns, key, domain=DOMAIN, selector="sel"):
+    dns.set(f"{selector}._domainkey.{domain}", TXT=[key.record()])
+
+
+def test_valid_signature_passes(make_config, dns, dkim_key):
+    publish(dns, dkim_key)
+    result = check(sign(message(), dkim_key, DOMAIN), envelope(), dns_config(make_config, dns))
+    assert result.dkim == "pass"
+    assert result.dkim_domains == (DOMAIN,)
+    assert result.dkim_aligned  # d= is the From: domain
+
+
+def test_altered_body_fails(make_config, dns, dkim_key):
+    publish(dns, dkim_key)
+    signed = sign(message(), dkim_key, DOMAIN)
+    result = check(signed.replace(b"It burns.", b"It's fine."), envelope(), dns_config(make_config, dns))
+    assert result.dkim == "fail" and result.dkim_domains == ()
+    assert any("body hash mismatch" in r for r in result.reasons)
+
+
+def test_altered_signed_header_fails(make_config, dns, dkim_key):
+    publish(dns, dkim_key)
+    signed = sign(message(), dkim_key, DOMAIN)
+    assert check(signed.replace(b"Printer on fire", b"Pay this invoice"), envelope(), dns_config(make_config, dns)).dkim == "fail"
+
+
+def test_unsigned_mail_is_none(make_config, dns):
+    assert check(message(), envelope(), dns_config(make_config, dns)).dkim == "none"
+
+
+def test_key_lookup_failure_is_temperror(make_config, dns, dkim_key):
+    dns.servfail(f"sel._domainkey.{DOMAIN}")
+    result = check(sign(message(), dkim_key, DOMAIN), envelope(), dns_config(make_config, dns))
+    assert result.dkim == "temperror"
+    assert not result.verified
+
+
+def test_no_published_key_is_permerror(make_config, dns, dkim_key):
+    assert check(sign(message(), dkim_key, DOMAIN), envelope(), dns_config(make_config, dns)).dkim == "permerror"
+
+
+def test_best_signature_wins_and_each_domain_is_named(make_config, dns, dkim_key):
+    # A mailing list's valid signature above the author's broken one.
+    publish(dns, dkim_key)
+    publish(dns, dkim_key, domain="lists.example.net")
+    author = sign(message(), dkim_key, DOMAIN).replace(b"It burns.", b"It burns. [list footer]")
+    relayed = sign(author, dkim_key, "lists.example.net")
+    result = check(relayed, envelope(), dns_config(make_config, dns))
+    assert result.dkim == "pass"
+    assert result.dkim_domains == ("lists.example.net",)
+    assert not result.dkim_aligned  # the list's domain is not the author's
+
+
+def arc_sealed(raw: bytes, key, domain="lists.example.net") -> bytes:
+    import dkim
+
+    raw = f"Authentication-Results: {domain}; dkim=pass header.d={DOMAIN}\r\n".encode() + raw
+    return b"".join(dkim.arc_sign(raw, b"sel", domain.encode(), key.private, domain.encode())) + raw
+
+
+def test_arc_chain_is_recorded_not_trusted(make_config, dns, dkim_key):
+    publish(dns, dkim_key, domain="lists.example.net")
+    config = dns_config(make_config, dns)
+    sealed = arc_sealed(message(), dkim_key)
+    result = check(sealed, envelope(), config)
+    assert result.arc == "pass"
+    assert not result.verified  # a valid chain alone authenticates nobody
+    assert check(sealed.replace(b"It burns.", b"It's fine."), envelope(), config).arc == "fail"
+    assert check(message(), envelope(), config).arc == "none"
+
+
+def test_arc_key_lookup_failure_is_temperror(make_config, dns, dkim_key):
+    dns.timeout("sel._domainkey.lists.example.net")
+    assert check(arc_sealed(message(), dkim_key), envelope(), dns_config(make_config, dns, timeout=0.3)).arc == "temperror"
+
+
+def test_rsa_sha1_signature_is_not_accepted(make_config, dns, dkim_key):
+    import dkim
+
+    publish(dns, dkim_key)
+    raw = message()
+    signed = dkim.sign(raw, b"sel", DOMAIN.encode(), dkim_key.private, include_headers=[b"from", b"subject"], signature_algorithm=b"rsa-sha1") + raw
+    result = check(signed, envelope(), dns_config(make_config, dns))
+    assert result.dkim == "permerror" and result.dkim_domains == ()
