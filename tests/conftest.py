@@ -44,7 +44,7 @@ BASE_CONFIG = {
     },
     "notifier": {"quiet_period": 120, "tick": 1},
     # Nothing is trusted by default; these tests send staff mail from loopback.
-    "trust": {"trusted_networks": ["127.0.0.0/8", "::1/128"]},
+    "trust": {"trusted_networks": ["127.0.0.0/8", "::1/128"], "ack_unauthenticated": True},
 }
 
 

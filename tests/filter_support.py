@@ -6,6 +6,7 @@ this view is its only input.  Message-IDs are compared without <>.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Iterable, Mapping, Sequence
 
 from postdesk.filter.decision import TicketInfo
@@ -29,11 +30,18 @@ class MemoryKnown:
         ids: Mapping[str, int] | None = None,
         seen: Iterable[str] = (),
         secret: bytes = b"test-secret",
+        sent: Mapping[str, tuple[str, int]] | None = None,
+        opened: Iterable[tuple[str, datetime, bool]] = (),
     ) -> None:
+        """``seen``: message keys, or (key, digest) pairs for one content only;
+        ``sent``: our Message-ID -> (recipient, ticket); ``opened``: (requester,
+        created_at, forged) of earlier tickets, for the new-ticket rate."""
         self.tickets = {t.number: t for t in tickets}
         self.ids = {_strip(k): v for k, v in (ids or {}).items()}
-        self.seen = {_strip(k) for k in seen}
+        self.seen = {(_strip(k), "") if isinstance(k, str) else (_strip(k[0]), k[1]) for k in seen}
         self._secret = secret
+        self.sent = {_strip(k): (v[0].lower(), int(v[1])) for k, v in (sent or {}).items()}
+        self.opened = list(opened)
 
     def ticket(self, number: int) -> TicketInfo | None:
         return self.tickets.get(number)
@@ -41,8 +49,15 @@ class MemoryKnown:
     def ticket_for_message_ids(self, message_ids: Sequence[str]) -> int | None:
         return next((self.ids[_strip(m)] for m in message_ids if _strip(m) in self.ids), None)
 
-    def message_seen(self, message_key: str) -> bool:
-        return _strip(message_key) in self.seen
+    def message_seen(self, message_key: str, digest: str = "") -> bool:
+        key = _strip(message_key)
+        return (key, "") in self.seen or (key, digest) in self.seen or (not digest and any(k == key for k, _d in self.seen))
+
+    def new_tickets_since(self, address: str, since: datetime, include_forged: bool = False) -> int:
+        return sum(1 for a, at, forged in self.opened if a == address.lower() and at >= since and (include_forged or not forged))
+
+    def sent_mail(self, message_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+        return {_strip(m): self.sent[_strip(m)] for m in message_ids if _strip(m) in self.sent}
 
     def secret(self) -> bytes:
         return self._secret
