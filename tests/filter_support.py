@@ -61,3 +61,20 @@ class MemoryKnown:
 
     def secret(self) -> bytes:
         return self._secret
+
+
+def make_draft(raw: bytes | str, config, envelope=None, known=None, auth=None, now: datetime | None = datetime(2026, 1, 1, 12, 0, 0)):
+    """A Draft as ``decide`` starts it, for testing one rule alone."""
+    from postdesk.auth.result import UNCHECKED
+    from postdesk.filter.decision import Envelope
+    from postdesk.filter.draft import Draft
+    from postdesk.filter.parse import parse
+
+    if isinstance(raw, str):
+        raw = raw.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+    envelope = envelope or Envelope("c@cust.org", ("support@example.com",), client_address="203.0.113.9")
+    return Draft.start(parse(raw), envelope, known if known is not None else MemoryKnown(), config, now, auth or UNCHECKED)
+
+
+def headers_only(headers: str, body: str = "x") -> bytes:
+    return (headers.replace("\n", "\r\n") + "\r\n\r\n" + body).encode()
