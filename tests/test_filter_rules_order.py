@@ -12,7 +12,7 @@ DOC = Path(__file__).parent.parent / "docs" / "filter.md"
 
 
 def test_docs_list_the_rules_in_the_declared_order_with_their_files():
-    listed = re.findall(r"^\d+\. \*\*[^*]+\*\* \(`rules/(\w+)\.py`\)", DOC.read_text(encoding="utf-8"), re.MULTILINE)
+    listed = re.findall(r"^\d+\. \*\*[^*]+\*\* \(`rules/(\w+)\.py`", DOC.read_text(encoding="utf-8"), re.MULTILINE)
     assert listed == [name for name, _rule in RULES]
 
 
