@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 from datetime import datetime
 
 import pytest
@@ -399,7 +398,8 @@ def test_garbage_does_not_raise(config):
         assert d.kind in (Kind.NEW, Kind.IGNORE)
 
 
-def test_hostile_mail_is_fast(config):
+def test_hostile_mail_is_decided(config):
+    """Each gets a Decision (speed and the 2 KB rate: bench/filter.py)."""
     raws = [
         mail(subject="Re: " + "x" * 100_000),
         mail(extra="References: " + " ".join(f"<{i}@x>" for i in range(10_000))),
@@ -408,23 +408,9 @@ def test_hostile_mail_is_fast(config):
         mail(body="> " + "z" * 1_000_000),
         mail(frm="(" * 20_000 + " <c@cust.org>"),
     ]
-    started = time.perf_counter()
     for raw in raws:
-        run(raw, config=config)
-    assert time.perf_counter() - started < 5.0
-
-
-def test_throughput_2kb(config):
-    raw = mail(subject="Re: [#1042] Printer", body=("A line of text that is fairly ordinary.\n" * 48))
-    assert 1800 < len(raw) < 2400
-    k = fake_known()
-    e = env()
-    n = 300
-    started = time.perf_counter()
-    for _ in range(n):
-        decide(parse(raw), e, k, config, NOW)
-    rate = n / (time.perf_counter() - started)
-    assert rate > 250, f"{rate:.0f} msg/s"  # goal 500 on one core; slack for loaded CI machines
+        d = run(raw, config=config)
+        assert d.kind in (Kind.NEW, Kind.FOLLOWUP) and d.author == CUSTOMER
 
 
 def test_missing_closing_boundary_flags_truncated(config):
