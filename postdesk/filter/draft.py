@@ -164,8 +164,11 @@ class Draft:
         )
 
     def stop(self, kind: Kind, reason: str, *, flags: Iterable[str] = (), ticket: int | None = None) -> Decision:
-        """A final decision that records nothing (ignore, duplicate, defer)."""
-        return Decision(kind=kind, ticket=ticket, flags=frozenset(flags), reason=reason, **self._base())
+        """A final decision that records nothing (ignore, duplicate, defer), so mails nobody."""
+        return Decision(
+            kind=kind, ticket=ticket, flags=frozenset(flags), reason=reason, public=False, send_ack=False, notify_team=False,
+            **self._base(),
+        )
 
     def finish(self) -> Decision:
         """The Decision after the last rule."""
