@@ -83,6 +83,12 @@ class MemoryKnown:
     def sent_mail(self, message_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
         return {}
 
+    def sent_times(self, address: str, ticket: int, limit: int = 2) -> tuple[datetime, ...]:
+        return ()
+
+    def authored_times(self, address: str, ticket: int, limit: int = 1) -> tuple[datetime, ...]:
+        return ()
+
     def secret(self) -> bytes:
         return SECRET
 

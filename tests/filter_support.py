@@ -32,6 +32,8 @@ class MemoryKnown:
         secret: bytes = b"test-secret",
         sent: Mapping[str, tuple[str, int]] | None = None,
         opened: Iterable[tuple[str, datetime, bool]] = (),
+        sent_at: Mapping[tuple[str, int], Sequence[datetime]] | None = None,
+        authored_at: Mapping[tuple[str, int], Sequence[datetime]] | None = None,
     ) -> None:
         """``seen``: message keys, or (key, digest) pairs for one content only;
         ``sent``: our Message-ID -> (recipient, ticket); ``opened``: (requester,
@@ -42,6 +44,8 @@ class MemoryKnown:
         self._secret = secret
         self.sent = {_strip(k): (v[0].lower(), int(v[1])) for k, v in (sent or {}).items()}
         self.opened = list(opened)
+        self.sent_at = {k: sorted(v, reverse=True) for k, v in (sent_at or {}).items()}
+        self.authored_at = {k: sorted(v, reverse=True) for k, v in (authored_at or {}).items()}
 
     def ticket(self, number: int) -> TicketInfo | None:
         return self.tickets.get(number)
@@ -58,6 +62,12 @@ class MemoryKnown:
 
     def sent_mail(self, message_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
         return {_strip(m): self.sent[_strip(m)] for m in message_ids if _strip(m) in self.sent}
+
+    def sent_times(self, address: str, ticket: int, limit: int = 2) -> tuple[datetime, ...]:
+        return tuple(self.sent_at.get((address.lower(), ticket), ())[:limit])
+
+    def authored_times(self, address: str, ticket: int, limit: int = 1) -> tuple[datetime, ...]:
+        return tuple(self.authored_at.get((address.lower(), ticket), ())[:limit])
 
     def secret(self) -> bytes:
         return self._secret

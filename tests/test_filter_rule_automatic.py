@@ -100,3 +100,29 @@ def test_apply_list_reply_only_loses_the_ack(config):
     d.ticket = 7
     automatic.apply(d)
     assert d.flags == {"list"} and d.public and d.notify_team and not d.send_ack
+
+
+def test_auto_by_behaviour_two_fast_answers_in_a_row(config):
+    from datetime import datetime, timedelta
+
+    from filter_support import MemoryKnown
+
+    now = datetime(2026, 1, 1, 12, 0, 0)
+    s = timedelta(seconds=1)
+    plain = "From: c@cust.org\nSubject: Re: [#7] x\n\nThanks!"
+
+    def decide(sent, authored):
+        known = MemoryKnown(sent_at={("c@cust.org", 7): sent}, authored_at={("c@cust.org", 7): authored})
+        d = make_draft(plain, config, known=known, now=now)
+        d.ticket = 7
+        automatic.apply(d)
+        return d.flags
+
+    # our update 5 s ago and 200 s before, their previous answer 4 s after that one: a machine
+    assert decide([now - 5 * s, now - 200 * s], [now - 196 * s]) == {"auto"}
+    # only once fast: a person may
+    assert decide([now - 5 * s, now - 200 * s], [now - 100 * s]) == set()
+    # slow now
+    assert decide([now - 300 * s, now - 600 * s], [now - 596 * s]) == set()
+    # first mail we ever sent them
+    assert decide([now - 5 * s], []) == set()

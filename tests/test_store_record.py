@@ -449,7 +449,7 @@ def test_known_view_new_tickets_and_sent_mail(store, cfg):
     with store.engine.begin() as conn:
         conn.execute(
             Outbox.__table__.update().where(Outbox.kind == "ack", Outbox.recipient == "carol@customer.org"),
-            {"state": "sent", "message_id": "pd.1.aa.bb@example.com"},
+            {"state": "sent", "message_id": "pd.1.aa.bb@example.com", "sent_at": T0 + timedelta(minutes=51)},
         )
     with store.engine.connect() as conn:
         known = KnownView(conn, store.secret)
@@ -459,5 +459,9 @@ def test_known_view_new_tickets_and_sent_mail(store, cfg):
         assert known.new_tickets_since("nobody@customer.org", T0) == 0
         assert known.sent_mail(["<pd.1.aa.bb@example.com>", "other@x"]) == {"pd.1.aa.bb@example.com": ("carol@customer.org", n)}
         assert known.sent_mail([]) == {}
+        assert known.sent_times("carol@customer.org", n) == (T0 + timedelta(minutes=51),)
+        assert known.sent_times("alice@customer.org", n) == ()
+        assert known.authored_times("Carol@customer.org", n) == (T0 + timedelta(minutes=50),)
+        assert known.authored_times("carol@customer.org", n + 1) == ()
         key = store.show_ticket(n)["actions"][0]["message_id"]
         assert known.message_seen(key) and not known.message_seen(key, "0" * 64)

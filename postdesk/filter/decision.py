@@ -119,6 +119,14 @@ class Known(Protocol):
         """Of these Message-IDs, the ones we sent: id (without <>) -> (recipient, ticket number)."""
         ...
 
+    def sent_times(self, address: str, ticket: int, limit: int = 2) -> tuple[datetime, ...]:
+        """When we last sent mail about ``ticket`` to ``address``, newest first."""
+        ...
+
+    def authored_times(self, address: str, ticket: int, limit: int = 1) -> tuple[datetime, ...]:
+        """When ``address``'s last messages on ``ticket`` were recorded, newest first."""
+        ...
+
     def secret(self) -> bytes:
         """Key of the HMAC token in our own Message-IDs (see postdesk.msgid)."""
         ...

@@ -48,6 +48,21 @@ _OPENED = (
     .where(_PE.c.address == bindparam("address"), _T.c.created_at >= bindparam("since"))
 )
 _OPENED_GENUINE = _OPENED.where(~_FORGED)
+_SENT_TIMES = (
+    select(_O.c.sent_at)
+    .join(_T, _T.c.id == _O.c.ticket_id)
+    .where(_T.c.number == bindparam("number"), _O.c.recipient == bindparam("address"), _O.c.state == "sent", _O.c.sent_at.is_not(None))
+    .order_by(_O.c.sent_at.desc())
+    .limit(bindparam("limit"))
+)
+_AUTHORED_TIMES = (
+    select(_A.c.created_at)
+    .join(_T, _T.c.id == _A.c.ticket_id)
+    .join(_PE, _PE.c.id == _A.c.author_id)
+    .where(_T.c.number == bindparam("number"), _PE.c.address == bindparam("address"), _A.c.kind == "message")
+    .order_by(_A.c.created_at.desc())
+    .limit(bindparam("limit"))
+)
 _SENT = (
     select(_O.c.message_id, _O.c.recipient, _T.c.number)
     .join(_T, _T.c.id == _O.c.ticket_id)
@@ -100,6 +115,14 @@ class KnownView:
         # The outbox keeps the id as the notifier wrote it; look both forms up.
         ids = bare + [f"<{m}>" for m in bare]
         return {mid.strip("<>"): (recipient.lower(), number) for mid, recipient, number in self._conn.execute(_SENT, {"ids": ids})}
+
+    def sent_times(self, address: str, ticket: int, limit: int = 2) -> tuple[datetime, ...]:
+        rows = self._conn.execute(_SENT_TIMES, {"number": ticket, "address": address.lower(), "limit": limit}).scalars()
+        return tuple(rows)
+
+    def authored_times(self, address: str, ticket: int, limit: int = 1) -> tuple[datetime, ...]:
+        rows = self._conn.execute(_AUTHORED_TIMES, {"number": ticket, "address": address.lower(), "limit": limit}).scalars()
+        return tuple(rows)
 
     def secret(self) -> bytes:
         return self._secret()

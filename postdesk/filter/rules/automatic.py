@@ -7,7 +7,11 @@ None of it is ever acknowledged (RFC 3834 section 2).
   ``X-Autoreply`` / ``X-Autorespond`` markers of autoresponders; and,
   because many autoresponders set none of these, a subject that starts the
   way out-of-office and automatic replies do in the languages our customers
-  write (``AUTO_SUBJECTS``).  A machine wrote it: on an existing ticket the
+  write (``AUTO_SUBJECTS``); or by behaviour: a reply that came within
+  ``AUTO_SECONDS`` of the last mail we sent its author about the ticket,
+  when their previous message had also answered our mail before it that
+  fast (no person answers twice in a row within seconds; an auto-responder
+  does every time).  A machine wrote it: on an existing ticket the
   action is private, the team is not alerted, and it adds nobody (two
   auto-responders on one ticket would otherwise answer each other's updates
   forever).
@@ -24,6 +28,7 @@ acknowledgement and nothing else.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from postdesk.filter import headers as hdr
 from postdesk.filter.decision import Decision, Kind
@@ -75,6 +80,25 @@ _AUTO_SUBJECT = re.compile(
 )
 
 
+# How fast an auto-responder answers: our mail is handed to the local
+# Postfix, delivered, answered and sent back within seconds; a person reading
+# and writing takes longer than this, and not twice in a row.
+AUTO_SECONDS = 30
+
+
+def answers_like_a_machine(d: Draft) -> bool:
+    """This reply and the author's previous one each came within AUTO_SECONDS
+    of the mail we had just sent them about this ticket."""
+    if d.ticket is None or d.now is None or not d.author:
+        return False
+    fast = timedelta(seconds=AUTO_SECONDS)
+    sent = d.known.sent_times(d.author, d.ticket, 2)
+    if len(sent) < 2 or not (timedelta(0) <= d.now - sent[0] <= fast):
+        return False
+    before = d.known.authored_times(d.author, d.ticket, 1)
+    return bool(before) and sent[1] <= before[0] < sent[0] and before[0] - sent[1] <= fast
+
+
 def _first_word(raw: str) -> str:
     """The keyword of Auto-Submitted/Precedence, without parameters or comments (RFC 3834 5.1 allows CFWS)."""
     m = _KEYWORD.match(hdr.decode_header(raw))
@@ -112,7 +136,7 @@ def is_bulk(parsed: Parsed) -> bool:
 
 
 def apply(d: Draft) -> Decision | None:
-    auto = is_auto(d.parsed) or is_auto_subject(d.headers.original_subject)
+    auto = is_auto(d.parsed) or is_auto_subject(d.headers.original_subject) or answers_like_a_machine(d)
     if auto:
         d.flags.add("auto")
     if is_list(d.parsed):
