@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from postdesk.auth import authenticate
 from postdesk.config import Config
 from postdesk.filter import decide, parse
-from postdesk.filter.decision import Decision, Envelope, Kind
+from postdesk.filter.decision import Envelope, Kind
 from postdesk.outcomes import Outcome, Result
 
 log = logging.getLogger("postdesk")

@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from postdesk.auth.result import AuthResult
 from postdesk.config import Config
@@ -25,6 +25,9 @@ from postdesk.filter import headers as hdr
 from postdesk.filter import thread as threadmod
 from postdesk.filter.decision import Attachment, Decision, Envelope, Kind, Known
 from postdesk.filter.parse import Parsed
+
+if TYPE_CHECKING:
+    from postdesk.filter.rules.trust import Trust
 
 MAX_KEY = 990  # message_ids.key is VARCHAR(998); a longer "Message-ID" is no identity
 
@@ -143,9 +146,9 @@ class Draft:
         return content_digest(h.author, h.original_subject, self.parsed.body_sha256, self.auth.refuted)
 
     @cached_property
-    def trust(self) -> Any:
-        """Is the author staff, and by what proof (rules/trust.py)."""
-        from postdesk.filter.rules.trust import staff_proof
+    def trust(self) -> Trust:
+        """Is the author staff, and by what proof (rules/trust.py; read early by rule "recipients")."""
+        from postdesk.filter.rules.trust import staff_proof  # the rules import this module
 
         return staff_proof(self.author, self.envelope, self.config, self.auth)
 
