@@ -73,7 +73,7 @@ def is_report(parsed: Parsed) -> bool:
         payload = msg.get_payload()
         if not isinstance(payload, list):
             return False
-        return any(part.get_content_type() in REPORT_PARTS for part in payload[:20])
+        return any(isinstance(part, Message) and part.get_content_type() in REPORT_PARTS for part in payload[:20])
     except Exception:
         return False
 
