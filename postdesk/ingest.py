@@ -62,6 +62,9 @@ def log_result(envelope: Envelope, result: Result, started: float, *, msgid: str
         fields.append("flags=" + ",".join(sorted(d.flags)))
     if d and d.kind in (Kind.NEW, Kind.FOLLOWUP):
         fields.append(f"attachments={len(d.attachments)}")
+    if d and d.auth.source != "none":
+        # Only when the mail was checked: "auth=spf:pass,dkim:none,dmarc:pass".
+        fields.append(f"auth={d.auth.summary()}")
     reason = result.reason or (d.reason if d else "")
     if reason:
         fields.append(f'reason="{reason}"')

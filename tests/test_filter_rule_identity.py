@@ -39,3 +39,21 @@ def test_proven_staff_are_left_alone(config):
     d.staff = True
     identity.apply(d)
     assert not d.flags and d.public
+
+
+def test_the_log_line_carries_the_verdict_of_checked_mail(config, caplog):
+    import logging
+    import time
+
+    from postdesk.filter.decision import Decision, Envelope, Kind
+    from postdesk.ingest import log_result
+    from postdesk.outcomes import Outcome, Result
+
+    env = Envelope("c@cust.org", ("support@example.com",), queue_id="Q1")
+    checked = Decision(kind=Kind.NEW, message_key="k", auth=AuthResult(spf="pass", dmarc="fail", source="local"), flags=frozenset({"forged"}))
+    with caplog.at_level(logging.INFO, logger="postdesk"):
+        log_result(env, Result(Outcome.CREATED, ticket=1000, decision=checked), time.monotonic())
+        log_result(env, Result(Outcome.CREATED, ticket=1001, decision=Decision(kind=Kind.NEW, message_key="k")), time.monotonic())
+    first, second = [r.getMessage() for r in caplog.records]
+    assert "flags=forged" in first and "auth=spf:pass,dkim:none,dmarc:fail" in first
+    assert "auth=" not in second
