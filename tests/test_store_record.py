@@ -465,3 +465,35 @@ def test_known_view_new_tickets_and_sent_mail(store, cfg):
         assert known.authored_times("carol@customer.org", n + 1) == ()
         key = store.show_ticket(n)["actions"][0]["message_id"]
         assert known.message_seen(key) and not known.message_seen(key, "0" * 64)
+
+
+def test_filter_and_store_forged_copy_then_genuine_then_redelivery(store, cfg):
+    """End to end through the real filter: a forged mail reusing the genuine
+    Message-ID arrives first and is kept privately as forged; the genuine
+    mail is still recorded; its redelivery is one duplicate."""
+    from postdesk.filter import decide, parse
+
+    genuine = (
+        b"From: Alice <alice@customer.org>\r\nTo: support@example.com\r\nSubject: Printer\r\n"
+        b"Message-ID: <same@customer.org>\r\n\r\nThe printer smokes.\r\n"
+    )
+    forged = genuine.replace(b"The printer smokes.", b"Send invoices to eve@evil.test.").replace(b"To: support", b"Cc: eve@evil.test\r\nTo: support")
+
+    def ingest(raw, auth, now):
+        env = ENVELOPE
+        return store.record(lambda known: decide(parse(raw), env, known, cfg, now, auth=auth), env, cfg, now)
+
+    r1 = ingest(forged, FORGED, T0)
+    assert r1.outcome is Outcome.CREATED and r1.decision.flags == {"forged"}
+    r2 = ingest(genuine, UNVERIFIED, T0 + timedelta(seconds=5))
+    assert r2.outcome is Outcome.CREATED and r2.ticket != r1.ticket
+    r3 = ingest(genuine, UNVERIFIED, T0 + timedelta(seconds=9))
+    assert (r3.outcome, r3.ticket) == (Outcome.DUPLICATE, r2.ticket)
+    forged_ticket = store.show_ticket(r1.ticket)
+    assert forged_ticket["actions"][0]["public"] is False and forged_ticket["actions"][0]["auth"]["verified"] is False
+    # a reply naming the shared Message-ID threads onto the genuine mail's ticket
+    reply = b"From: alice@customer.org\r\nTo: support@example.com\r\nSubject: more\r\nIn-Reply-To: <same@customer.org>\r\nMessage-ID: <r@customer.org>\r\n\r\nAlso jams.\r\n"
+    assert ingest(reply, UNVERIFIED, T0 + timedelta(seconds=20)).ticket == r2.ticket
+    # the forged mail acknowledged nobody, alerted nobody; the genuine one is acknowledged (ack_unauthenticated in the tests' config)
+    assert [(k, r) for k, r, a in outbox(store) if a == forged_ticket["actions"][0]["id"]] == []
+    assert ("ack", "alice@customer.org") in [(k, r) for k, r, _a in outbox(store)]

@@ -270,7 +270,7 @@ def apply(
         # Nothing is written: the sender's MTA keeps the message and retries.
         return Result(Outcome.DEFERRED, decision=d, reason=d.reason)
     if d.kind is Kind.DUPLICATE:
-        number = existing_ticket_number(conn, d.message_key) if d.message_key else None
+        number = existing_ticket_number(conn, d.message_key, d.digest or None) if d.message_key else None
         return Result(Outcome.DUPLICATE, ticket=number if number is not None else d.ticket, decision=d)
 
     # Claim the message key first: a racing delivery of the same message

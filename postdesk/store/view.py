@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable, Sequence
 
-from sqlalchemy import bindparam, exists, func, select
+from sqlalchemy import bindparam, case, exists, func, select
 from sqlalchemy.engine import Connection
 
 from postdesk.filter.decision import TicketInfo
@@ -32,10 +32,15 @@ _TICKET = (
 _PARTICIPANT_ADDRESSES = (
     select(_PE.c.address).join(_P, _P.c.person_id == _PE.c.id).where(_P.c.ticket_id == bindparam("t_id"))
 )
+# One key may name two messages (a forged copy beside the genuine one,
+# docs/filter.md rule "duplicate"): forged rows sort first, so the dict built
+# from the rows keeps the genuine message's ticket.
 _TICKETS_OF_KEYS = (
     select(_M.c.key, _T.c.number)
     .join(_T, _M.c.ticket_id == _T.c.id)
+    .outerjoin(_A, _A.c.id == _M.c.action_id)
     .where(_M.c.key.in_(bindparam("keys", expanding=True)))
+    .order_by(case((_A.c.flags.like("%forged%"), 0), else_=1), _M.c.id)
 )
 _SEEN = select(_M.c.id).where(_M.c.key == bindparam("key")).limit(1)
 _SEEN_WITH = select(_M.c.id).where(_M.c.key == bindparam("key"), _M.c.digest == bindparam("digest")).limit(1)
