@@ -24,6 +24,7 @@ setup(
         "pyspf>=2.0.14",
         "authres>=1.2",
         "publicsuffixlist>=1.0",
+        "flufl.bounce>=4.0",  # non-standard bounce formats (postdesk.filter.rules.bounce)
     ],
     extras_require={
         "pg": ["psycopg[binary]>=3.1"],

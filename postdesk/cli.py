@@ -484,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) and e.code != 1 else EX_USAGE
 
     if getattr(args, "filter", False):
-        from postdesk.filter import pipe
+        from postdesk import pipe
 
         return _exit_status(pipe.run(args, args.config))
 

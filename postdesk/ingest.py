@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from postdesk.auth import authenticate
 from postdesk.config import Config
 from postdesk.filter import decide, parse
-from postdesk.filter.decision import Decision, Envelope, Kind
+from postdesk.filter.decision import Envelope, Kind
 from postdesk.outcomes import Outcome, Result
 
 log = logging.getLogger("postdesk")
@@ -62,8 +62,8 @@ def log_result(envelope: Envelope, result: Result, started: float, *, msgid: str
         fields.append("flags=" + ",".join(sorted(d.flags)))
     if d and d.kind in (Kind.NEW, Kind.FOLLOWUP):
         fields.append(f"attachments={len(d.attachments)}")
-    if d and result.outcome in (Outcome.CREATED, Outcome.UPDATED):
-        # Who really wrote it (SPF, DKIM, DMARC in RFC 8601 words), see postdesk.auth.
+    if d and result.outcome in (Outcome.CREATED, Outcome.UPDATED) and d.auth.source != "none":
+        # Who really wrote it, when it was checked: "auth=spf:pass,dkim:none,dmarc:pass" (postdesk.auth).
         fields.append(f"auth={d.auth.summary()}")
     reason = result.reason or (d.reason if d else "")
     if reason:

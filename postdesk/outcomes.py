@@ -1,6 +1,6 @@
 """One table from an ingest outcome to the milter's reply and the pipe's exit.
 
-Both adapters (``postdesk.milter`` and ``postdesk.filter.pipe``) look their
+Both adapters (``postdesk.milter`` and ``postdesk.pipe``) look their
 answer up here, so SMTP-time and after-queue deployments cannot disagree on
 what is retried and what is refused.
 
@@ -34,6 +34,7 @@ class Outcome(enum.Enum):
     IGNORED = "ignored"  # deliberately not recorded (loop, our own mail)
     REJECTED = "rejected"  # permanent refusal (too big, unreadable)
     TEMPFAIL = "tempfail"  # could not record now: try again later
+    DEFERRED = "deferred"  # not now by policy (a sender's new-ticket rate): try again later
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ ANSWERS: dict[Outcome, Answer] = {
     Outcome.IGNORED: Answer("accept", "", "2.0.0", EX_OK),
     Outcome.REJECTED: Answer("reject", "554", "5.6.0", EX_DATAERR),
     Outcome.TEMPFAIL: Answer("tempfail", "451", "4.3.0", EX_TEMPFAIL),
+    # RFC 3463 X.7.1 "delivery not authorized": this sender may not open
+    # more tickets now; 451 so the sender's MTA retries later (RFC 5321 4.2.1).
+    Outcome.DEFERRED: Answer("tempfail", "451", "4.7.1", EX_TEMPFAIL),
 }
 
 # A message over [limits] max_message_bytes: RFC 5321 552, RFC 3463 5.3.4.

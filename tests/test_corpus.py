@@ -41,6 +41,7 @@ from pathlib import Path
 import pytest
 
 from filter_support import MemoryKnown, ticket_info
+from postdesk.auth.result import UNCHECKED, AuthResult
 from postdesk.filter.decision import Decision, Envelope, Kind
 
 MAIL_DIR = Path(__file__).parent / "data" / "mail"
@@ -50,14 +51,22 @@ NOW = datetime(2026, 11, 28, 0, 30, 0)
 MSGID_TEMPLATE = re.compile(rb"\{\{msgid:(\d+)\}\}")
 
 
-def corpus_known(block: dict | None = None) -> MemoryKnown:
-    """The filter's read-only view of the store, built from a JSON "known" block."""
+def corpus_known(block: dict | None = None, made: dict[int, list[str]] | None = None) -> MemoryKnown:
+    """The filter's read-only view of the store, built from a JSON "known" block.
+
+    ``"sent_to": {"N": "address"}`` says our mails about ticket N (every
+    ``{{msgid:N}}`` of the .eml, listed in ``made``) went to that address."""
     block = block or {}
     tickets = [
         ticket_info(int(t["number"]), t["requester"], t.get("participants", ()), t.get("status", "open"))
         for t in block.get("tickets", [])
     ]
-    return MemoryKnown(tickets, {k: int(v) for k, v in block.get("message_ids", {}).items()}, block.get("seen", []), SECRET)
+    sent = {
+        mid: (address, int(number))
+        for number, address in block.get("sent_to", {}).items()
+        for mid in (made or {}).get(int(number), [])
+    }
+    return MemoryKnown(tickets, {k: int(v) for k, v in block.get("message_ids", {}).items()}, block.get("seen", []), SECRET, sent)
 
 
 def _load(eml: Path) -> tuple[bytes, dict]:
@@ -65,11 +74,29 @@ def _load(eml: Path) -> tuple[bytes, dict]:
     assert spec_path.exists(), f"{eml.name} has no expected-result file {spec_path.name}"
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     raw = eml.read_bytes()
+    made: dict[int, list[str]] = {}
     if MSGID_TEMPLATE.search(raw):
         from postdesk.msgid import make_message_id
 
-        raw = MSGID_TEMPLATE.sub(lambda m: make_message_id(int(m.group(1)), SECRET, "example.com").encode(), raw)
+        def ours(m: re.Match) -> bytes:
+            number = int(m.group(1))
+            mid = make_message_id(number, SECRET, "example.com")
+            made.setdefault(number, []).append(mid)
+            return mid.encode()
+
+        raw = MSGID_TEMPLATE.sub(ours, raw)
+    spec["_made"] = made
     return raw, spec
+
+
+def _auth(block: dict | None) -> AuthResult:
+    """An "auth" block: AuthResult fields, e.g. {"spf": "fail", "source": "local"}."""
+    if not block:
+        return UNCHECKED
+    block = dict(block)
+    if "dkim_domains" in block:
+        block["dkim_domains"] = tuple(block["dkim_domains"])
+    return AuthResult(**block)
 
 
 def _envelope(block: dict) -> Envelope:
@@ -82,11 +109,11 @@ def _envelope(block: dict) -> Envelope:
     )
 
 
-def _run(raw: bytes, envelope: Envelope, known: CorpusKnown, config) -> Decision:
+def _run(raw: bytes, envelope: Envelope, known: MemoryKnown, config, auth: AuthResult = UNCHECKED) -> Decision:
     from postdesk import filter as pdfilter
 
     parsed = pdfilter.parse(raw)
-    decision = pdfilter.decide(parsed, envelope, known, config, NOW)
+    decision = pdfilter.decide(parsed, envelope, known, config, NOW, auth=auth)
     assert isinstance(decision, Decision)
     return decision
 
@@ -99,15 +126,16 @@ def test_corpus_is_complete():
     assert len(emls) >= 45
     for path in MAIL_DIR.glob("*.json"):
         spec = json.loads(path.read_text(encoding="utf-8"))
-        assert set(spec) <= {"envelope", "known", "expect", "comment"}, path.name
+        assert set(spec) <= {"envelope", "known", "expect", "comment", "auth", "config"}, path.name
         assert spec.get("expect", {}).get("kind") in {k.value for k in Kind}, f"{path.name}: expect.kind"
 
 
 @pytest.mark.parametrize("eml", MAILS, ids=[p.stem for p in MAILS])
-def test_mail(eml: Path, config):
+def test_mail(eml: Path, make_config):
     raw, spec = _load(eml)
-    known = corpus_known(spec.get("known"))
-    d = _run(raw, _envelope(spec["envelope"]), known, config)
+    known = corpus_known(spec.get("known"), spec["_made"])
+    config = make_config(**spec.get("config", {}))
+    d = _run(raw, _envelope(spec["envelope"]), known, config, _auth(spec.get("auth")))
     expect = spec["expect"]
     problems: list[str] = []
 
@@ -173,7 +201,7 @@ def test_mail(eml: Path, config):
 
 # Envelopes every mail is also run through, for the invariants only.
 OTHER_ENVELOPES = {
-    "staff-sasl": Envelope("bob@example.com", ("support@example.com",), client_address="203.0.113.50", sasl_username="bob"),
+    "staff-sasl": Envelope("bob@example.com", ("support@example.com",), client_address="203.0.113.50", sasl_username="bob@example.com"),
     "trusted-net": Envelope("bob@example.com", ("support@example.com",), client_address="127.0.0.1"),
     "null-sender": Envelope("", ("support@example.com",), client_address="198.51.100.25"),
     "no-system-rcpt": Envelope("bob@example.com", ("alice@customer.example",), client_address="::1", sasl_username="bob@example.com"),
@@ -214,7 +242,7 @@ def test_invariants(eml: Path, config):
     for known_name, known_block in (("own", spec.get("known")), ("empty", None)):
         for env_name, envelope in envelopes.items():
             where = f"{eml.name} envelope={env_name} known={known_name}"
-            d = pdfilter.decide(parsed, envelope, corpus_known(known_block), config, NOW)
+            d = pdfilter.decide(parsed, envelope, corpus_known(known_block, spec["_made"]), config, NOW)
             assert isinstance(d, Decision), where
             _assert_safe(d, where)
 
@@ -227,5 +255,5 @@ def test_truncated_input_never_raises(eml: Path, config):
     raw, spec = _load(eml)
     envelope = _envelope(spec["envelope"])
     for cut in sorted({len(raw) // 7, len(raw) // 3, len(raw) // 2, len(raw) - 3}):
-        d = pdfilter.decide(pdfilter.parse(raw[:cut]), envelope, corpus_known(spec.get("known")), config, NOW)
+        d = pdfilter.decide(pdfilter.parse(raw[:cut]), envelope, corpus_known(spec.get("known"), spec["_made"]), config, NOW)
         _assert_safe(d, f"{eml.name} cut at {cut}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 
 import pytest
 
@@ -69,7 +68,8 @@ def test_folded_and_encoded_subject():
     assert p.header("subject") == "Café crème"
 
 
-def test_hostile_sizes_parse_fast():
+def test_hostile_sizes_parse():
+    """Each parses to a message (speed: bench/filter.py)."""
     raws = [
         b"Subject: " + b"a" * 100_000 + b"\r\nFrom: x@y\r\n\r\nbody",
         b"Subject: x\r\n" + b"X-Junk: y\r\n" * 10_000 + b"\r\nbody",
@@ -81,14 +81,13 @@ def test_hostile_sizes_parse_fast():
         + b"=?utf-8?q?a?=" * 8_000
         + b"\"\r\n\r\nx\r\n--b--\r\n",
     ]
-    started = time.perf_counter()
     for raw in raws:
         p = parse(raw)
-        p.header("subject")
+        assert p.size == len(raw)
+        assert isinstance(p.header("subject"), str)
         for part in p.message.walk():
-            part.get_content_type()
+            assert part.get_content_type()
             part.get_filename()
-    assert time.perf_counter() - started < 2.0
 
 
 def test_policy_is_policy_default_with_guards():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 from datetime import datetime
 
 import pytest
@@ -19,11 +18,11 @@ CUSTOMER = "c@cust.org"
 OUTSIDE_IP = "203.0.113.9"
 
 
-def fake_known(tickets=None, ids=None, seen=()) -> MemoryKnown:
+def fake_known(tickets=None, ids=None, seen=(), sent=None) -> MemoryKnown:
     """By default ticket 1042, opened by CUSTOMER with a colleague on it."""
     tickets = tickets or {1042: (CUSTOMER, {CUSTOMER, "colleague@cust.org"})}
     infos = [ticket_info(n, requester, participants) for n, (requester, participants) in tickets.items()]
-    return MemoryKnown(infos, ids, seen, SECRET)
+    return MemoryKnown(infos, ids, seen, SECRET, sent)
 
 
 def mail(subject="Printer broken", frm=CUSTOMER, to="support@example.com", body="It smokes.", extra="", msgid="m1@cust.org") -> bytes:
@@ -114,7 +113,7 @@ def test_rule2_no_system_address_ignored(config):
 
 def test_rule2_direct_staff_followup(config):
     raw = mail(subject="Re: [#1042] Printer", frm="Alice <alice@example.com>", to="c@cust.org", extra="Cc: boss@cust.org")
-    d = run(raw, env(sender="alice@example.com", recipients=("C@cust.org", "boss@cust.org"), sasl="alice"), config=config)
+    d = run(raw, env(sender="alice@example.com", recipients=("C@cust.org", "boss@cust.org"), sasl="alice@example.com"), config=config)
     assert d.kind is Kind.FOLLOWUP and d.ticket == 1042
     assert {"direct", "staff"} <= d.flags
     assert d.cc == ("c@cust.org", "boss@cust.org")
@@ -128,7 +127,7 @@ def test_rule2_direct_needs_sasl_and_known_tag(config):
     assert d.kind is Kind.IGNORE
     # SASL but unknown ticket
     raw = mail(subject="Re: [#777] Printer", frm="alice@example.com", to="c@cust.org")
-    d = run(raw, env(sender="alice@example.com", recipients=("c@cust.org",), sasl="alice"), config=config)
+    d = run(raw, env(sender="alice@example.com", recipients=("c@cust.org",), sasl="alice@example.com"), config=config)
     assert d.kind is Kind.IGNORE
 
 
@@ -297,7 +296,7 @@ def test_rule8_bottom_posted_command_counts_quoted_one_does_not(config):
     quote = "On Mon, 1 Jan 2026 at 10:00, Support <support@example.com> wrote:\n> Closing this? [closed]\n> old text\n"
     body = quote + "\nInternal: customer is on the old firmware. [pvt]\n\n-- \nAlice\n"
     raw = mail(subject="Re: [#1042] x", frm="alice@example.com", body=body)
-    d = run(raw, env(sender="alice@example.com", sasl="alice"), config=config)
+    d = run(raw, env(sender="alice@example.com", sasl="alice@example.com"), config=config)
     assert d.new_text == "Internal: customer is on the old firmware. [pvt]"
     assert "pvt" in d.flags and not d.public
     assert "closed" not in d.flags and not d.close
@@ -322,7 +321,7 @@ def test_rule8_customer_commands_ignored(config):
 
 def test_rule8_quoted_command_does_not_count(config):
     raw = mail(subject="Re: [#1042] x", frm="alice@example.com", body="Thanks.\n\nOn Mon, Bob <b@x> wrote:\n> [closed]")
-    d = run(raw, env(sender="alice@example.com", sasl="alice"), config=config)
+    d = run(raw, env(sender="alice@example.com", sasl="alice@example.com"), config=config)
     assert not d.close
 
 
@@ -339,10 +338,23 @@ def test_rule9_participant_is_not_stranger(config):
     assert "stranger" not in d.flags and d.public
 
 
-def test_rule9_reference_to_our_message_id_is_not_stranger(config):
+def test_rule9_reference_to_our_message_id_sent_to_the_author_is_not_stranger(config):
     mid = make_message_id(1042, SECRET, "example.com")
-    d = run(mail(subject="Re: [#1042] x", frm="new@else.org", extra=f"References: <{mid}>"), env(sender="new@else.org"), config=config)
+    known = fake_known(sent={mid: ("new@else.org", 1042)})
+    d = run(mail(subject="Re: [#1042] x", frm="new@else.org", extra=f"References: <{mid}>"), env(sender="new@else.org"), known, config=config)
     assert "stranger" not in d.flags and d.public
+
+
+def test_rule9_our_message_id_sent_to_someone_else_is_still_a_stranger(config):
+    """A forwarded acknowledgement or update carries our Message-ID; it
+    authorises only the address we sent it to."""
+    mid = make_message_id(1042, SECRET, "example.com")
+    known = fake_known(sent={mid: (CUSTOMER, 1042)})
+    d = run(mail(subject="Re: [#1042] x", frm="new@else.org", extra=f"References: <{mid}>"), env(sender="new@else.org"), known, config=config)
+    assert "stranger" in d.flags and not d.public
+    # an HMAC id we have no outbox row for authorises nobody either
+    d = run(mail(subject="Re: x", frm="new@else.org", extra=f"In-Reply-To: <{mid}>"), env(sender="new@else.org"), config=config)
+    assert d.ticket == 1042 and "stranger" in d.flags
 
 
 # --- rule 10: notify_team -----------------------------------------------------
@@ -351,7 +363,7 @@ def test_rule9_reference_to_our_message_id_is_not_stranger(config):
 def test_rule10_notify_team(config):
     assert run(mail(), config=config).notify_team  # NEW
     assert run(mail(subject="Re: [#1042] x"), config=config).notify_team  # customer follow-up
-    staff = run(mail(subject="Re: [#1042] x", frm="alice@example.com"), env(sender="alice@example.com", sasl="alice"), config=config)
+    staff = run(mail(subject="Re: [#1042] x", frm="alice@example.com"), env(sender="alice@example.com", sasl="alice@example.com"), config=config)
     assert not staff.notify_team
 
 
@@ -386,7 +398,8 @@ def test_garbage_does_not_raise(config):
         assert d.kind in (Kind.NEW, Kind.IGNORE)
 
 
-def test_hostile_mail_is_fast(config):
+def test_hostile_mail_is_decided(config):
+    """Each gets a Decision (speed and the 2 KB rate: bench/filter.py)."""
     raws = [
         mail(subject="Re: " + "x" * 100_000),
         mail(extra="References: " + " ".join(f"<{i}@x>" for i in range(10_000))),
@@ -395,23 +408,9 @@ def test_hostile_mail_is_fast(config):
         mail(body="> " + "z" * 1_000_000),
         mail(frm="(" * 20_000 + " <c@cust.org>"),
     ]
-    started = time.perf_counter()
     for raw in raws:
-        run(raw, config=config)
-    assert time.perf_counter() - started < 5.0
-
-
-def test_throughput_2kb(config):
-    raw = mail(subject="Re: [#1042] Printer", body=("A line of text that is fairly ordinary.\n" * 48))
-    assert 1800 < len(raw) < 2400
-    k = fake_known()
-    e = env()
-    n = 300
-    started = time.perf_counter()
-    for _ in range(n):
-        decide(parse(raw), e, k, config, NOW)
-    rate = n / (time.perf_counter() - started)
-    assert rate > 250, f"{rate:.0f} msg/s"  # goal 500 on one core; slack for loaded CI machines
+        d = run(raw, config=config)
+        assert d.kind in (Kind.NEW, Kind.FOLLOWUP) and d.author == CUSTOMER
 
 
 def test_missing_closing_boundary_flags_truncated(config):

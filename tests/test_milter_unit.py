@@ -264,11 +264,11 @@ def test_authenticated_staff_direct_reply_is_recorded_untouched(config):
     ingest = FakeIngest(FakeResult(Outcome.UPDATED, ticket=1042))
     rc, ctx = drive(
         config, ingest, message(b"Re: [#1042] Printer on fire"), sender="alice@example.com",
-        rcpts=("customer@example.org",), macros={"{auth_authen}": "alice"},
+        rcpts=("customer@example.org",), macros={"{auth_authen}": "alice@example.com"},
     )
     assert rc == Milter.ACCEPT
     (raw, env), = ingest.calls
-    assert env.sasl_username == "alice" and env.recipients == ("customer@example.org",)
+    assert env.sasl_username == "alice@example.com" and env.recipients == ("customer@example.org",)
     assert not ctx._headerschanged  # mail to the customer leaves as written
 
 
@@ -388,7 +388,7 @@ def test_oversize_staff_mail_is_let_through_unrecorded(make_config):
     config = make_config(limits={"max_message_bytes": 2048})
     ingest = FakeIngest()
     rc, ctx = drive(config, ingest, message(b"Re: [#5] big", body=b"z" * 5000 + b"\n"), sender="alice@example.com",
-                    rcpts=("customer@example.org",), macros={"{auth_authen}": "alice"})
+                    rcpts=("customer@example.org",), macros={"{auth_authen}": "alice@example.com"})
     assert rc == Milter.ACCEPT and ingest.calls == [] and ctx._reply is None
 
 
@@ -461,7 +461,7 @@ def test_real_ingest_new_ticket_then_staff_direct_reply(real_config, real_store)
 
     reply = (b"From: Alice <alice@example.com>\nTo: customer@example.org\nMessage-ID: <r1@example.com>\n"
              b"Subject: Re: [#1000] Drucker brennt\n\nWe are on it.\n")
-    rc, ctx = feed(reply, "alice@example.com", ("customer@example.org",), {"{auth_authen}": "alice"})
+    rc, ctx = feed(reply, "alice@example.com", ("customer@example.org",), {"{auth_authen}": "alice@example.com"})
     assert rc == Milter.ACCEPT
     assert not ctx._headerschanged  # the customer's copy leaves as written
     ticket = real_store.show_ticket(1000)
@@ -478,3 +478,61 @@ def uuid_hex() -> str:
     import uuid
 
     return uuid.uuid4().hex[:10].upper()
+
+
+def test_deferred_outcome_answers_451_4_7_1_with_the_reason(config):
+    reason = "too many new tickets from customer@example.org, try again later"
+    rc, ctx = drive(config, FakeIngest(FakeResult(Outcome.DEFERRED, reason=reason)), message())
+    assert rc == Milter.TEMPFAIL
+    assert ctx._reply[:2] == ("451", "4.7.1")
+    assert "too many new tickets" in ctx._reply[2]
+    assert not ctx._headerschanged
+
+
+def test_real_ingest_new_ticket_rate_per_sender(make_config, store_url):
+    """[limits] new_tickets_per_sender: the third new ticket within the window
+    is answered 451 4.7.1 and recorded nowhere; a follow-up still goes in,
+    and another sender is not affected."""
+    from postdesk.ingest import ingest
+    from postdesk.store import Store
+
+    config = make_config(store_url=store_url, limits={"new_tickets_per_sender": 2, "new_ticket_window": 3600})
+    store = Store.from_config(config)
+    store.init(config.organization.first_ticket_number)
+    try:
+
+        def feed(raw, sender="customer@example.org"):
+            Milter.factory = make_factory(config, store=store, ingest=ingest)
+            ctx = testctx.TestCtx()
+            ctx._setsymval("i", "Q" + uuid_hex())
+            ctx._connect(ip="198.51.100.9")
+            return ctx._feedFile(io.BytesIO(raw), sender, "support@example.com"), ctx
+
+        def mail(n: int, subject: bytes = b"Printer", frm: bytes = b"customer@example.org") -> bytes:
+            return (b"From: " + frm + b"\nTo: support@example.com\nMessage-ID: <rate%d@example.org>\nSubject: " % n + subject + b"\n\nHelp.\n")
+
+        assert feed(mail(1))[0] == Milter.ACCEPT
+        assert feed(mail(2))[0] == Milter.ACCEPT
+        rc, ctx = feed(mail(3))
+        assert rc == Milter.TEMPFAIL and ctx._reply[:2] == ("451", "4.7.1")
+        assert "customer@example.org" in ctx._reply[2]
+        assert [t["number"] for t in store.list_tickets()] == [1000, 1001]
+        # a reply on an existing ticket is no new ticket
+        assert feed(mail(4, b"Re: [#1000] Printer"))[0] == Milter.ACCEPT
+        assert len(store.show_ticket(1000)["actions"]) == 2
+        # someone else still opens tickets
+        assert feed(mail(5, frm=b"other@example.org"), "other@example.org")[0] == Milter.ACCEPT
+        # the deferred message, retried by its MTA after the window, goes in
+        later = make_config(store_url=store_url, limits={"new_tickets_per_sender": 2, "new_ticket_window": 1})
+        from datetime import datetime, timedelta, timezone
+
+        result = ingest(mail(3), _envelope(), store, later, now=datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(seconds=5))
+        assert result.outcome is Outcome.CREATED
+    finally:
+        store.close()
+
+
+def _envelope():
+    from postdesk.filter.decision import Envelope
+
+    return Envelope("customer@example.org", ("support@example.com",), queue_id="QRETRY", client_address="198.51.100.9")

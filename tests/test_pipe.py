@@ -263,3 +263,16 @@ def test_master_cf_argument_form_takes_any_address(desk):
     p = desk.cli("filter", "--sender=", "--recipient=support@example.com", input=bounce)
     assert p.returncode == 0, _stderr(p)
     assert len(_tickets(desk)) == 1
+
+
+def test_new_ticket_rate_defers_with_4_7_1_and_exit_75(tmp_path):
+    """[limits] new_tickets_per_sender: over it, pipe(8) gets exit 75 and a
+    4.7.1 line (Postfix retries later); nothing is recorded."""
+    desk = make_desk(tmp_path / "desk", f"sqlite:///{tmp_path}/desk/postdesk.db", limits={"new_tickets_per_sender": 1})
+    first = desk.filter(make_mail(subject="One", message_id="one@customer.example"), "alice@customer.example")
+    assert first.returncode == 0, _stderr(first)
+    second = desk.filter(make_mail(subject="Two", message_id="two@customer.example"), "alice@customer.example")
+    assert second.returncode == 75, _stderr(second)
+    assert second.stdout.startswith(b"4.7.1 too many new tickets from alice@customer.example"), second.stdout
+    assert "outcome=deferred" in _stderr(second)
+    assert len(_tickets(desk)) == 1

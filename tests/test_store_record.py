@@ -15,7 +15,12 @@ from postdesk.outcomes import Outcome
 from postdesk.store import Store
 from postdesk.store.models import Action, Attachment, Counter, MessageId, Outbox, Participant, Person, Setting, Ticket
 
+from postdesk.auth.result import AuthResult
 from test_store_support import ENVELOPE, T0, attachment, followup, new, record, staff_reply
+
+VERIFIED = AuthResult(spf="pass", dkim="pass", dmarc="pass", from_domain="customer.org", spf_aligned=True, dkim_aligned=True, source="local")
+FORGED = AuthResult(spf="fail", dmarc="fail", from_domain="customer.org", source="local")
+UNVERIFIED = AuthResult(source="local")
 
 
 
@@ -346,8 +351,8 @@ def test_participants_people_and_updates_through_a_ticket(store, cfg):
     assert ps["partner@partner.org"] == ("staff", "m1@p", True, "Pat")
     assert ups == [("alice@customer.org", T0 + timedelta(seconds=130))]
 
-    # A new display name; an auto-reply adds nobody but is the author's newest message.
-    record(store, followup(n, author_name="Alice Renamed", message_id="m2@c", message_key="m2@c"), cfg, T0 + timedelta(seconds=20))
+    # A new display name (authenticated mail); an auto-reply adds nobody but is the author's newest message.
+    record(store, followup(n, author_name="Alice Renamed", auth=VERIFIED, message_id="m2@c", message_key="m2@c"), cfg, T0 + timedelta(seconds=20))
     record(store, followup(n, flags=frozenset({"auto"}), send_ack=False, cc=("zed@customer.org",), message_id="m3@c", message_key="m3@c"), cfg, T0 + timedelta(seconds=30))
     ps, ups = state()
     assert ps["alice@customer.org"] == ("requester", "m3@c", False, "Alice Renamed")
@@ -361,3 +366,134 @@ def test_participants_people_and_updates_through_a_ticket(store, cfg):
     assert ps["newbie@customer.org"][0] == "cc"
     assert ups == [("alice@customer.org", T0 + timedelta(seconds=160))]
     assert r.action_id is not None and store.show_ticket(n)["updated_at"]
+
+
+def test_display_names_only_on_good_authority(store, cfg):
+    """Authenticated mail renames; unverified mail names only a nameless
+    person; forged mail never names anyone (docs/filter.md, rule "identity")."""
+    n = record(store, new(author_name="Alice"), cfg).ticket
+
+    def name(address="alice@customer.org"):
+        with store.session(read_only=True) as s:
+            return s.scalar(select(Person.name).where(Person.address == address))
+
+    record(store, followup(n, author_name="Mallory", auth=FORGED, flags=frozenset({"forged"}), public=False), cfg)
+    assert name() == "Alice"
+    record(store, followup(n, author_name="Alice Unverified", auth=UNVERIFIED, flags=frozenset({"unverified"})), cfg)
+    assert name() == "Alice"
+    record(store, followup(n, author_name="Alice Meier", auth=VERIFIED), cfg)
+    assert name() == "Alice Meier"
+    # A forged first mail creates the person without the forger's name; a later
+    # unverified mail may then name them.
+    record(store, followup(n, author="eve@customer.org", author_name="Fake Eve", auth=FORGED, flags=frozenset({"forged"}), public=False), cfg)
+    assert name("eve@customer.org") == ""
+    record(store, followup(n, author="eve@customer.org", author_name="Eve", auth=UNVERIFIED, flags=frozenset({"stranger"}), public=False), cfg)
+    assert name("eve@customer.org") == "Eve"
+
+
+def test_forged_mail_joins_nobody_and_mails_nobody(store, cfg):
+    n = record(store, new(), cfg).ticket
+    before = outbox(store)
+    r = record(
+        store,
+        followup(n, auth=FORGED, cc=("eve@evil.test",), public=False, notify_team=False, send_ack=False, flags=frozenset({"forged"})),
+        cfg,
+        T0 + timedelta(seconds=5),
+    )
+    assert r.outcome is Outcome.UPDATED
+    assert outbox(store) == before
+    shown = store.show_ticket(n)["actions"][-1]
+    assert shown["flags"] == ["forged"] and shown["public"] is False
+    assert shown["auth"] == {"spf": "fail", "dkim": "none", "dmarc": "fail", "verified": False}
+    with store.session(read_only=True) as s:
+        assert s.scalar(select(func.count()).select_from(Person).where(Person.address == "eve@evil.test")) == 0
+
+
+def test_auth_verdict_per_action(store, cfg):
+    n = record(store, new(auth=VERIFIED), cfg).ticket
+    record(store, followup(n), cfg)  # not checked at all
+    first, second = store.show_ticket(n)["actions"]
+    assert first["auth"] == {"spf": "pass", "dkim": "pass", "dmarc": "pass", "verified": True}
+    assert second["auth"] is None
+
+
+def test_ack_goes_to_the_address_the_filter_chose(store, cfg):
+    """RFC 3834 section 4: the envelope sender (Return-Path), not From:."""
+    r = record(store, new(ack_to="bounces+alice@customer.org"), cfg)
+    assert ("ack", "bounces+alice@customer.org", r.action_id) in outbox(store)
+    r = record(store, new(send_ack=False, ack_to=""), cfg)
+    assert [k for k, _r, a in outbox(store) if a == r.action_id] == ["alert"]
+
+
+def test_forged_copy_first_does_not_swallow_the_genuine_mail(store, cfg):
+    """Duplicates are (Message-ID, content digest): a forged mail reusing a
+    genuine Message-ID is recorded beside it; the genuine one still counts,
+    and its redelivery is still one duplicate."""
+    forged = new(key="real@customer.org", digest="f" * 64, auth=FORGED, public=False, flags=frozenset({"forged"}))
+    genuine = new(key="real@customer.org", digest="a" * 64)
+    assert record(store, forged, cfg).outcome is Outcome.CREATED
+    first = record(store, genuine, cfg)
+    assert first.outcome is Outcome.CREATED
+    again = record(store, new(key="real@customer.org", digest="a" * 64), cfg)
+    assert (again.outcome, again.ticket) == (Outcome.DUPLICATE, first.ticket)
+    assert count(store, MessageId) == 2
+
+
+def test_known_view_new_tickets_and_sent_mail(store, cfg):
+    from postdesk.store.view import KnownView
+
+    record(store, new(), cfg, T0)
+    record(store, new(), cfg, T0 + timedelta(minutes=30))
+    record(store, new(auth=FORGED, public=False, flags=frozenset({"forged"})), cfg, T0 + timedelta(minutes=40))
+    n = record(store, new(author="carol@customer.org"), cfg, T0 + timedelta(minutes=50)).ticket
+    with store.engine.begin() as conn:
+        conn.execute(
+            Outbox.__table__.update().where(Outbox.kind == "ack", Outbox.recipient == "carol@customer.org"),
+            {"state": "sent", "message_id": "pd.1.aa.bb@example.com", "sent_at": T0 + timedelta(minutes=51)},
+        )
+    with store.engine.connect() as conn:
+        known = KnownView(conn, store.secret)
+        assert known.new_tickets_since("alice@customer.org", T0) == 2
+        assert known.new_tickets_since("ALICE@customer.org", T0 + timedelta(minutes=1)) == 1
+        assert known.new_tickets_since("alice@customer.org", T0, include_forged=True) == 3
+        assert known.new_tickets_since("nobody@customer.org", T0) == 0
+        assert known.sent_mail(["<pd.1.aa.bb@example.com>", "other@x"]) == {"pd.1.aa.bb@example.com": ("carol@customer.org", n)}
+        assert known.sent_mail([]) == {}
+        assert known.sent_times("carol@customer.org", n) == (T0 + timedelta(minutes=51),)
+        assert known.sent_times("alice@customer.org", n) == ()
+        assert known.authored_times("Carol@customer.org", n) == (T0 + timedelta(minutes=50),)
+        assert known.authored_times("carol@customer.org", n + 1) == ()
+        key = store.show_ticket(n)["actions"][0]["message_id"]
+        assert known.message_seen(key) and not known.message_seen(key, "0" * 64)
+
+
+def test_filter_and_store_forged_copy_then_genuine_then_redelivery(store, cfg):
+    """End to end through the real filter: a forged mail reusing the genuine
+    Message-ID arrives first and is kept privately as forged; the genuine
+    mail is still recorded; its redelivery is one duplicate."""
+    from postdesk.filter import decide, parse
+
+    genuine = (
+        b"From: Alice <alice@customer.org>\r\nTo: support@example.com\r\nSubject: Printer\r\n"
+        b"Message-ID: <same@customer.org>\r\n\r\nThe printer smokes.\r\n"
+    )
+    forged = genuine.replace(b"The printer smokes.", b"Send invoices to eve@evil.test.").replace(b"To: support", b"Cc: eve@evil.test\r\nTo: support")
+
+    def ingest(raw, auth, now):
+        env = ENVELOPE
+        return store.record(lambda known: decide(parse(raw), env, known, cfg, now, auth=auth), env, cfg, now)
+
+    r1 = ingest(forged, FORGED, T0)
+    assert r1.outcome is Outcome.CREATED and r1.decision.flags == {"forged"}
+    r2 = ingest(genuine, UNVERIFIED, T0 + timedelta(seconds=5))
+    assert r2.outcome is Outcome.CREATED and r2.ticket != r1.ticket
+    r3 = ingest(genuine, UNVERIFIED, T0 + timedelta(seconds=9))
+    assert (r3.outcome, r3.ticket) == (Outcome.DUPLICATE, r2.ticket)
+    forged_ticket = store.show_ticket(r1.ticket)
+    assert forged_ticket["actions"][0]["public"] is False and forged_ticket["actions"][0]["auth"]["verified"] is False
+    # a reply naming the shared Message-ID threads onto the genuine mail's ticket
+    reply = b"From: alice@customer.org\r\nTo: support@example.com\r\nSubject: more\r\nIn-Reply-To: <same@customer.org>\r\nMessage-ID: <r@customer.org>\r\n\r\nAlso jams.\r\n"
+    assert ingest(reply, UNVERIFIED, T0 + timedelta(seconds=20)).ticket == r2.ticket
+    # the forged mail acknowledged nobody, alerted nobody; the genuine one is acknowledged (ack_unauthenticated in the tests' config)
+    assert [(k, r) for k, r, a in outbox(store) if a == forged_ticket["actions"][0]["id"]] == []
+    assert ("ack", "alice@customer.org") in [(k, r) for k, r, _a in outbox(store)]

@@ -1,19 +1,19 @@
 """The message filter: raw message + envelope + what the store knows -> Decision.
 
-Pure functions in small named steps (see docs/filter.md):
+Pure functions (see docs/filter.md).  Reading the message:
 
-- ``parse``       bytes -> Parsed (never raises)             parse.py
-- ``clean_header``  header values safe to write again          headers.py
-- loops/bounces/auto/list detection                           loops.py
-- ``find_tag`` and threading                                   thread.py
-- [pvt] / [closed]                                             tags.py
-- body text and new text                                       body.py
-- attachments                                                  attachments.py
-- trusted staff                                                trust.py
-- ``decide``      the steps composed in the order of docs/filter.md   pipeline.py
+- ``parse``         bytes -> Parsed (never raises)                parse.py
+- header decoding, ``clean_header``                              headers.py
+- MIME walking                                                    parts.py
+- body text and new text                                          body.py, html2text.py
+- attachments                                                     attachments.py
+- ``find_tag``, threading by tag and Message-ID                   thread.py
+- [pvt] / [closed] matching                                       tags.py
+- the values in and out (Envelope, Decision, Known)               decision.py
 
-``pipe.py`` (the pipe(8) entry point) lives here too but is imported only
-by the CLI.
+Deciding: the rules, one module each, in their declared order
+(``rules/__init__.py``), working on a ``Draft`` (draft.py); ``decide``
+(pipeline.py) runs them.
 """
 
 from __future__ import annotations

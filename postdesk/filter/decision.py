@@ -32,7 +32,8 @@ class Kind(enum.Enum):
 
     NEW = "new"  # open a ticket
     FOLLOWUP = "followup"  # add an action to Decision.ticket
-    DUPLICATE = "duplicate"  # seen before (same Message-ID or raw hash): record nothing
+    DUPLICATE = "duplicate"  # seen before (same Message-ID or raw hash, same sender and content): record nothing
+    DEFER = "defer"  # not now (the sender's new-ticket rate): record nothing, answer 4xx
     IGNORE = "ignore"  # deliberately not recorded (loop, our own mail, bounce without ticket)
     REJECT = "reject"  # refuse permanently (Decision.reason says why)
 
@@ -53,13 +54,15 @@ class Decision:
     """The outcome of the filter for one message.
 
     ``flags`` is a set of short words used in logs and stored on the action:
-    pvt, closed, untrusted, stranger, auto, list, bounce, loop, staff, truncated.
+    pvt, closed, untrusted, stranger, auto, list, bulk, bounce, loop, staff,
+    truncated, direct, unknown-tag, forged, unverified, noreply, spam.
     """
 
     kind: Kind
     message_key: str  # Message-ID without <> or "sha256:<hex>" of the raw message
     ticket: int | None = None  # for FOLLOWUP (and DUPLICATE when known)
     message_id: str = ""  # Message-ID without <>, "" when the message had none
+    digest: str = ""  # sha256 over author, subject, body (and "refuted"): with message_key, the duplicate identity
     references: tuple[str, ...] = ()  # In-Reply-To, then References newest first (order of preference), without <>
     author: str = ""  # From: address, lower-cased
     author_name: str = ""  # From: display name, decoded and cleaned
@@ -72,6 +75,7 @@ class Decision:
     close: bool = False  # [closed] from a trusted staff member
     staff: bool = False  # the author is trusted staff
     send_ack: bool = True  # False for auto/list/bounce mail: never auto-reply (RFC 3834)
+    ack_to: str = ""  # where the acknowledgement goes (the envelope sender, RFC 3834 section 4); "" = the author
     notify_team: bool = True  # team alert for this action
     cc: tuple[str, ...] = ()  # other To/Cc addresses (not ours), lower-cased
     flags: frozenset[str] = field(default_factory=frozenset)
@@ -102,7 +106,26 @@ class Known(Protocol):
         """The ticket that any of these Message-IDs (ours or theirs) belongs to."""
         ...
 
-    def message_seen(self, message_key: str) -> bool: ...
+    def message_seen(self, message_key: str, digest: str = "") -> bool:
+        """A message with this key and this content digest was recorded (``digest`` "": any)."""
+        ...
+
+    def new_tickets_since(self, address: str, since: datetime, include_forged: bool = False) -> int:
+        """How many tickets ``address`` opened at or after ``since``; tickets
+        opened by mail that failed authentication count only with ``include_forged``."""
+        ...
+
+    def sent_mail(self, message_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """Of these Message-IDs, the ones we sent: id (without <>) -> (recipient, ticket number)."""
+        ...
+
+    def sent_times(self, address: str, ticket: int, limit: int = 2) -> tuple[datetime, ...]:
+        """When we last sent mail about ``ticket`` to ``address``, newest first."""
+        ...
+
+    def authored_times(self, address: str, ticket: int, limit: int = 1) -> tuple[datetime, ...]:
+        """When ``address``'s last messages on ``ticket`` were recorded, newest first."""
+        ...
 
     def secret(self) -> bytes:
         """Key of the HMAC token in our own Message-IDs (see postdesk.msgid)."""

@@ -64,6 +64,7 @@ class Parsed:
     message: EmailMessage
     size: int
     sha256: str  # hex digest of the raw bytes
+    body_sha256: str = ""  # hex digest of the body (after the blank line), line ends as LF
     defects: tuple[str, ...] = ()
     _index: dict[str, list[str]] | None = field(default=None, repr=False)
 
@@ -111,6 +112,18 @@ def _defects(msg: EmailMessage) -> tuple[str, ...]:
     return tuple(out)
 
 
+def body_digest(raw: bytes) -> str:
+    """SHA-256 of the body: what follows the header's blank line (RFC 5322
+    section 2.1), CRLF read as LF and trailing blank lines dropped, so the
+    same message handed over by the milter or by pipe(8) hashes the same."""
+    ends = [(i, len(sep)) for sep in (b"\r\n\r\n", b"\n\n") if (i := raw.find(sep)) >= 0]
+    body = b""
+    if ends:
+        i, n = min(ends)
+        body = raw[i + n :].replace(b"\r\n", b"\n").rstrip(b"\n")
+    return hashlib.sha256(body).hexdigest()
+
+
 def parse(raw: bytes) -> Parsed:
     """Parse raw message bytes; never raises."""
     if isinstance(raw, str):
@@ -133,4 +146,4 @@ def parse(raw: bytes) -> Parsed:
                 msg.set_payload(raw.decode("utf-8", "replace"))
             except Exception:
                 pass
-    return Parsed(message=msg, size=len(raw), sha256=digest, defects=tuple(extra) + _defects(msg))
+    return Parsed(message=msg, size=len(raw), sha256=digest, body_sha256=body_digest(raw), defects=tuple(extra) + _defects(msg))

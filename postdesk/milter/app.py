@@ -148,8 +148,8 @@ class PostdeskMilter(Milter.Base):
         except Exception:
             return ""
 
-    def tempfail(self, reason: str = TEMPFAIL_TEXT) -> int:
-        a = ANSWERS[Outcome.TEMPFAIL]
+    def tempfail(self, reason: str = TEMPFAIL_TEXT, outcome: Outcome = Outcome.TEMPFAIL) -> int:
+        a = ANSWERS[outcome]
         self.setreply(a.smtp_code, a.dsn, reply_text(reason))
         return Milter.TEMPFAIL
 
@@ -316,7 +316,7 @@ class PostdeskMilter(Milter.Base):
             return self.tempfail()
         answer = ANSWERS[result.outcome]
         if answer.milter == "tempfail":
-            return self.tempfail(result.reason or TEMPFAIL_TEXT)
+            return self.tempfail(result.reason or TEMPFAIL_TEXT, result.outcome)
         if answer.milter == "reject":
             self.setreply(answer.smtp_code, answer.dsn, reply_text(result.reason or "message refused"))
             return Milter.REJECT

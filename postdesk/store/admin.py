@@ -10,6 +10,7 @@ or attachment raises ``LookupError`` with a message fit for the terminal.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,16 @@ def attachment_dict(a: Attachment) -> dict[str, Any]:
     }
 
 
+def _auth(value: str) -> dict[str, Any] | None:
+    if not value:
+        return None
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None
+    return {k: data.get(k) for k in ("spf", "dkim", "dmarc", "verified")} if isinstance(data, dict) else None
+
+
 def action_dict(a: Action) -> dict[str, Any]:
     return {
         "id": a.id,
@@ -66,6 +77,8 @@ def action_dict(a: Action) -> dict[str, Any]:
         "message_id": a.message_id,
         "queue_id": a.queue_id,
         "delivered_to": a.delivered_to.split() if a.delivered_to else [],
+        # RFC 8601 words; null when the message was not checked (or is no message)
+        "auth": _auth(a.auth),
         "created_at": _iso(a.created_at),
         "attachments": [attachment_dict(x) for x in a.attachments],
     }

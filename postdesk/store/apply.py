@@ -16,6 +16,7 @@ the admin operations share its status change (``change_status``) and
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from postdesk.store.updates import queue_updates
 
 TICKET_COUNTER = "ticket_number"
 # A message with one of these flags adds nobody to its ticket.
-NO_JOIN_FLAGS = frozenset({"stranger", "bounce", "auto", "list", "bulk", "loop", "untrusted"})
+NO_JOIN_FLAGS = frozenset({"stranger", "bounce", "auto", "list", "bulk", "loop", "untrusted", "forged"})
 
 _COUNTERS = Counter.__table__
 _PEOPLE = Person.__table__
@@ -60,6 +61,7 @@ _KEY_OWNER = _KEYS.update().where(_KEYS.c.id == bindparam("k_id")).values(ticket
 _TICKET_NUMBER_OF_KEY = (
     select(_TICKETS.c.number).join(_KEYS, _KEYS.c.ticket_id == _TICKETS.c.id).where(_KEYS.c.key == bindparam("key"))
 )
+_TICKET_NUMBER_OF_KEY_DIGEST = _TICKET_NUMBER_OF_KEY.where(_KEYS.c.digest == bindparam("digest"))
 # Lock the ticket row (PostgreSQL; SQLite holds the database write lock).
 _LOCK_TICKET = (
     select(_TICKETS.c.id, _TICKETS.c.number, _TICKETS.c.status, _TICKETS.c.visible_to_customers)
@@ -120,17 +122,24 @@ def next_ticket_number(conn: Connection | Session, config: Config) -> int:
     return value
 
 
-def _person(conn: Connection, address: str, name: str = "", staff: bool = False) -> tuple[int, str, bool]:
+def _person(conn: Connection, address: str, name: str = "", staff: bool = False, rename: str = "always") -> tuple[int, str, bool]:
     """The person row for ``address``, created when new, its name and staff
-    flag brought up to date: (id, stored address, staff as now stored)."""
+    flag brought up to date: (id, stored address, staff as now stored).
+
+    ``rename`` says whose word a display name is taken on (docs/filter.md,
+    rule "identity"): "always" (staff, or an authenticated author), "new"
+    (unverified mail: names a person only who has no name yet), "never"
+    (forged mail: a forger cannot rename anyone)."""
     address = clean(address, 320).lower()
     name = clean(name, 200)
     row = conn.execute(_PERSON, {"address": address}).first()
     if row is None:
-        p_id = conn.execute(_INSERT_PERSON, {"address": address, "name": name, "staff": bool(staff)}).scalar_one()
+        first_name = name if rename != "never" else ""
+        p_id = conn.execute(_INSERT_PERSON, {"address": address, "name": first_name, "staff": bool(staff)}).scalar_one()
         return p_id, address, bool(staff)
     p_id, old_name, old_staff = row
-    new_name = name if name and old_name != name else old_name
+    may_rename = rename == "always" or (rename == "new" and not old_name)
+    new_name = name if name and may_rename and old_name != name else old_name
     # Only trusted mail sets staff; an untrusted message never clears it.
     new_staff = True if staff and not old_staff else bool(old_staff)
     if new_name != old_name or new_staff != bool(old_staff):
@@ -168,9 +177,29 @@ def change_status(conn: Connection, ticket_id: int, old: str, new: str, author_i
     return action_id
 
 
-def existing_ticket_number(conn: Connection | Session, key: str) -> int | None:
-    row = conn.execute(_TICKET_NUMBER_OF_KEY, {"key": message_key(key)}).first()
+def existing_ticket_number(conn: Connection | Session, key: str, digest: str | None = None) -> int | None:
+    """The ticket of a recorded message key (with ``digest``: of that content)."""
+    if digest is None:
+        row = conn.execute(_TICKET_NUMBER_OF_KEY, {"key": message_key(key)}).first()
+    else:
+        row = conn.execute(_TICKET_NUMBER_OF_KEY_DIGEST, {"key": message_key(key), "digest": digest}).first()
     return row[0] if row else None
+
+
+def _rename(d: Decision) -> str:
+    """Whose display name to believe (see ``_person``)."""
+    if d.staff or d.auth.verified:
+        return "always"
+    if d.auth.refuted or "forged" in d.flags:
+        return "never"
+    return "new"
+
+
+def _auth_json(d: Decision) -> str:
+    """The verdict as stored on the action ("" when the mail was not checked)."""
+    if d.auth.source == "none" and not d.auth.verified and not d.auth.refuted:
+        return ""
+    return json.dumps(d.auth.as_dict(), sort_keys=True)
 
 
 class _Participants:
@@ -239,8 +268,11 @@ def apply(
         return Result(Outcome.IGNORED, ticket=d.ticket, decision=d, reason=d.reason)
     if d.kind is Kind.REJECT:
         return Result(Outcome.REJECTED, decision=d, reason=d.reason)
+    if d.kind is Kind.DEFER:
+        # Nothing is written: the sender's MTA keeps the message and retries.
+        return Result(Outcome.DEFERRED, decision=d, reason=d.reason)
     if d.kind is Kind.DUPLICATE:
-        number = existing_ticket_number(conn, d.message_key) if d.message_key else None
+        number = existing_ticket_number(conn, d.message_key, d.digest or None) if d.message_key else None
         return Result(Outcome.DUPLICATE, ticket=number if number is not None else d.ticket, decision=d)
 
     # Claim the message key first: a racing delivery of the same message
@@ -251,7 +283,7 @@ def apply(
     key_id = None
     key = message_key(d.message_key)
     if key:
-        key_id = conn.execute(_INSERT_KEY, {"key": key, "ours": False, "created_at": now}).scalar_one()
+        key_id = conn.execute(_INSERT_KEY, {"key": key, "digest": d.digest, "ours": False, "created_at": now}).scalar_one()
 
     stored = [(a, write_blob(attachments_root, a.data)) for a in d.attachments]
 
@@ -268,7 +300,7 @@ def apply(
     number = next_ticket_number(conn, config) if created else None
 
     author_address = (d.author or envelope.sender or "").lower()
-    author = _person(conn, author_address, d.author_name, d.staff) if author_address else None
+    author = _person(conn, author_address, d.author_name, d.staff, _rename(d)) if author_address else None
     cc = [clean(a, 320).lower() for a in d.cc if a and not config.is_own_address(a) and a.lower() != author_address]
     cc = list(dict.fromkeys(cc))
 
@@ -309,6 +341,7 @@ def apply(
             "queue_id": clean(envelope.queue_id, 64),
             # Space-separated: they got this message directly (its To/Cc).
             "delivered_to": " ".join(cc),
+            "auth": _auth_json(d),
             "created_at": now,
         },
     ).scalar_one()
@@ -358,10 +391,13 @@ def apply(
             participants.join(_person(conn, address), "cc")
     participants.write(conn, ticket_id, action_id)
 
-    # Outbox: acknowledgement and team alert go on the next tick.
+    # Outbox: acknowledgement and team alert go on the next tick.  The
+    # acknowledgement goes where the filter says (the envelope sender,
+    # RFC 3834 section 4), else to the author.
     alerts = []
-    if created and d.send_ack and author is not None and "@" in author[1] and not config.is_own_address(author[1]):
-        alerts.append(_outbox_row("ack", ticket_id, action_id, author[1], now))
+    ack_to = clean(d.ack_to, 320).lower() if d.ack_to else (author[1] if author is not None else "")
+    if created and d.send_ack and "@" in ack_to and not config.is_own_address(ack_to):
+        alerts.append(_outbox_row("ack", ticket_id, action_id, ack_to, now))
     if d.notify_team:
         for address in config.organization.team:
             if address != author_address:

@@ -163,7 +163,7 @@ class Store(AdminMixin):
                 if decision is None:
                     raise
                 if decision.message_key:
-                    found, number = self._key_owner(decision.message_key)
+                    found, number = self._key_owner(decision.message_key, decision.digest)
                     if found:
                         return Result(Outcome.DUPLICATE, ticket=number, decision=decision)
                 # Lost a race on another unique row (the same new person
@@ -178,9 +178,11 @@ class Store(AdminMixin):
                 raise
         raise StoreUnavailable(f"store: gave up after {ATTEMPTS} attempts: {last}") from last
 
-    def _key_owner(self, key: str) -> tuple[bool, int | None]:
+    def _key_owner(self, key: str, digest: str) -> tuple[bool, int | None]:
+        """Is this message (key and content digest) recorded, and on which ticket."""
         with self.session(read_only=True) as s:
             conn = s.connection()
-            if conn.execute(select(_KEYS.c.id).where(_KEYS.c.key == message_key(key))).first() is None:
+            where = (_KEYS.c.key == message_key(key), _KEYS.c.digest == digest)
+            if conn.execute(select(_KEYS.c.id).where(*where)).first() is None:
                 return False, None
-            return True, existing_ticket_number(conn, key)
+            return True, existing_ticket_number(conn, key, digest)

@@ -113,6 +113,9 @@ class Action(Base):
     # Addresses that received this message directly (its To/Cc): a customer
     # update never mails an action again to someone who already has it.
     delivered_to: Mapped[str] = mapped_column(Text, default="")
+    # Revision 0003: the authentication verdict of the message, as JSON
+    # ({"spf", "dkim", "dmarc", "verified"}, RFC 8601 words); "" when none.
+    auth: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
     ticket: Mapped[Ticket] = relationship(back_populates="actions")
@@ -141,13 +144,19 @@ class MessageId(Base):
     """Every Message-ID we received or sent, mapped to its ticket.
 
     ``key`` is the Message-ID without <> (or "sha256:..." for a message that
-    had none).  Its uniqueness is what makes a redelivered message a
-    duplicate, even when two deliveries race.
+    had none); ``digest`` (revision 0003) is the filter's digest of who sent
+    what (``postdesk.filter.draft.content_digest``), "" for our own.  The
+    pair is unique: that is what makes a redelivered message a duplicate,
+    even when two deliveries race, while a forged mail reusing a genuine
+    Message-ID (another author or content) is recorded beside it instead of
+    swallowing it.
     """
 
     __tablename__ = "message_ids"
+    __table_args__ = (UniqueConstraint("key", "digest", name="uq_message_ids_key_digest"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key: Mapped[str] = mapped_column(String(998), unique=True)
+    key: Mapped[str] = mapped_column(String(998))
+    digest: Mapped[str] = mapped_column(String(64), default="", server_default="")
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), nullable=True, index=True)
     action_id: Mapped[int | None] = mapped_column(ForeignKey("actions.id"), nullable=True)
     ours: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -167,7 +176,9 @@ class Outbox(Base):
     """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "state", "due_at"),)
+    # ix_outbox_message_id (revision 0003): the filter asks whom one of our
+    # Message-IDs was sent to (docs/filter.md, rule "stranger").
+    __table_args__ = (Index("ix_outbox_due", "state", "due_at"), Index("ix_outbox_message_id", "message_id"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)

@@ -7,19 +7,22 @@ built once: the filter asks on every message.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Callable, Sequence
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, case, exists, func, select
 from sqlalchemy.engine import Connection
 
 from postdesk.filter.decision import TicketInfo
-from postdesk.store.models import MessageId, Participant, Person, Ticket
+from postdesk.store.models import Action, MessageId, Outbox, Participant, Person, Ticket
 from postdesk.store.text import message_key as _key
 
 _T = Ticket.__table__
 _M = MessageId.__table__
 _P = Participant.__table__
 _PE = Person.__table__
+_A = Action.__table__
+_O = Outbox.__table__
 
 _TICKET = (
     select(_T.c.id, _T.c.number, _T.c.status, _PE.c.address)
@@ -29,12 +32,47 @@ _TICKET = (
 _PARTICIPANT_ADDRESSES = (
     select(_PE.c.address).join(_P, _P.c.person_id == _PE.c.id).where(_P.c.ticket_id == bindparam("t_id"))
 )
+# One key may name two messages (a forged copy beside the genuine one,
+# docs/filter.md rule "duplicate"): forged rows sort first, so the dict built
+# from the rows keeps the genuine message's ticket.
 _TICKETS_OF_KEYS = (
     select(_M.c.key, _T.c.number)
     .join(_T, _M.c.ticket_id == _T.c.id)
+    .outerjoin(_A, _A.c.id == _M.c.action_id)
     .where(_M.c.key.in_(bindparam("keys", expanding=True)))
+    .order_by(case((_A.c.flags.like("%forged%"), 0), else_=1), _M.c.id)
 )
 _SEEN = select(_M.c.id).where(_M.c.key == bindparam("key")).limit(1)
+_SEEN_WITH = select(_M.c.id).where(_M.c.key == bindparam("key"), _M.c.digest == bindparam("digest")).limit(1)
+# Tickets opened by one requester since a time; a ticket whose first action
+# was forged (docs/filter.md, rule "identity") counts only when asked to.
+_FORGED = exists().where(_A.c.ticket_id == _T.c.id, _A.c.flags.like("%forged%"))
+_OPENED = (
+    select(func.count(_T.c.id))
+    .join(_PE, _PE.c.id == _T.c.requester_id)
+    .where(_PE.c.address == bindparam("address"), _T.c.created_at >= bindparam("since"))
+)
+_OPENED_GENUINE = _OPENED.where(~_FORGED)
+_SENT_TIMES = (
+    select(_O.c.sent_at)
+    .join(_T, _T.c.id == _O.c.ticket_id)
+    .where(_T.c.number == bindparam("number"), _O.c.recipient == bindparam("address"), _O.c.state == "sent", _O.c.sent_at.is_not(None))
+    .order_by(_O.c.sent_at.desc())
+    .limit(bindparam("limit"))
+)
+_AUTHORED_TIMES = (
+    select(_A.c.created_at)
+    .join(_T, _T.c.id == _A.c.ticket_id)
+    .join(_PE, _PE.c.id == _A.c.author_id)
+    .where(_T.c.number == bindparam("number"), _PE.c.address == bindparam("address"), _A.c.kind == "message")
+    .order_by(_A.c.created_at.desc())
+    .limit(bindparam("limit"))
+)
+_SENT = (
+    select(_O.c.message_id, _O.c.recipient, _T.c.number)
+    .join(_T, _T.c.id == _O.c.ticket_id)
+    .where(_O.c.message_id.in_(bindparam("ids", expanding=True)), _O.c.state == "sent")
+)
 
 
 class KnownView:
@@ -66,8 +104,30 @@ class KnownView:
         found = dict(self._conn.execute(_TICKETS_OF_KEYS, {"keys": keys}).all())
         return next((found[k] for k in keys if k in found), None)
 
-    def message_seen(self, message_key: str) -> bool:
-        return self._conn.execute(_SEEN, {"key": _key(message_key)}).first() is not None
+    def message_seen(self, message_key: str, digest: str = "") -> bool:
+        if not digest:
+            return self._conn.execute(_SEEN, {"key": _key(message_key)}).first() is not None
+        return self._conn.execute(_SEEN_WITH, {"key": _key(message_key), "digest": digest}).first() is not None
+
+    def new_tickets_since(self, address: str, since: datetime, include_forged: bool = False) -> int:
+        query = _OPENED if include_forged else _OPENED_GENUINE
+        return int(self._conn.execute(query, {"address": address.lower(), "since": since}).scalar() or 0)
+
+    def sent_mail(self, message_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+        bare = [m.strip().strip("<>") for m in message_ids if m and m.strip().strip("<>")][:50]
+        if not bare:
+            return {}
+        # The outbox keeps the id as the notifier wrote it; look both forms up.
+        ids = bare + [f"<{m}>" for m in bare]
+        return {mid.strip("<>"): (recipient.lower(), number) for mid, recipient, number in self._conn.execute(_SENT, {"ids": ids})}
+
+    def sent_times(self, address: str, ticket: int, limit: int = 2) -> tuple[datetime, ...]:
+        rows = self._conn.execute(_SENT_TIMES, {"number": ticket, "address": address.lower(), "limit": limit}).scalars()
+        return tuple(rows)
+
+    def authored_times(self, address: str, ticket: int, limit: int = 1) -> tuple[datetime, ...]:
+        rows = self._conn.execute(_AUTHORED_TIMES, {"number": ticket, "address": address.lower(), "limit": limit}).scalars()
+        return tuple(rows)
 
     def secret(self) -> bytes:
         return self._secret()

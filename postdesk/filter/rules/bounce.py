@@ -1,0 +1,146 @@
+"""Rule "bounce": delivery reports and feedback reports.
+
+A bounce is mail a mail system wrote about another mail:
+
+- the null reverse-path (RFC 5321 section 4.5.5), or an envelope sender or
+  From: of ``MAILER-DAEMON``;
+- a message whose own, top-level type is ``multipart/report`` with
+  report-type ``delivery-status`` (RFC 3464) or ``feedback-report`` (RFC
+  5965, abuse/ARF reports); a report inside an attached message is a person
+  forwarding one to us, and is not a bounce;
+- from a bounce-style mailbox (``postmaster``, ``mailer``, ``mail-daemon``
+  ...) with a real envelope sender: only when flufl.bounce (Mailman's bounce
+  detector) recognises one of the ~15 non-standard formats it knows (Exim,
+  qmail, Exchange, GroupWise, Yahoo, ...).  That is what flufl.bounce adds:
+  the formats that are not RFC 3464, without our own growing list of
+  patterns.  It is asked only there, because it finds "bounces" in any mail
+  that quotes one (a customer forwarding an NDR) and costs about half a
+  millisecond per message; ``postmaster@`` writing as a person
+  (RFC 5321 section 4.5.1) stays a person.
+
+A bounce with a ticket (named by the bounce, or by the returned message
+inside it: often one of our own acknowledgements) becomes a private action
+flagged ``bounce``; nobody is mailed, acknowledged or alerted.  Without a
+ticket it is ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from email import policy
+from email.message import Message
+from email.parser import HeaderParser
+
+from postdesk.filter import headers as hdr
+from postdesk.filter import parts
+from postdesk.filter import thread as threadmod
+from postdesk.filter.decision import Decision, Envelope, Kind
+from postdesk.filter.draft import Draft
+from postdesk.filter.parse import Parsed
+
+BOUNCE_LOCALS = ("mailer-daemon",)
+# Mailboxes whose mail may be a non-standard bounce; flufl.bounce decides.
+BOUNCE_STYLE_LOCALS = ("postmaster", "mailer", "mail-daemon", "maildaemon", "mailerdaemon", "mdaemon", "bounce", "bounces")
+REPORT_TYPES = ("delivery-status", "feedback-report")
+REPORT_PARTS = ("message/delivery-status", "message/global-delivery-status", "message/feedback-report")
+
+# flufl.bounce logs every detector it runs (INFO) and re-raises after logging
+# a detector's exception; both are handled here, so its own log stays quiet.
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
+
+
+def _local(address: str) -> str:
+    return address.rpartition("@")[0].lower() if "@" in address else address.lower()
+
+
+def is_report(parsed: Parsed) -> bool:
+    """The message itself is a delivery status or feedback report.
+
+    Only the top level counts (RFC 3464 section 2, RFC 5965 section 2: the
+    report is the message's own Content-Type).  A ``multipart/report``
+    missing its report-type parameter still counts when one of its own parts
+    is the machine-readable report.
+    """
+    msg = parsed.message
+    try:
+        if msg.get_content_type() != "multipart/report":
+            return False
+        report_type = str(msg.get_param("report-type", "") or "").lower()
+        if report_type in REPORT_TYPES:
+            return True
+        if report_type:
+            return False  # e.g. disposition-notification (RFC 8098): a read receipt, not a bounce
+        payload = msg.get_payload()
+        if not isinstance(payload, list):
+            return False
+        return any(isinstance(part, Message) and part.get_content_type() in REPORT_PARTS for part in payload[:20])
+    except Exception:
+        return False
+
+
+def flufl_bounce(parsed: Parsed) -> bool:
+    """flufl.bounce finds a permanently failed recipient in the message."""
+    try:
+        from flufl.bounce import scan_message
+
+        return bool(scan_message(parsed.message))
+    except Exception:  # a detector tripping over odd headers: not a bounce it knows
+        return False
+
+
+def is_bounce(parsed: Parsed, envelope: Envelope, author: str) -> bool:
+    sender = (envelope.sender or "").strip()
+    if sender in ("", "<>"):
+        return True
+    if _local(sender.strip("<>")) in BOUNCE_LOCALS or (author and _local(author) in BOUNCE_LOCALS):
+        return True
+    if is_report(parsed):
+        return True
+    if _local(sender.strip("<>")) in BOUNCE_STYLE_LOCALS or (author and _local(author) in BOUNCE_STYLE_LOCALS):
+        return flufl_bounce(parsed)
+    return False
+
+
+def returned_message(msg: Message) -> tuple[str, tuple[str, ...]]:
+    """Subject and Message-IDs of the message a bounce returns (RFC 3464 section 2:
+    message/rfc822 or text/rfc822-headers), so a bounce of our own mail finds its ticket."""
+    for part, _alt in parts.leaves(msg):
+        ct = parts.content_type(part)
+        if ct in ("message/rfc822", "message/global"):
+            inner = parts.children(part)
+            if not inner:
+                continue
+            try:
+                items = list(inner[0].raw_items())
+            except Exception:
+                continue
+        elif ct == "text/rfc822-headers":
+            try:
+                items = list(HeaderParser(policy=policy.default).parsestr(parts.text(part)[:65536]).raw_items())
+            except Exception:
+                continue
+        else:
+            continue
+        values: dict[str, str] = {}
+        for k, v in items:
+            values.setdefault(str(k).lower(), str(v))
+        ids = hdr.message_ids(values.get("message-id"), limit=1)
+        # Same order of preference as read_headers: the message, what it answered, References newest first.
+        ids += hdr.message_ids(values.get("in-reply-to"), limit=5) + hdr.message_ids(values.get("references"), limit=20)[::-1]
+        return hdr.decode_header(values.get("subject", "")), tuple(ids)
+    return "", ()
+
+
+def apply(d: Draft) -> Decision | None:
+    if not is_bounce(d.parsed, d.envelope, d.author):
+        return None
+    d.flags.add("bounce")
+    if d.ticket is None:
+        subject, ids = returned_message(d.parsed.message)
+        th = threadmod.thread(subject, ids, d.known, d.config.organization.tag)
+        if th.ticket is not None:
+            d.ticket, d.ours = th.ticket, d.ours | th.ours
+    if d.ticket is None:
+        return d.stop(Kind.IGNORE, "bounce without ticket", flags=d.flags)
+    d.public, d.send_ack, d.notify_team = False, False, False
+    return None
