@@ -14,6 +14,12 @@ attachment; a private note; the customer answers; staff close the ticket),
 prints what each party received, the ticket, and the log lines, and stops
 everything it started.  It never touches the system Postfix or port 25.
 
+A DNS server on loopback publishes SPF and DMARC for the customer's domain
+(the milter asks it, never the machine's resolver), so the demo also shows
+sender authentication: the real customer is acknowledged, and a forger
+writing as her from another domain is recorded privately, flagged
+``forged``, and answered by nothing.
+
 Needs root (Postfix's master runs as root), the Debian postfix package and
 aiosmtpd (the ``test`` extra); ``make demo`` installs what is missing.  A
 failure ends with one line saying what went wrong and what to do.
@@ -34,6 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from postdesk.testing.dns import DNSServer  # noqa: E402
 from postdesk.testing.postfix import PrivatePostfix, available, shared_tmpdir  # noqa: E402
 from postdesk.testing.toml import toml_dumps  # noqa: E402
 from postdesk.testing.wait import free_port, unix_socket_open, wait_for  # noqa: E402
@@ -46,6 +53,7 @@ except ImportError as e:  # aiosmtpd missing: say what to do, no traceback
 
 RUN = REPO / "demo-run"
 CUSTOMER = "alice@customer.example"
+FORGER = "mallory@forger.example"  # writes as the customer, from another domain
 STAFF = "bob@example.com"
 TEAM = "team@example.com"
 SUPPORT = "support@example.com"
@@ -64,6 +72,7 @@ class Demo:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
         self.sink: Sink | None = None
+        self.dns: DNSServer | None = None
         self.postfix: PrivatePostfix | None = None
         self.config = RUN / "postdesk.toml"
         # Postfix's smtpd (user postfix) connects to the milter socket: it
@@ -86,12 +95,13 @@ class Demo:
         cmd = [sys.executable, "-m", "postdesk", "--config", str(self.config), *args]
         self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
 
-    def send(self, msg: EmailMessage) -> None:
+    def send(self, msg: EmailMessage, envelope_sender: str | None = None) -> None:
         if "Message-ID" not in msg:
             msg["Message-ID"] = make_msgid(domain=msg["From"].split("@")[-1].rstrip(">"))
         with smtplib.SMTP("127.0.0.1", self.postfix.port, timeout=30) as smtp:
-            smtp.send_message(msg)
-        print(f"   sent: {msg['From']} -> {msg['To']}: {msg['Subject']}")
+            smtp.send_message(msg, from_addr=envelope_sender)
+        via = f" (MAIL FROM:<{envelope_sender}>)" if envelope_sender else ""
+        print(f"   sent: {msg['From']} -> {msg['To']}: {msg['Subject']}{via}")
 
     def mails_to(self, address: str) -> list:
         return [m for m in self.sink.messages if address in m.recipients]
@@ -111,6 +121,14 @@ class Demo:
         self.sockdir = shared_tmpdir("postdesk-demo-")
         self.socket = self.sockdir / "milter.sock"
         self.sink = Sink(directory=RUN / "sink").start()
+        # The customer's domain: mail from this host (127.0.0.1) passes SPF,
+        # and DMARC asks receivers to reject what is not aligned.
+        self.dns = DNSServer(
+            {
+                "customer.example": {"TXT": ["v=spf1 ip4:127.0.0.1 -all"]},
+                "_dmarc.customer.example": {"TXT": ["v=DMARC1; p=reject"]},
+            }
+        ).start()
         port = free_port()
         self.config.write_text(
             toml_dumps(
@@ -127,6 +145,7 @@ class Demo:
                     "notifier": {"smtp": f"127.0.0.1:{port}", "quiet_period": QUIET, "tick": 1},
                     # Nothing is trusted by default: staff send from loopback here.
                     "trust": {"trusted_networks": ["127.0.0.0/8"]},
+                    "dns": {"nameservers": [self.dns.address], "timeout": 2},
                 }
             )
         )
@@ -154,6 +173,8 @@ class Demo:
             self.postfix.stop()
         if self.sink:
             self.sink.stop()
+        if self.dns:
+            self.dns.stop()
         if self.sockdir:
             shutil.rmtree(self.sockdir, ignore_errors=True)
 
@@ -173,6 +194,21 @@ class Demo:
         number = subject.split("[#", 1)[1].split("]", 1)[0]
         alert = self.wait_mails(TEAM, 1, "the team alert")[0].message
         print(f"   the customer got: {subject!r}; the team got: {str(alert['Subject'])!r}")
+        print("   (SPF passed for customer.example and aligns with From:, so DMARC passed: she is acknowledged)")
+
+        step("1b. A forger writes as the customer, from another domain, and asks to be copied")
+        forged = EmailMessage()
+        forged["From"] = f"Alice Customer <{CUSTOMER}>"
+        forged["To"] = SUPPORT
+        forged["Cc"] = FORGER
+        forged["Subject"] = f"Re: [#{number}] Printer broken"
+        forged.set_content("Please send the replacement to my new address and copy my assistant.\n")
+        self.send(forged, envelope_sender=FORGER)
+        # Recorded at SMTP time: Postfix's 250 came after the milter's commit.
+        actions = json.loads(self.postdesk("ticket", "show", number, "--json"))["actions"]
+        last = actions[-1]
+        print(f"   recorded privately: public={last['public']} flags={last['flags']} auth={last.get('auth')}")
+        print("   (DMARC failed for customer.example: nothing is mailed because of it, the Cc joins nobody)")
 
         step("2. Staff reply twice, quickly, from an ordinary mail client (once with an attachment)")
         for i, text in enumerate(["We are on it: a technician is on the way.", "Here is the driver you will need."]):
@@ -231,6 +267,10 @@ class Demo:
 
     def report(self, number: str) -> None:
         step("What each party received")
+        # The forged mail itself was also delivered to its Cc (that is Postfix's
+        # business); what counts is that the desk sent the forger nothing.
+        from_desk = [m for m in self.mails_to(FORGER) if SUPPORT in str(m.message["From"])]
+        print(f"-- {FORGER} (the forger): {len(from_desk)} mail(s) from the desk")
         for who in (CUSTOMER, TEAM, SUPPORT):
             print(f"-- {who}:")
             for m in self.mails_to(who):

@@ -64,7 +64,14 @@ _AUTHORED_TIMES = (
     select(_A.c.created_at)
     .join(_T, _T.c.id == _A.c.ticket_id)
     .join(_PE, _PE.c.id == _A.c.author_id)
-    .where(_T.c.number == bindparam("number"), _PE.c.address == bindparam("address"), _A.c.kind == "message")
+    .where(
+        _T.c.number == bindparam("number"),
+        _PE.c.address == bindparam("address"),
+        _A.c.kind == "message",
+        # A forgery in someone's name is not theirs: it must not make their
+        # own next reply look like an auto-responder's.
+        ~_A.c.flags.contains("forged"),
+    )
     .order_by(_A.c.created_at.desc())
     .limit(bindparam("limit"))
 )
