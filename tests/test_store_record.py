@@ -497,3 +497,16 @@ def test_filter_and_store_forged_copy_then_genuine_then_redelivery(store, cfg):
     # the forged mail acknowledged nobody, alerted nobody; the genuine one is acknowledged (ack_unauthenticated in the tests' config)
     assert [(k, r) for k, r, a in outbox(store) if a == forged_ticket["actions"][0]["id"]] == []
     assert ("ack", "alice@customer.org") in [(k, r) for k, r, _a in outbox(store)]
+
+
+def test_a_forgery_in_someones_name_is_not_their_earlier_reply(store, cfg):
+    """authored_times feeds the auto-responder timing rule: a forged mail in
+    Carol's name must not make her own next quick reply look automatic."""
+    from postdesk.store.view import KnownView
+
+    n = record(store, new(author="carol@customer.org"), cfg, T0).ticket
+    forged = followup(n, author="carol@customer.org", auth=FORGED, public=False, flags=frozenset({"forged"}))
+    record(store, forged, cfg, T0 + timedelta(minutes=5))
+    with store.engine.connect() as conn:
+        known = KnownView(conn, store.secret)
+        assert known.authored_times("carol@customer.org", n, 2) == (T0,)
