@@ -258,6 +258,7 @@ def check_postfix(config: Config, report: Report, config_dir: str | None) -> Pos
     fix = postconf_command(lines, config_dir) if lines else ""
     if not view.services:
         report.warning(f"no smtpd service in master.cf{where}: no mail arrives over SMTP")
+    instance = f"; for this instance: postconf -c {shlex.quote(config_dir)} and postfix -c {shlex.quote(config_dir)}" if config_dir else ""
     attached_any = False
     for svc in view.services:
         milters = split_milters(svc.milters)
@@ -305,13 +306,13 @@ def check_postfix(config: Config, report: Report, config_dir: str | None) -> Pos
             report.problem(
                 CONFIG,
                 "milter_default_action = accept: mail that arrives while the milter is down is delivered but never recorded",
-                f"postconf{' -c ' + shlex.quote(config_dir) if config_dir else ''} -e 'milter_default_action = tempfail' && postfix reload  (Postfix's default), or record such mail later with postdesk import",
+                f"postconf -e 'milter_default_action = tempfail' && postfix reload  (Postfix's default{instance}), or record such mail later with postdesk import",
             )
         else:
             report.problem(
                 CONFIG,
                 f"milter_default_action = {action or 'unset'}: when the milter is down Postfix would not retry",
-                f"postconf{' -c ' + shlex.quote(config_dir) if config_dir else ''} -e 'milter_default_action = tempfail' && postfix reload",
+                f"postconf -e 'milter_default_action = tempfail' && postfix reload{instance}",
             )
     if attached_any and view.pipe:
         report.problem(CONFIG, "both the milter and the `postdesk filter` pipe transport are configured: each message would be recorded by both", "use one deployment: remove the milter from smtpd_milters or the pipe transport from master.cf")
@@ -685,8 +686,8 @@ def run(config: Config, *, skip: frozenset[str] | set[str] = frozenset(), postfi
         print(line, file=out)
     status = report.status()
     n, w = len(report.problems), len(report.warnings)
-    summary = f"{n} problem{'s' if n != 1 else ''}" if n else "no problems"
-    print(f"{summary}, {w} warning{'s' if w != 1 else ''} (exit {status})", file=out)
+    summary = f"{n} problem{'s' if n != 1 else ''} found" if n else "all checks passed"
+    print(f"{summary}, {w} warning{'s' if w != 1 else ''} (exit status {status})", file=out)
     return status
 
 
