@@ -315,7 +315,11 @@ def check_postfix(config: Config, report: Report, config_dir: str | None) -> Pos
                 f"postconf -e 'milter_default_action = tempfail' && postfix reload{instance}",
             )
     if attached_any and view.pipe:
-        report.problem(CONFIG, "both the milter and the `postdesk filter` pipe transport are configured: each message would be recorded by both", "use one deployment: remove the milter from smtpd_milters or the pipe transport from master.cf")
+        report.problem(
+            CONFIG,
+            "both the milter and the `postdesk filter` pipe transport are configured: each message would be recorded by both",
+            "use one deployment: remove the milter from smtpd_milters or the pipe transport from master.cf",
+        )
     elif view.pipe and not attached_any:
         report.ok(f"after-queue deployment: a pipe(8) transport runs `postdesk filter`{where}; the milter is not attached")
     try:
@@ -434,7 +438,7 @@ def check_socket(config: Config, report: Report, queue_directory: str | None = N
             report.problem(DOWN, f"cannot see {rest} (permission denied)", "run postdesk check as root or as the postdesk user")
             return
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        target: object = rest
+        target: str | tuple[str, int] = rest
     elif kind in ("inet", "inet6"):
         port, _, host = rest.partition("@")
         host = host or "127.0.0.1"
@@ -551,12 +555,14 @@ def access_as(user: str, wanted: list[tuple[str, int]]) -> list[bool]:
     if os.geteuid() != 0:
         return [os.access(p, m) for p, m in wanted]
     pw = pwd.getpwnam(user)
+    ids = user_groups(user)
+    groups = sorted(ids[1]) if ids else [pw.pw_gid]
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: become the user, test, report, leave without cleanup
         try:
             os.close(r)
-            os.setgroups(sorted(user_groups(user)[1]))
+            os.setgroups(groups)
             os.setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid)
             os.setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid)
             os.write(w, "".join("1" if os.access(p, m) else "0" for p, m in wanted).encode())

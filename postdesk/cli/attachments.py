@@ -9,10 +9,8 @@ must not destroy the admin's own file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
-import tempfile
 
 from postdesk.cli.common import open_store
 from postdesk.cli.errors import EX_CANTCREAT, CommandError
@@ -28,6 +26,9 @@ def _umask() -> int:
 
 
 def cmd_get(args, config) -> int:
+    import hashlib
+    import tempfile
+
     meta, path = open_store(config).attachment(args.id)
     target = None if args.output == "-" else os.path.abspath(args.output)
     if target is not None and os.path.lexists(target) and not args.force:

@@ -25,7 +25,6 @@ import socket
 import signal
 import stat
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from postdesk.config import Config
@@ -165,7 +164,21 @@ def register(factory, actions: int, sessions: Sessions | None = None) -> None:
     )
 
 
-def _smfi_stop() -> None:
+def _libmilter():
+    """The module's own libmilter (already loaded), for ctypes; None if unreachable."""
+    import ctypes
+
+    import milter
+
+    try:
+        lib = ctypes.CDLL(milter.__file__)
+        lib.smfi_stop, lib.mi_stop  # noqa: B018 -- both must exist
+        return lib
+    except (OSError, AttributeError):
+        return None
+
+
+def _smfi_stop(lib) -> None:
     """libmilter's smfi_stop(), called without holding the GIL.
 
     smfi_stop waits for the listener's mutex, which the listener holds
@@ -173,18 +186,35 @@ def _smfi_stop() -> None:
     GIL around a foreign call) the main thread can meanwhile wake the
     listener; pymilter's ``milter.stop()`` is the fallback.
     """
-    import ctypes
-
-    import milter
-
-    try:
-        lib = ctypes.CDLL(milter.__file__)  # the module's own libmilter, already loaded
+    if lib is not None:
         lib.smfi_stop()
-    except (OSError, AttributeError):
+    else:
+        import milter
+
         milter.stop()
 
 
-def serve(address: str, sessions: Sessions, drain: float = DRAIN_SECONDS) -> str | None:
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def catch_early_signals() -> tuple[threading.Event, dict]:
+    """Note a stop signal that comes before ``serve`` runs.
+
+    The socket answers from ``opensocket`` on, so a supervisor (or a test)
+    may send SIGTERM before libmilter runs; Python's default action would
+    kill the process and leave the socket behind.
+    """
+    early = threading.Event()
+    previous = {sig: signal.signal(sig, lambda signum, frame: early.set()) for sig in STOP_SIGNALS}
+    return early, previous
+
+
+def _restore(handlers: dict) -> None:
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
+def serve(address: str, sessions: Sessions, drain: float = DRAIN_SECONDS, early: threading.Event | None = None) -> str | None:
     """Run libmilter until SIGTERM/SIGINT/SIGHUP; returns an error or None.
 
     libmilter's smfi_main handles those signals on a thread of its own, and
@@ -200,6 +230,12 @@ def serve(address: str, sessions: Sessions, drain: float = DRAIN_SECONDS) -> str
     smfi_stop gets the mutex, closes and unlinks the socket, and smfi_main
     returns.  Sessions in flight go on (a stop, unlike SIGINT's abort in
     libmilter, lets them finish) and are waited for up to ``drain`` seconds.
+
+    Linux prefers the main thread for a process-directed signal, but not
+    always (not when it already has one pending): libmilter's own signal
+    thread may take a SIGTERM.  So the main loop also reads libmilter's stop
+    flag (``mi_stop()``, a plain read) every 0.1 s and wakes the listener
+    when a stop was posted by anyone.
     """
     import milter
 
@@ -207,6 +243,7 @@ def serve(address: str, sessions: Sessions, drain: float = DRAIN_SECONDS) -> str
     done = threading.Event()
     stopping = threading.Event()
     path = unix_path(address)
+    lib = _libmilter()
 
     def main() -> None:
         try:
@@ -220,16 +257,27 @@ def serve(address: str, sessions: Sessions, drain: float = DRAIN_SECONDS) -> str
         if not stopping.is_set():
             stopping.set()
             log.info("%s: stopping", signal.Signals(signum).name)
-            threading.Thread(target=_smfi_stop, name="smfi_stop", daemon=True).start()
+            threading.Thread(target=_smfi_stop, args=(lib,), name="smfi_stop", daemon=True).start()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     try:
+        if early is not None and early.is_set():
+            log.info("a stop signal came during start-up: not serving")
+            return None
         thread = threading.Thread(target=main, name="libmilter", daemon=True)
         thread.start()
-        while not done.wait(0.05 if stopping.is_set() else 0.5):
+        while not done.wait(0.05 if stopping.is_set() else 0.1):
+            if not stopping.is_set() and lib is not None and lib.mi_stop() != 0:
+                stopping.set()  # libmilter's signal thread took the signal
+                log.info("stopping")
             if stopping.is_set() and path:
                 socket_alive(path, timeout=0.05)  # wakes the listener's poll()
         thread.join()
+        if stopping.is_set() and result[0]:
+            # A stop that came while smfi_main was starting makes it fail
+            # ("cannot run main"): that is the stop we asked for.
+            log.info("stopped during start-up: %s", result[0])
+            result[0] = None
         if stopping.is_set() and not sessions.wait_idle(drain):
             log.warning("%d milter session(s) still open after %.0fs; Postfix defers their mail", sessions.count, drain)
     finally:
@@ -292,16 +340,23 @@ def run(config: Config, store=None, ingest=None) -> int:
     milter.setbacklog(BACKLOG)
     # An exception that escapes our own boundary still must not accept.
     milter.set_exception_policy(Milter.TEMPFAIL)
+    early, default_handlers = catch_early_signals()  # restored when run() returns
     try:
         milter.opensocket(False)
     except milter.error as e:
         log.error("cannot open milter socket %s: %s", address, e)
+        _restore(default_handlers)
         return EX_UNAVAILABLE
     if path:
         try:
             set_socket_access(path, config)
         except OSError as e:
             log.error("cannot set owner/mode of %s: %s", path, e)
+            try:
+                os.unlink(path)  # a socket Postfix cannot use is not left behind
+            except OSError:
+                pass
+            _restore(default_handlers)
             return EX_UNAVAILABLE
 
     log.info(
@@ -320,7 +375,7 @@ def run(config: Config, store=None, ingest=None) -> int:
     )
     status = EX_OK
     try:
-        error = serve(address, sessions)
+        error = serve(address, sessions, early=early)
         if error:
             log.error("milter stopped: %s", error)
             status = EX_SOFTWARE
@@ -337,5 +392,6 @@ def run(config: Config, store=None, ingest=None) -> int:
                 close()
             except Exception:
                 log.warning("closing the store failed", exc_info=True)
+    _restore(default_handlers)
     log.info("stopped")
     return status
