@@ -205,7 +205,12 @@ def catch_early_signals() -> tuple[threading.Event, dict]:
     kill the process and leave the socket behind.
     """
     early = threading.Event()
-    previous = {sig: signal.signal(sig, lambda signum, frame: early.set()) for sig in STOP_SIGNALS}
+
+    def note(signum, frame) -> None:
+        early.signum = signum  # type: ignore[attr-defined]
+        early.set()
+
+    previous = {sig: signal.signal(sig, note) for sig in STOP_SIGNALS}
     return early, previous
 
 
@@ -262,7 +267,7 @@ def serve(address: str, sessions: Sessions, drain: float = DRAIN_SECONDS, early:
     previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     try:
         if early is not None and early.is_set():
-            log.info("a stop signal came during start-up: not serving")
+            log.info("%s: stopping (it came during start-up)", signal.Signals(getattr(early, "signum", signal.SIGTERM)).name)
             return None
         thread = threading.Thread(target=main, name="libmilter", daemon=True)
         thread.start()
