@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 from postdesk.cli.errors import EX_CONFIG, CommandError, exit_status
-from postdesk.cli.parser import build_parser
+from postdesk.cli.parser import build_parser, handler
 from postdesk.outcomes import EX_NOINPUT, EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE
 
 __all__ = ["main", "build_parser"]
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logsetup.configure(args.command, config, daemon=args.command in DAEMONS)
 
     try:
-        return exit_status(args.handler(args, config))
+        return exit_status(handler(args.handler)(args, config))
     except CommandError as e:
         print(f"postdesk: {e}", file=sys.stderr)
         return e.code
