@@ -43,4 +43,24 @@ bench: venv
 	$(PY) bench/notifier.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info demo-run
+	rm -rf $(VENV) build *.egg-info demo-run debian/postdesk debian/.debhelper debian/files debian/*.substvars debian/*.log debian/debhelper-build-stamp postdesk_*
+
+# The Debian package: postdesk_VERSION_amd64.deb in this directory, built
+# with dh-virtualenv (a virtualenv in /opt/postdesk; Python dependencies from
+# PyPI).  Build dependencies are installed as root with apt-get.
+DEB_BUILD_DEPS := build-essential debhelper dh-virtualenv python3-dev python3-venv libmilter-dev dpkg-dev
+
+.PHONY: deb deb-deps
+deb-deps:
+	@missing=""; for p in $(DEB_BUILD_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "Missing build dependencies:$$missing; run make deb as root." >&2; exit 1; fi; \
+	  echo "Installing build dependencies:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+deb: deb-deps
+	rm -rf debian/postdesk debian/.debhelper debian/files debian/*.substvars debian/*.log
+	dpkg-buildpackage -us -uc -b
+	mv ../postdesk_*_amd64.deb ../postdesk_*_amd64.buildinfo ../postdesk_*_amd64.changes . 2>/dev/null || true
+	@ls -l postdesk_*_amd64.deb

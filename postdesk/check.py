@@ -1,16 +1,35 @@
 """``postdesk check``: tell the mail admin what is wrong, and how to fix it.
 
-Checks, in order: the configuration (already validated when loaded), the
-store (opens, schema in place, attachment directory writable), Postfix's
-settings as ``postconf`` reports them (the milter in ``smtpd_milters`` with
-``milter_default_action = tempfail``, or the after-queue pipe transport in
-master.cf), the milter socket (answers, and smtpd's user may connect), and
-DNS for the ``reply_to`` domain (MX, else A/AAAA: otherwise customers'
-replies bounce).
+The checks, each skippable with ``--skip NAME``:
 
-Each problem is printed with its fix.  Exit status (sysexits, never 1):
-0 all good; 78 (EX_CONFIG) when a setting must change; 69 (EX_UNAVAILABLE)
-when something is down or unreachable but the settings look right.
+- ``store``: the database opens and ``postdesk init`` has run.
+- ``postfix``: what ``postconf`` (main.cf) and ``postconf -F``/``-P``
+  (master.cf) say.  Every smtpd service must reach our socket through
+  ``smtpd_milters``, resolved as Postfix will: a chrooted smtpd (master.cf
+  chroot column ``y``; ``-`` means ``n`` since Postfix 3.0, master(5))
+  resolves the path below ``queue_directory``, so the socket
+  /var/spool/postfix/postdesk/milter.sock is written ``unix:/postdesk/milter.sock``.
+  postdesk must be the last milter; ``milter_default_action`` should stay
+  ``tempfail`` (Postfix's default).
+- ``socket``: the milter answers, and the user ``postfix`` may open the
+  socket: it can search every parent directory and write the socket, by
+  uid, by its groups in the group database, and by the groups its running
+  smtpd processes actually hold (they keep the groups they started with
+  until ``postfix reload``).
+- ``permissions``: the service user (``--user``, default: the owner of the
+  attachment directory) can write the database, the attachment directory
+  and the socket directory.  Checked in a forked child that has become that
+  user, so running check as root proves nothing it should not.
+- ``dns``: the ``reply_to`` domain has an MX (else A/AAAA): otherwise
+  customers' replies bounce.
+
+Output: ``ok:``, ``warning:`` and ``problem:`` lines, each problem with its
+``fix:``; a problem about Postfix's wiring ends with the exact ``postconf
+-e`` lines for this host (``postdesk setup-postfix`` prints or applies
+them).  Exit status (sysexits, never 1): 0 no problem (warnings do not
+count); 78 (EX_CONFIG) a setting or a permission must change; 69
+(EX_UNAVAILABLE) something is down or unreachable while the settings look
+right.  ``postdesk check --skip dns`` gates a deployment.
 """
 
 from __future__ import annotations
@@ -20,30 +39,40 @@ import ipaddress
 import os
 import pwd
 import re
+import shlex
 import shutil
 import socket
 import stat
 import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from postdesk.config import Config
 from postdesk.outcomes import EX_CONFIG, EX_OK, EX_UNAVAILABLE
 
-CONFIG = "config"  # the fix is a setting
+CONFIG = "config"  # the fix is a setting or a permission
 DOWN = "unavailable"  # the fix is to start or repair something
+STEPS = ("store", "postfix", "socket", "permissions", "dns")
+GROUP_FIX = "adduser postfix {group} && postfix reload"
 
 
 @dataclass
 class Report:
     lines: list[str] = field(default_factory=list)
     problems: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, what, fix)
+    warnings: list[str] = field(default_factory=list)
 
     def ok(self, what: str) -> None:
         self.lines.append(f"ok: {what}")
 
     def note(self, what: str) -> None:
         self.lines.append(f"note: {what}")
+
+    def warning(self, what: str) -> None:
+        self.warnings.append(what)
+        self.lines.append(f"warning: {what}")
 
     def problem(self, kind: str, what: str, fix: str) -> None:
         self.problems.append((kind, what, fix))
@@ -58,7 +87,7 @@ class Report:
         return EX_OK
 
 
-# -- Postfix ------------------------------------------------------------------------
+# -- Postfix: what main.cf and master.cf say ------------------------------------------
 
 
 def split_milters(value: str) -> list[tuple[str, dict[str, str]]]:
@@ -83,29 +112,39 @@ def split_milters(value: str) -> list[tuple[str, dict[str, str]]]:
     return out
 
 
-def same_milter(ours: str, theirs: str, queue_directory: str) -> bool:
-    """Do two milter addresses name the same socket?
+def resolve_milter(address: str, queue_directory: str, chrooted: bool) -> tuple[str, str]:
+    """Where Postfix's smtpd will connect: ("unix", host path) or ("inet", "host:port").
 
-    Postfix resolves a relative ``unix:`` path (and any path when smtpd runs
-    chrooted) below its queue directory.
+    smtpd runs in ``queue_directory`` (its working directory, and its root
+    when chrooted): a relative path is below it, and in a chroot an absolute
+    one too (MILTER_README, "Running the milter in a chroot").
     """
+    kind, _, rest = address.partition(":")
+    if kind in ("unix", "local"):
+        if chrooted or not rest.startswith("/"):
+            return "unix", os.path.normpath(queue_directory + "/" + rest)
+        return "unix", os.path.normpath(rest)
+    if kind in ("inet", "inet6"):
+        port, _, host = rest.partition("@")
+        host = {"localhost": "127.0.0.1"}.get(host, host)
+        return "inet", f"{host}:{port}"
+    return kind, rest
 
-    def norm(addr: str) -> tuple[str, str]:
-        kind, _, rest = addr.partition(":")
-        if kind in ("unix", "local"):
-            path = rest if rest.startswith("/") else os.path.join(queue_directory, rest)
-            return "unix", os.path.normpath(path)
-        if kind == "inet" and "@" in rest:
-            port, _, host = rest.partition("@")
-            host = {"localhost": "127.0.0.1"}.get(host, host)
-            return "inet", f"{host}:{port}"
-        return kind, rest
 
-    a, b = norm(ours), norm(theirs)
-    if a == b:
-        return True
-    # A chrooted smtpd names the socket relative to the queue directory.
-    return a[0] == b[0] == "unix" and a[1] == os.path.normpath(queue_directory + "/" + theirs.partition(":")[2])
+def same_milter(ours: str, theirs: str, queue_directory: str, chrooted: bool = False) -> bool:
+    """Does ``theirs`` (as written in main.cf) reach the socket ``ours`` (a host path)?"""
+    return resolve_milter(ours, queue_directory, False) == resolve_milter(theirs, queue_directory, chrooted)
+
+
+def milter_address_for(ours: str, queue_directory: str, chrooted: bool) -> str | None:
+    """How to write our socket in smtpd_milters for this smtpd; None if it cannot reach it."""
+    kind, path = resolve_milter(ours, queue_directory, False)
+    if kind != "unix" or not chrooted:
+        return ours
+    q = os.path.normpath(queue_directory)
+    if path.startswith(q + "/"):
+        return "unix:" + path[len(q):]
+    return None
 
 
 def postconf(args: list[str], config_dir: str | None) -> str:
@@ -118,60 +157,177 @@ def postconf(args: list[str], config_dir: str | None) -> str:
     return r.stdout
 
 
-def check_postfix(config: Config, report: Report, config_dir: str | None) -> None:
+def _pairs(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        k, sep, v = line.partition("=")
+        if sep:
+            out[k.strip()] = v.strip()
+    return out
+
+
+@dataclass
+class Smtpd:
+    """One smtpd service of master.cf, as far as the milter is concerned."""
+
+    name: str  # service/type, e.g. "smtp/inet"
+    chrooted: bool
+    milters: str  # its smtpd_milters (main.cf, or its own -o override)
+
+
+@dataclass
+class PostfixView:
+    values: dict[str, str]
+    services: list[Smtpd]
+    pipe: bool  # a pipe(8) transport runs `postdesk filter`
+
+    @property
+    def queue_directory(self) -> str:
+        return self.values.get("queue_directory", "/var/spool/postfix")
+
+
+def read_postfix(config_dir: str | None) -> PostfixView:
+    names = ["smtpd_milters", "milter_default_action", "queue_directory", "milter_protocol", "content_filter", "mail_version", "mail_owner"]
+    values = _pairs(postconf(names, config_dir))
+    fields = _pairs(postconf(["-F"], config_dir))
+    overrides = _pairs(postconf(["-P"], config_dir))
+    major = int((values.get("mail_version", "3").split(".") or ["3"])[0] or 3)
+    services = []
+    for key, command in fields.items():
+        if not key.endswith("/command"):
+            continue
+        words = command.split()
+        if not words or words[0] != "smtpd":
+            continue
+        name = key[: -len("/command")]
+        chroot = fields.get(f"{name}/chroot", "-")
+        # master(5): the chroot column's default is n since Postfix 3.0 (y before).
+        chrooted = chroot == "y" or (chroot == "-" and major < 3)
+        milters = overrides.get(f"{name}/smtpd_milters", values.get("smtpd_milters", ""))
+        services.append(Smtpd(name, chrooted, milters))
+    master = postconf(["-M"], config_dir)
+    return PostfixView(values, services, "postdesk filter" in master)
+
+
+def wiring_lines(config: Config, view: PostfixView) -> list[str]:
+    """The ``postconf -e`` arguments that wire our milter into this host's Postfix."""
+    ours = config.milter.socket
+    q = view.queue_directory
+    chrooted = any(s.chrooted for s in view.services)
+    address = milter_address_for(ours, q, chrooted)
+    if address is None:
+        return []
+    # Keep the other milters, in order, and drop any spelling of ours
+    # (with or without the chroot): ours goes last.
+    others = [
+        a if not o else "{ " + ", ".join([a] + [f"{k} = {v}" for k, v in o.items()]) + " }"
+        for a, o in split_milters(view.values.get("smtpd_milters", ""))
+        if not (same_milter(ours, a, q, True) or same_milter(ours, a, q, False))
+    ]
+    lines = [f"smtpd_milters = {', '.join(others + [address])}"]
+    if view.values.get("milter_default_action", "tempfail") != "tempfail":
+        lines.append("milter_default_action = tempfail")
+    try:
+        if int(view.values.get("milter_protocol", "6")) < 6:
+            lines.append("milter_protocol = 6")
+    except ValueError:
+        pass
+    return lines
+
+
+def postconf_command(lines: list[str], config_dir: str | None) -> str:
+    c = f" -c {shlex.quote(config_dir)}" if config_dir else ""
+    reload = f"postfix{c} reload"
+    return f"postconf{c} -e " + " ".join(shlex.quote(line) for line in lines) + f" && {reload}"
+
+
+def check_postfix(config: Config, report: Report, config_dir: str | None) -> PostfixView | None:
     if not (shutil.which("postconf") or os.path.exists("/usr/sbin/postconf")):
         report.problem(DOWN, "postconf not found: is Postfix installed here?", "install Postfix (apt-get install postfix) or run postdesk check on the mail host")
-        return
+        return None
     try:
-        values = {}
-        for line in postconf(["smtpd_milters", "milter_default_action", "queue_directory", "milter_protocol", "content_filter"], config_dir).splitlines():
-            k, _, v = line.partition("=")
-            values[k.strip()] = v.strip()
-        master = postconf(["-M"], config_dir)
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+        view = read_postfix(config_dir)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError) as e:
         report.problem(DOWN, f"postconf failed: {e}", "fix the Postfix configuration until `postconf -n` runs cleanly")
-        return
+        return None
     where = f" (postconf -c {config_dir})" if config_dir else ""
-    pipe = "postdesk filter" in master
+    values, q = view.values, view.queue_directory
     check_loopback_trust(config, values.get("content_filter", ""), report)
     ours = config.milter.socket
-    attached = [(a, o) for a, o in split_milters(values.get("smtpd_milters", "")) if same_milter(ours, a, values.get("queue_directory", ""))]
-    if not attached:
-        if pipe:
-            report.ok(f"after-queue deployment: a pipe(8) transport runs `postdesk filter`{where}; the milter is not attached")
-            return
+    lines = wiring_lines(config, view)
+    fix = postconf_command(lines, config_dir) if lines else ""
+    if not view.services:
+        report.warning(f"no smtpd service in master.cf{where}: no mail arrives over SMTP")
+    instance = f"; for this instance: postconf -c {shlex.quote(config_dir)} and postfix -c {shlex.quote(config_dir)}" if config_dir else ""
+    attached_any = False
+    for svc in view.services:
+        milters = split_milters(svc.milters)
+        mine = [(a, o) for a, o in milters if same_milter(ours, a, q, svc.chrooted)]
+        if not mine:
+            # Written with the host path while smtpd is chrooted: the classic 451 4.7.1 at CONNECT.
+            host_path = [a for a, _ in milters if svc.chrooted and same_milter(ours, a, q, False)]
+            if host_path:
+                address = milter_address_for(ours, q, True)
+                report.problem(
+                    CONFIG,
+                    f"{svc.name}: smtpd runs chrooted in {q} (master.cf), so Postfix looks for {host_path[0]} at "
+                    f"{resolve_milter(host_path[0], q, True)[1]}, which does not exist: every mail gets 451 4.7.1",
+                    f"write it relative to the chroot, {address}: {fix}",
+                )
+            elif svc.chrooted and milter_address_for(ours, q, True) is None:
+                report.problem(
+                    CONFIG,
+                    f"{svc.name}: smtpd runs chrooted in {q} and cannot reach the socket {ours} outside it",
+                    f'put the socket below the queue directory: [milter] socket = "unix:{q}/postdesk/milter.sock", then {postconf_command(["smtpd_milters = unix:/postdesk/milter.sock"], config_dir)}',
+                )
+            elif view.pipe:
+                continue
+            else:
+                report.problem(
+                    CONFIG,
+                    f"{svc.name}: the milter {ours} is not in smtpd_milters{where} (now: {svc.milters or 'empty'})",
+                    fix or "add it to smtpd_milters",
+                )
+            continue
+        attached_any = True
+        report.ok(f"{svc.name}: smtpd_milters reaches {ours} as {mine[0][0]}{' (chrooted smtpd)' if svc.chrooted else ''}")
+        if not same_milter(ours, milters[-1][0], q, svc.chrooted):
+            # Milters run in order; one after us may still reject a message that
+            # is already a ticket with an acknowledgement queued (backscatter).
+            report.problem(
+                CONFIG,
+                f"{svc.name}: the postdesk milter is not the last of smtpd_milters (last: {milters[-1][0]}): a later milter may reject mail that already became a ticket",
+                f"list it last: {fix}",
+            )
+        action = mine[0][1].get("default_action") or values.get("milter_default_action", "")
+        if action == "tempfail":
+            report.ok("milter_default_action = tempfail (mail waits at the sender while the milter is down)")
+        elif action == "accept":
+            report.problem(
+                CONFIG,
+                "milter_default_action = accept: mail that arrives while the milter is down is delivered but never recorded",
+                f"postconf -e 'milter_default_action = tempfail' && postfix reload  (Postfix's default{instance}), or record such mail later with postdesk import",
+            )
+        else:
+            report.problem(
+                CONFIG,
+                f"milter_default_action = {action or 'unset'}: when the milter is down Postfix would not retry",
+                f"postconf -e 'milter_default_action = tempfail' && postfix reload{instance}",
+            )
+    if attached_any and view.pipe:
         report.problem(
             CONFIG,
-            f"the milter {ours} is not in smtpd_milters{where} (now: {values.get('smtpd_milters') or 'empty'})",
-            f"postconf -e 'smtpd_milters = {ours}' 'milter_default_action = tempfail' && postfix reload   (see contrib/postfix/main.cf)",
+            "both the milter and the `postdesk filter` pipe transport are configured: each message would be recorded by both",
+            "use one deployment: remove the milter from smtpd_milters or the pipe transport from master.cf",
         )
-        return
-    report.ok(f"smtpd_milters includes {attached[0][0]}")
-    milters = split_milters(values.get("smtpd_milters", ""))
-    if not same_milter(ours, milters[-1][0], values.get("queue_directory", "")):
-        # Milters run in order; one after us may still reject a message that
-        # is already a ticket with an acknowledgement queued (backscatter).
-        report.problem(
-            CONFIG,
-            f"the postdesk milter is not the last of smtpd_milters (last: {milters[-1][0]}): a later milter may reject mail that already became a ticket",
-            f"list it last: postconf -e 'smtpd_milters = <the others>, {ours}' && postfix reload",
-        )
-    if pipe:
-        report.problem(CONFIG, "both the milter and the `postdesk filter` pipe transport are configured: each message would be recorded by both", "use one deployment: remove the milter from smtpd_milters or the pipe transport from master.cf")
-    action = attached[0][1].get("default_action") or values.get("milter_default_action", "")
-    if action != "tempfail":
-        report.problem(
-            CONFIG,
-            f"milter_default_action is {action or 'unset'}: when the milter is down Postfix would {'accept mail that is never recorded' if action == 'accept' else 'not retry'}",
-            "postconf -e 'milter_default_action = tempfail' && postfix reload",
-        )
-    else:
-        report.ok("milter_default_action = tempfail (mail waits at the sender while the milter is down)")
+    elif view.pipe and not attached_any:
+        report.ok(f"after-queue deployment: a pipe(8) transport runs `postdesk filter`{where}; the milter is not attached")
     try:
         if int(values.get("milter_protocol", "6")) < 6:
             report.problem(CONFIG, f"milter_protocol = {values['milter_protocol']}: the fast path needs protocol 6", "postconf -e 'milter_protocol = 6'")
     except ValueError:
         pass
+    return view
 
 
 def check_loopback_trust(config: Config, content_filter: str, report: Report) -> None:
@@ -184,51 +340,112 @@ def check_loopback_trust(config: Config, content_filter: str, report: Report) ->
     loopback = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
     trusted = [n for n in config.trust.trusted_networks if any(n.version == lo.version and n.overlaps(lo) for lo in loopback)]
     if trusted:
-        report.note(
+        report.warning(
             f"content_filter = {content_filter} and [trust] trusted_networks includes {trusted[0]}: mail the filter "
             "re-injects over loopback counts as trusted unless the filter forwards the client address (XFORWARD); "
             "without that, remove loopback from trusted_networks and have staff authenticate (SASL)"
         )
 
 
-# -- the milter socket --------------------------------------------------------------
+# -- the milter socket, as user postfix sees it ---------------------------------------
+
+
+def user_groups(user: str) -> tuple[int, set[int]] | None:
+    """(uid, gids) of ``user`` from the passwd and group databases."""
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return None
+    return pw.pw_uid, {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+
+
+def may(st: os.stat_result, uid: int, gids: set[int], bit: int) -> bool:
+    """Would ``uid``/``gids`` get permission ``bit`` (4 r, 2 w, 1 x) on ``st``? (root always)."""
+    if uid == 0:
+        return True
+    if st.st_uid == uid:
+        return bool(st.st_mode & (bit << 6))
+    if st.st_gid in gids:
+        return bool(st.st_mode & (bit << 3))
+    return bool(st.st_mode & bit)
 
 
 def postfix_may_connect(st: os.stat_result, user: str = "postfix") -> bool:
     """Could Postfix's smtpd (user ``postfix``) open this socket (needs write)?"""
-    try:
-        pw = pwd.getpwnam(user)
-    except KeyError:
+    ids = user_groups(user)
+    if ids is None:
         return True  # no such user here: cannot tell
-    if st.st_uid == pw.pw_uid:
-        return bool(st.st_mode & stat.S_IWUSR)
-    groups = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
-    if st.st_gid in groups:
-        return bool(st.st_mode & stat.S_IWGRP)
-    return bool(st.st_mode & stat.S_IWOTH)
+    return may(st, ids[0], ids[1], 2)
 
 
-def check_socket(config: Config, report: Report) -> None:
+def blocking_directory(path: str, uid: int, gids: set[int]) -> str | None:
+    """The first parent of ``path`` that ``uid`` cannot search, if any."""
+    parent = os.path.dirname(os.path.abspath(path))
+    parts = []
+    while True:
+        parts.append(parent)
+        up = os.path.dirname(parent)
+        if up == parent:
+            break
+        parent = up
+    for d in reversed(parts):
+        try:
+            if not may(os.stat(d), uid, gids, 1):
+                return d
+        except OSError:
+            return d
+    return None
+
+
+def smtpd_process_groups(queue_directory: str, uid: int) -> list[tuple[int, set[int]]]:
+    """(pid, groups) of the running smtpd processes of this Postfix instance.
+
+    Children of the master whose pid is in ``queue_directory/pid/master.pid``:
+    another instance on the same host is not ours to judge.
+    """
+    try:
+        master = int(Path(queue_directory, "pid", "master.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return []
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path("/proc", entry, "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("Name", "").strip() != "smtpd" or int(fields.get("PPid", "0")) != master:
+            continue
+        if int(fields.get("Uid", "0").split()[1]) != uid:
+            continue
+        groups = {int(g) for g in fields.get("Groups", "").split()} | {int(fields.get("Gid", "0").split()[1])}
+        out.append((int(entry), groups))
+    return out
+
+
+def check_socket(config: Config, report: Report, queue_directory: str | None = None) -> None:
     address = config.milter.socket
     kind, _, rest = address.partition(":")
     if kind in ("unix", "local"):
         try:
             st = os.stat(rest)
         except FileNotFoundError:
-            report.problem(DOWN, f"no milter socket at {rest}", "start the milter: systemctl start postdesk-milter (see journalctl -u postdesk-milter)")
+            report.problem(DOWN, f"no milter socket at {rest}", "start the milter: systemctl start postdesk-milter (see journalctl -u postdesk-milter, or /var/log/mail.log)")
             return
         except PermissionError:
             report.problem(DOWN, f"cannot see {rest} (permission denied)", "run postdesk check as root or as the postdesk user")
             return
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        target: object = rest
+        target: str | tuple[str, int] = rest
     elif kind in ("inet", "inet6"):
         port, _, host = rest.partition("@")
         host = host or "127.0.0.1"
         s = socket.socket(socket.AF_INET6 if kind == "inet6" else socket.AF_INET, socket.SOCK_STREAM)
         target = (host, int(port))
         st = None
-        report.note("the milter uses TCP (inet:): expect about 4x lower throughput than a unix socket (delayed ACKs on libmilter's small writes)")
+        report.warning("the milter uses TCP (inet:): expect about 4x lower throughput than a unix socket (delayed ACKs on libmilter's small writes)")
     else:
         report.problem(CONFIG, f"milter.socket {address}: unknown socket type", "use unix:/var/spool/postfix/postdesk/milter.sock")
         return
@@ -241,12 +458,42 @@ def check_socket(config: Config, report: Report) -> None:
     finally:
         s.close()
     report.ok(f"the milter answers on {address}")
-    if st is not None and not postfix_may_connect(st):
+    if st is None:
+        return
+    ids = user_groups("postfix")
+    if ids is None:
+        report.warning("no user postfix on this host: cannot tell whether Postfix may open the socket")
+        return
+    uid, gids = ids
+    group = _group_name(st.st_gid)
+    blocked = blocking_directory(rest, uid, gids)
+    if blocked:
+        report.problem(CONFIG, f"user postfix cannot enter {blocked} on the way to {rest}", f"adduser postfix {_group_name(os.stat(blocked).st_gid)} && postfix reload, or chmod o+x {blocked}")
+    elif not may(st, uid, gids, 2):
         report.problem(
             CONFIG,
-            f"Postfix (user postfix) may not connect to {rest} (mode {stat.S_IMODE(st.st_mode):04o}, gid {st.st_gid})",
-            'set [milter] socket_group = "postfix" and socket_mode = "0660", then restart postdesk-milter',
+            f"user postfix may not open {rest} (mode {stat.S_IMODE(st.st_mode):04o}, group {group}) and is not in group {group}",
+            # Never "socket_group = postfix": the milter (user postdesk) cannot
+            # chgrp its socket to a group it is not in, and would not start.
+            GROUP_FIX.format(group=group),
         )
+    else:
+        report.ok(f"user postfix may open {rest} (mode {stat.S_IMODE(st.st_mode):04o}, group {group})")
+        stale = [pid for pid, groups in smtpd_process_groups(queue_directory or "/var/spool/postfix", uid)
+                 if not may(st, uid, groups, 2)]
+        if stale:
+            report.problem(
+                CONFIG,
+                f"{len(stale)} running smtpd process(es) (pid {', '.join(map(str, stale[:5]))}) started before user postfix joined group {group}: they get \"Permission denied\" on the socket",
+                "postfix reload",
+            )
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 # -- the store ----------------------------------------------------------------------
@@ -269,7 +516,7 @@ def check_store(config: Config, report: Report) -> None:
     except Exception as e:
         text = f"{type(e).__name__}: {e}".splitlines()[0][:300]
         if type(e).__name__ == "StoreNotInitialised" or re.search(r"no such table|UndefinedTable", text, re.I):
-            report.problem(CONFIG, f"store {url} is not initialised: {text}", "run: postdesk init")
+            report.problem(CONFIG, f"store {url} is not initialised: {text}", "run: postdesk init (as the service user: runuser -u postdesk -- postdesk init)")
         else:
             report.problem(DOWN, f"store {url} does not open: {text}", "start the database or fix [store] url / permissions; the milter answers 451 until it opens")
     finally:
@@ -279,13 +526,92 @@ def check_store(config: Config, report: Report) -> None:
                 close()
             except Exception:
                 pass
-    attachments = Path(config.store.attachments)
-    if not attachments.is_dir():
-        report.problem(CONFIG, f"attachment directory {attachments} does not exist", "run: postdesk init (it creates it), or fix [store] attachments")
-    elif not os.access(attachments, os.W_OK | os.X_OK):
-        report.problem(CONFIG, f"attachment directory {attachments} is not writable by uid {os.geteuid()}", f"chown -R postdesk: {attachments}")
-    else:
-        report.ok(f"attachment directory {attachments} is writable")
+
+
+# -- permissions, as the service user -------------------------------------------------
+
+
+def service_user(config: Config, explicit: str | None) -> str:
+    """``--user``, else the owner of the attachment directory (the service
+    user owns its data), else whoever runs the check."""
+    if explicit:
+        return explicit
+    for candidate in (config.store.attachments, os.path.dirname(str(config.store.attachments))):
+        try:
+            return pwd.getpwuid(os.stat(candidate).st_uid).pw_name
+        except (OSError, KeyError):
+            continue
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def access_as(user: str, wanted: list[tuple[str, int]]) -> list[bool]:
+    """``os.access(path, mode)`` for each of ``wanted``, as ``user`` would get it.
+
+    As root: in a forked child that has dropped to the user's uid and groups
+    (setgroups, setresgid, setresuid), so ACLs, read-only mounts and the like
+    count too; the answers come back over a pipe.  As anyone else: directly
+    (only checking oneself is possible without privilege).
+    """
+    if os.geteuid() != 0:
+        return [os.access(p, m) for p, m in wanted]
+    pw = pwd.getpwnam(user)
+    ids = user_groups(user)
+    groups = sorted(ids[1]) if ids else [pw.pw_gid]
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: become the user, test, report, leave without cleanup
+        try:
+            os.close(r)
+            os.setgroups(groups)
+            os.setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid)
+            os.setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid)
+            os.write(w, "".join("1" if os.access(p, m) else "0" for p, m in wanted).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    answer = b""
+    with os.fdopen(r, "rb") as f:
+        answer = f.read()
+    os.waitpid(pid, 0)
+    return [c == ord("1") for c in answer] + [False] * (len(wanted) - len(answer))
+
+
+def check_permissions(config: Config, report: Report, user: str | None) -> None:
+    name = service_user(config, user)
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        report.problem(CONFIG, f"no user {name} on this host", "adduser --system --group --home /var/lib/postdesk postdesk (the Debian package does this)")
+        return
+    wanted: list[tuple[str, int, str]] = []
+    attachments = str(config.store.attachments)
+    wanted.append((attachments, os.W_OK | os.X_OK, "the attachment directory"))
+    url = config.store.url
+    if url.startswith("sqlite:///"):
+        db = url[len("sqlite:///"):].split("?")[0]
+        wanted.append((os.path.dirname(db) or ".", os.W_OK | os.X_OK, "the database directory (SQLite writes its -wal and -shm files there)"))
+        if os.path.exists(db):
+            wanted.append((db, os.R_OK | os.W_OK, "the database"))
+    path = _unix_path(config.milter.socket)
+    if path:
+        wanted.append((os.path.dirname(path), os.W_OK | os.X_OK, "the socket directory"))
+    wanted.append((config.source, os.R_OK, "the configuration file")) if os.path.exists(config.source) else None
+    results = access_as(name, [(p, m) for p, m, _ in wanted])
+    for (p, m, what), allowed in zip(wanted, results):
+        verb = "read" if m == os.R_OK else "write"
+        if allowed:
+            report.ok(f"user {name} can {verb} {what} {p}")
+        elif not os.path.exists(p):
+            report.problem(CONFIG, f"{what} {p} does not exist", f"create it: install -d -o {name} -g {name} -m 0750 {p} (postdesk init creates the attachment directory)")
+        else:
+            report.problem(CONFIG, f"user {name} cannot {verb} {what} {p}", f"chown {name}:{name} {p}" + (" && chmod 0640 " + p if m == os.R_OK else ""))
+
+
+def _unix_path(address: str) -> str | None:
+    for prefix in ("unix:", "local:"):
+        if address.startswith(prefix):
+            return address[len(prefix):]
+    return None
 
 
 # -- DNS ----------------------------------------------------------------------------
@@ -331,31 +657,102 @@ def check_dns(config: Config, report: Report, lifetime: float = 5.0) -> None:
 # -- entry point --------------------------------------------------------------------
 
 
-def run(config: Config, *, postfix_config: str | None = None, dns: bool = True, out=None) -> int:
-    """Run every check, print the report, return 0 / 78 / 69.
+def run(config: Config, *, skip: frozenset[str] | set[str] = frozenset(), postfix_config: str | None = None, user: str | None = None, dns: bool = True, out=None) -> int:
+    """Run every check not in ``skip``, print the report, return 0 / 78 / 69.
 
     ``postfix_config`` is passed to ``postconf -c`` (default: the system
     instance, or ``$POSTDESK_POSTFIX_CONFIG``).
     """
-    import sys
-
     out = out or sys.stdout
     postfix_config = postfix_config or os.environ.get("POSTDESK_POSTFIX_CONFIG") or None
+    skip = set(skip) | (set() if dns else {"dns"})
     report = Report()
     report.ok(f"configuration {config.source} is valid")
-    for step in (
-        lambda: check_store(config, report),
-        lambda: check_postfix(config, report, postfix_config),
-        lambda: check_socket(config, report),
-        lambda: check_dns(config, report) if dns else report.note("DNS check skipped"),
-    ):
+    view: list[PostfixView | None] = [None]
+
+    def postfix_step() -> None:
+        view[0] = check_postfix(config, report, postfix_config)
+
+    steps = {
+        "store": lambda: check_store(config, report),
+        "postfix": postfix_step,
+        "socket": lambda: check_socket(config, report, view[0].queue_directory if view[0] else None),
+        "permissions": lambda: check_permissions(config, report, user),
+        "dns": lambda: check_dns(config, report),
+    }
+    for name, step in steps.items():
+        if name in skip:
+            report.note(f"{name} check skipped")
+            continue
         try:
             step()
         except Exception as e:  # a check must report, never crash with exit 1
-            report.problem(DOWN, f"check failed unexpectedly: {type(e).__name__}: {e}", "report this as a bug in postdesk check")
+            report.problem(DOWN, f"{name} check failed unexpectedly: {type(e).__name__}: {e}", "report this as a bug in postdesk check")
     for line in report.lines:
         print(line, file=out)
     status = report.status()
-    n = len(report.problems)
-    print(f"{n} problem{'s' if n != 1 else ''} found" if n else "all checks passed", file=out)
+    n, w = len(report.problems), len(report.warnings)
+    summary = f"{n} problem{'s' if n != 1 else ''} found" if n else "all checks passed"
+    print(f"{summary}, {w} warning{'s' if w != 1 else ''} (exit status {status})", file=out)
     return status
+
+
+# -- setup-postfix ------------------------------------------------------------------
+
+
+def setup_postfix(config: Config, *, apply: bool = False, postfix_config: str | None = None, out=None, now: float | None = None) -> int:
+    """Print (or, with ``apply``, run) the wiring of our milter into this host's Postfix.
+
+    ``--apply`` first copies main.cf and master.cf to ``*.postdesk-YYYYmmddTHHMMSS``
+    beside them, then runs ``postconf -e``, puts user postfix in the socket's
+    group, and reloads Postfix when it runs.
+    """
+    out = out or sys.stdout
+    postfix_config = postfix_config or os.environ.get("POSTDESK_POSTFIX_CONFIG") or None
+    try:
+        view = read_postfix(postfix_config)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError) as e:
+        print(f"postdesk: postconf failed: {e}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    lines = wiring_lines(config, view)
+    if not lines:
+        q = view.queue_directory
+        print(f"postdesk: smtpd runs chrooted in {q} and cannot reach [milter] socket = {config.milter.socket}; "
+              f'set it below the queue directory: socket = "unix:{q}/postdesk/milter.sock"', file=sys.stderr)
+        return EX_CONFIG
+    group = config.milter.socket_group or "postdesk"
+    ids = user_groups("postfix")
+    try:
+        needs_group = ids is not None and grp.getgrnam(group).gr_gid not in ids[1]
+    except KeyError:
+        needs_group = False
+    command = postconf_command(lines, postfix_config)
+    if not apply:
+        print("# The milter wiring for this host (postdesk setup-postfix --apply runs it, after a backup):", file=out)
+        if needs_group:
+            print(f"adduser postfix {group}", file=out)
+        print(command, file=out)
+        return EX_OK
+    etc = postfix_config or postconf(["-h", "config_directory"], None).strip()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(now))
+    for name in ("main.cf", "master.cf"):
+        src = Path(etc, name)
+        if src.exists():
+            dst = src.with_name(f"{name}.postdesk-{stamp}")
+            shutil.copy2(src, dst)
+            print(f"backed up {src} -> {dst}", file=out)
+    cmd = [shutil.which("postconf") or "/usr/sbin/postconf"] + (["-c", postfix_config] if postfix_config else []) + ["-e", *lines]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    print("postconf -e " + " ".join(shlex.quote(line) for line in lines), file=out)
+    if needs_group:
+        adduser = shutil.which("adduser")
+        subprocess.run([adduser, "postfix", group] if adduser else ["gpasswd", "-a", "postfix", group], check=True, capture_output=True)
+        print(f"added user postfix to group {group}", file=out)
+    postfix = shutil.which("postfix") or "/usr/sbin/postfix"
+    c = ["-c", postfix_config] if postfix_config else []
+    if subprocess.run([postfix, *c, "status"], capture_output=True).returncode == 0:
+        subprocess.run([postfix, *c, "reload"], check=True, capture_output=True)
+        print("postfix reload", file=out)
+    else:
+        print("Postfix is not running: the wiring applies when it starts", file=out)
+    return EX_OK

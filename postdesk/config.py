@@ -143,6 +143,13 @@ def _hostport(key: str, value: Any) -> str:
     return value
 
 
+def _log_target(key: str, value: Any) -> str:
+    value = _str(key, value).strip()
+    if value in ("auto", "syslog", "stderr") or (value.startswith("file:/") and len(value) > 6):
+        return value
+    raise ConfigError(f"{key}: {value!r}: expected auto, syslog, stderr or file:/absolute/path")
+
+
 def _mode(key: str, value: Any) -> int:
     value = _str(key, value)
     try:
@@ -266,6 +273,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable[[str, Any], Any], str]]] = {
     },
     "log": {
         "level": ("INFO", _level, "Log level: DEBUG, INFO, WARNING, ERROR"),
+        "target": ("auto", _log_target, "auto (syslog unless stderr is a terminal, as Postfix's daemons), syslog, stderr or file:PATH"),
+        "syslog_socket": ("/dev/log", _str, "The local syslog socket (facility mail, idents postdesk/milter, postdesk/notifier, ...)"),
     },
 }
 

@@ -1,31 +1,51 @@
-"""Postfix-style logging for every postdesk process.
+"""Postfix-style logging for every postdesk process, where ops look.
 
 Ops read postdesk's lines next to Postfix's own, so they look the same:
 ``postdesk/<component>[<pid>]: <message>``, with ``warning: `` and
-``error: `` prefixes as Postfix's msg(3) writes them.  Everything goes to
-stderr: systemd's journal picks it up for the milter and the notifier, and
-pipe(8) captures it for ``postdesk filter`` (and quotes it in a defer or
-bounce reason).  A traceback keeps the prefix on every line, so grepping a
-process's lines by ``postdesk/filter[123]`` finds all of it.
+``error: `` prefixes as Postfix's msg(3) writes them.  A traceback keeps the
+prefix on every line, so grepping by ``postdesk/filter[123]`` finds all of it.
+
+Where the lines go (``[log] target``):
+
+- ``syslog``: one datagram per line to the local syslog socket
+  (``[log] syslog_socket``, /dev/log), facility ``mail``, so they land in
+  /var/log/mail.log (rsyslog) or among Postfix's lines in the journal.  No
+  timestamp or host name: the syslog daemon adds both (RFC 3164 section 4.3.1
+  lets a relay add what a local sender leaves out).
+- ``stderr``: for a terminal, and for systemd units that prefer it.
+- ``file:PATH``: appended with a timestamp and host name like Postfix's own
+  ``maillog_file``; reopened when logrotate moves it (WatchedFileHandler).
+- ``auto`` (the default): syslog when stderr is not a terminal, else
+  stderr, as Postfix's daemons decide (they log to stderr only with -v on a
+  terminal).  With no syslog socket at all, stderr.
+
+Until the configuration is read (``setup``), lines go to stderr; ``configure``
+then moves them to the target.
 """
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
+import socket
 import sys
+import time
 from typing import TextIO
 
 _HANDLER_FLAG = "_postdesk_handler"
 SYSLOG_SOCKET = "/dev/log"
+LOG_MAIL = 2 << 3  # syslog(3) facility LOG_MAIL
 
 
 class PostfixFormatter(logging.Formatter):
     """``postdesk/<component>[pid]: [warning: |error: ]message``."""
 
-    def __init__(self, component: str) -> None:
+    def __init__(self, component: str, timestamps: bool = False) -> None:
         super().__init__()
         self.component = component
+        self.timestamps = timestamps
+        self.host = socket.gethostname().split(".")[0] if timestamps else ""
 
     def format(self, record: logging.LogRecord) -> str:
         text = record.getMessage()
@@ -43,35 +63,54 @@ class PostfixFormatter(logging.Formatter):
             severity = ""
         # record.process, not os.getpid() at setup time: right after a fork too.
         prefix = f"postdesk/{self.component}[{record.process or os.getpid()}]: {severity}"
+        if self.timestamps:
+            # Postfix's maillog_file format: "Mmm dd hh:mm:ss host ident[pid]: ..."
+            when = time.strftime("%b %d %H:%M:%S", time.localtime(record.created))
+            prefix = f"{when} {self.host} {prefix}"
         return "\n".join(prefix + line for line in text.splitlines() or [""])
 
 
-class _SyslogLines(logging.Handler):
-    """One syslog record per line, facility mail, straight to /dev/log.
+class SyslogLines(logging.Handler):
+    """One syslog datagram per line, facility mail, to a unix datagram socket.
 
-    Used by the pipe filter only: pipe(8) shows a command's output only in a
-    defer or bounce reason, so without this the per-message line would never
-    reach the mail log on success.  The milter and the notifier run under
-    systemd, whose journal already takes their stderr.
+    ``<PRI>ident[pid]: message``: what syslog(3) sends, minus the timestamp
+    the daemon adds.  A daemon restarted under us is reconnected once per
+    record; a record that still cannot be sent is dropped, because logging
+    must never turn a recorded message into a failure.
     """
 
-    LOG_MAIL = 2 << 3  # syslog(3) facility LOG_MAIL
     PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 
     def __init__(self, address: str) -> None:
         super().__init__()
-        import socket
+        self.address = address
+        self.sock = self._connect()
 
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.connect(address)
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.connect(self.address)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            pri = self.LOG_MAIL | self.PRIORITY.get(record.levelno, 6)
-            for line in self.format(record).splitlines():
-                self.sock.send(f"<{pri}>{line}".encode("utf-8", "replace")[:8000])
+            pri = LOG_MAIL | self.PRIORITY.get(record.levelno, 6)
+            datagrams = [f"<{pri}>{line}".encode("utf-8", "replace")[:8000] for line in self.format(record).splitlines()]
         except Exception:
-            pass  # logging must never turn a delivered message into a failure
+            return
+        for datagram in datagrams:
+            try:
+                self.sock.send(datagram)
+            except OSError:
+                try:
+                    self.sock.close()
+                    self.sock = self._connect()
+                    self.sock.send(datagram)
+                except OSError:
+                    return
 
     def close(self) -> None:
         try:
@@ -80,45 +119,104 @@ class _SyslogLines(logging.Handler):
             super().close()
 
 
-def setup(component: str, level: str | int = "INFO", stream: TextIO | None = None, syslog: bool = False) -> logging.Logger:
-    """Send all logging to stderr in Postfix's format; returns the "postdesk" logger.
-
-    ``stream`` replaces stderr: the pipe filter collects its lines and writes
-    them after its DSN line, because pipe(8) only honours a ``5.x.x text``
-    status when it starts the command's output (stdout and stderr share one
-    pipe there).  ``syslog`` also sends each line to /dev/log (facility
-    mail) when that socket exists.  Calling setup again replaces the handlers
-    instead of adding more.
-    """
+def _level_number(level: str | int) -> int:
     if isinstance(level, str):
         level = logging.getLevelName(level.upper())
-        if not isinstance(level, int):
-            level = logging.INFO
+    return level if isinstance(level, int) else logging.INFO
+
+
+def _install(handlers: list[logging.Handler], level: int) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, _HANDLER_FLAG, False):
             root.removeHandler(handler)
             handler.close()
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    setattr(handler, _HANDLER_FLAG, True)
-    handler.setFormatter(PostfixFormatter(component))
-    root.addHandler(handler)
-    if syslog and os.path.exists(SYSLOG_SOCKET):
-        try:
-            lines = _SyslogLines(SYSLOG_SOCKET)
-        except OSError:
-            pass  # no syslog daemon listening: stderr is enough
-        else:
-            setattr(lines, _HANDLER_FLAG, True)
-            lines.setFormatter(PostfixFormatter(component))
-            root.addHandler(lines)
+    for handler in handlers:
+        setattr(handler, _HANDLER_FLAG, True)
+        root.addHandler(handler)
     root.setLevel(level)
+
+
+def _syslog_handler(component: str, address: str) -> logging.Handler | None:
+    try:
+        handler = SyslogLines(address)
+    except OSError:
+        return None  # no syslog daemon listening
+    handler.setFormatter(PostfixFormatter(component))
+    return handler
+
+
+def setup(component: str, level: str | int = "INFO", stream: TextIO | None = None, syslog: bool = False) -> logging.Logger:
+    """Log to stderr (or ``stream``) in Postfix's format; returns the "postdesk" logger.
+
+    Used before the configuration is known, and by the pipe filter: it
+    collects its lines in ``stream`` and writes them after its DSN line,
+    because pipe(8) only honours a ``5.x.x text`` status when it starts the
+    command's output; ``syslog`` also sends each line to the syslog socket
+    when one listens.  Calling setup again replaces the handlers.
+    """
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(PostfixFormatter(component))
+    handlers: list[logging.Handler] = [handler]
+    if syslog:
+        lines = _syslog_handler(component, SYSLOG_SOCKET)
+        if lines is not None:
+            handlers.append(lines)
+    _install(handlers, _level_number(level))
     return logging.getLogger("postdesk")
+
+
+def resolve_target(target: str, stderr: TextIO | None = None, daemon: bool = True) -> str:
+    """``auto`` -> ``syslog`` or ``stderr``, as Postfix's daemons decide.
+
+    A one-shot admin command (``ticket show``, ``check``) answers the person
+    who typed it: ``auto`` is stderr for it, terminal or not.
+    """
+    if target != "auto":
+        return target
+    if not daemon:
+        return "stderr"
+    stream = stderr if stderr is not None else sys.stderr
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return "stderr" if tty else "syslog"
+
+
+def configure(component: str, config, stderr: TextIO | None = None, daemon: bool = True) -> logging.Logger:
+    """Send the lines where ``[log] target`` says, at ``[log] level``."""
+    level = _level_number(config.log.level)
+    target = resolve_target(config.log.target, stderr, daemon)
+    stream = stderr if stderr is not None else sys.stderr
+    handler: logging.Handler | None = None
+    problem = ""
+    if target == "syslog":
+        handler = _syslog_handler(component, config.log.syslog_socket)
+        if handler is None:
+            problem = f"no syslog daemon listens on {config.log.syslog_socket}; logging to stderr"
+    elif target.startswith("file:"):
+        path = target[len("file:"):]
+        try:
+            # 0640 whatever the umask: mail logs name customers.
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            os.close(fd)
+            handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+            handler.setFormatter(PostfixFormatter(component, timestamps=True))
+        except OSError as e:
+            handler = None
+            problem = f"cannot open log file {path}: {e.strerror}; logging to stderr"
+    if handler is None:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(PostfixFormatter(component))
+    _install([handler], level)
+    log = logging.getLogger("postdesk")
+    if problem and config.log.target != "auto":
+        log.warning("%s", problem)
+    return log
 
 
 def set_level(level: str | int) -> None:
     """Change the level once the configuration is known."""
-    if isinstance(level, str):
-        level = logging.getLevelName(level.upper())
-    if isinstance(level, int):
-        logging.getLogger().setLevel(level)
+    level = _level_number(level)
+    logging.getLogger().setLevel(level)

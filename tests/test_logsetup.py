@@ -77,3 +77,93 @@ def test_no_syslog_socket_is_fine(tmp_path, monkeypatch):
     out = io.StringIO()
     logsetup.setup("filter", "INFO", stream=out, syslog=True).info("still logged")
     assert "still logged" in out.getvalue()
+
+
+# --- [log] target -------------------------------------------------------------------
+
+
+class _Log:
+    """A [log] section stand-in for configure()."""
+
+    def __init__(self, target: str, syslog_socket: str = "/nonexistent/log", level: str = "INFO") -> None:
+        self.log = type("S", (), {"target": target, "syslog_socket": syslog_socket, "level": level})()
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def _bound(tmp_path) -> tuple[socket.socket, str]:
+    path = str(tmp_path / "syslog")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.settimeout(2)
+    return server, path
+
+
+def test_auto_is_syslog_without_a_terminal_and_stderr_on_one(tmp_path):
+    assert logsetup.resolve_target("auto", _Stream(tty=False)) == "syslog"
+    assert logsetup.resolve_target("auto", _Stream(tty=True)) == "stderr"
+    assert logsetup.resolve_target("auto", _Stream(tty=False), daemon=False) == "stderr"
+    assert logsetup.resolve_target("file:/x", _Stream(tty=True)) == "file:/x"
+
+
+def test_syslog_target_sends_facility_mail_without_timestamp(tmp_path):
+    server, path = _bound(tmp_path)
+    err = _Stream(tty=False)
+    try:
+        log = logsetup.configure("notifier", _Log("auto", path), stderr=err)
+        log.info("sent ack to <alice@customer.example>")
+        log.error("smtp down")
+        got = [server.recv(9000).decode() for _ in range(2)]
+    finally:
+        server.close()
+    pid = os.getpid()
+    assert got == [f"<22>postdesk/notifier[{pid}]: sent ack to <alice@customer.example>", f"<19>postdesk/notifier[{pid}]: error: smtp down"]
+    assert err.getvalue() == ""  # not also on stderr
+
+
+def test_explicit_syslog_without_a_daemon_falls_back_to_stderr_and_says_so(tmp_path):
+    err = _Stream(tty=False)
+    log = logsetup.configure("milter", _Log("syslog", str(tmp_path / "absent")), stderr=err)
+    log.info("still here")
+    text = err.getvalue()
+    assert "no syslog daemon listens on" in text and "still here" in text
+
+
+def test_file_target_has_timestamps_and_is_private(tmp_path):
+    path = tmp_path / "postdesk.log"
+    old = os.umask(0o022)
+    try:
+        log = logsetup.configure("milter", _Log(f"file:{path}"), stderr=_Stream(tty=True))
+        log.warning("disk almost full")
+    finally:
+        os.umask(old)
+    line = path.read_text().splitlines()[0]
+    assert re.fullmatch(r"[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d \S+ postdesk/milter\[\d+\]: warning: disk almost full", line), line
+    assert os.stat(path).st_mode & 0o777 == 0o640
+
+
+def test_a_real_notifier_process_logs_to_the_syslog_socket(tmp_path):
+    """The service path: `postdesk notifier --once` with stderr not a terminal."""
+    import subprocess
+    import sys
+
+    from cli_helpers import ROOT, clean_env, make_desk
+
+    server, path = _bound(tmp_path)
+    server.settimeout(10)
+    desk = make_desk(tmp_path / "desk", f"sqlite:///{tmp_path}/desk/postdesk.db", log={"syslog_socket": path})
+    try:
+        p = subprocess.run([sys.executable, "-m", "postdesk", "--config", str(desk.config), "notifier", "--once"], capture_output=True, cwd=ROOT, env=clean_env(), timeout=60)
+        assert p.returncode == 0, p.stderr.decode()
+        first = server.recv(9000).decode()
+    finally:
+        server.close()
+    assert re.match(r"<2[0-3]>postdesk/notifier\[\d+\]: ", first), first
+    assert p.stderr == b""

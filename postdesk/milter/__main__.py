@@ -7,28 +7,10 @@ process (libmilter is process-global: one milter per process).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from postdesk import config as configmod
 from postdesk.outcomes import EX_CONFIG
-
-
-def setup_logging(level: str) -> None:
-    try:
-        from postdesk.logsetup import setup
-    except ImportError:
-        setup = None
-    if setup is not None:
-        setup("milter", level)
-        return
-    import os
-
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format=f"postdesk/milter[{os.getpid()}]: %(message)s",
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     except configmod.ConfigError as e:
         print(f"postdesk: {e}", file=sys.stderr)
         return EX_CONFIG
-    setup_logging(config.log.level)
+    from postdesk import logsetup
+
+    # Whoever starts this entry point reads its stderr: "auto" means stderr
+    # here; the service (`postdesk milter`) logs to syslog.
+    logsetup.configure("milter", config, daemon=False)
     from postdesk.milter import run
 
     return run(config)

@@ -11,10 +11,8 @@ socket, because libmilter's small writes over TCP meet delayed ACKs and cost
   ``socket_mode``) so Postfix's smtpd (user postfix) can connect;
 - negotiate only the actions we use;
 - set pymilter's exception policy to TEMPFAIL (never accept unrecorded mail);
-- stop cleanly on SIGTERM/SIGINT: libmilter's own signal thread catches
-  them (smfi_main blocks them in every thread and sigwait()s), stops
-  accepting connections, lets running sessions finish, and ``milter.main()``
-  returns; we then remove the socket and close the store.
+- stop within a second of SIGTERM/SIGINT (see ``serve``), let the sessions
+  in flight finish, remove the socket and close the store.
 """
 
 from __future__ import annotations
@@ -24,7 +22,9 @@ import logging
 import os
 import re
 import socket
+import signal
 import stat
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from postdesk.config import Config
@@ -34,6 +34,10 @@ log = logging.getLogger("postdesk")
 
 NAME = "postdesk"
 BACKLOG = 128  # SMTP bursts open many milter connections at once
+# How long sessions in flight may take to finish after SIGTERM; Postfix's
+# milter_content_timeout is 300 s, systemd's TimeoutStopSec 30 s: a message
+# past its end of data is recorded within this, the rest Postfix defers.
+DRAIN_SECONDS = 20.0
 STORE_THREADS = 4
 
 
@@ -60,9 +64,9 @@ def redact_url(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
 
 
-def socket_alive(path: str) -> bool:
+def socket_alive(path: str, timeout: float = 1.0) -> bool:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(1.0)
+    s.settimeout(timeout)
     try:
         s.connect(path)
         return True
@@ -96,14 +100,53 @@ def set_socket_access(path: str, config: Config) -> None:
     os.chmod(path, config.milter.socket_mode)
 
 
-def register(factory, actions: int) -> None:
+class Sessions:
+    """How many milter connections are open (connect .. close), to wait for at stop."""
+
+    def __init__(self) -> None:
+        self.open: set[int] = set()  # id() of each connection's context
+        self.changed = threading.Condition()
+
+    @property
+    def count(self) -> int:
+        return len(self.open)
+
+    def opened(self, ctx) -> None:
+        with self.changed:
+            self.open.add(id(ctx))
+
+    def closed(self, ctx) -> None:
+        # A probe that connects and leaves (postdesk check) closes without
+        # ever having sent CONNECT: discard, not remove.
+        with self.changed:
+            self.open.discard(id(ctx))
+            self.changed.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: not self.open, timeout)
+
+
+def register(factory, actions: int, sessions: Sessions | None = None) -> None:
     """Install pymilter's callbacks (as Milter.runmilter does) for ``factory``."""
     import Milter
     import milter
 
+    sessions = sessions or Sessions()
+
+    def connect(ctx, *args):
+        sessions.opened(ctx)
+        return Milter.connect_callback(ctx, *args)
+
+    def close(ctx):
+        try:
+            return Milter.close_callback(ctx)
+        finally:
+            sessions.closed(ctx)
+
     Milter.factory = factory
     milter.set_flags(actions)
-    milter.set_connect_callback(Milter.connect_callback)
+    milter.set_connect_callback(connect)
     milter.set_helo_callback(lambda ctx, host: ctx.getpriv().hello(host))
     milter.set_envfrom_callback(lambda ctx, *b: ctx.getpriv().envfrom_bytes(*b))
     milter.set_envrcpt_callback(lambda ctx, *b: ctx.getpriv().envrcpt_bytes(*b))
@@ -112,13 +155,140 @@ def register(factory, actions: int) -> None:
     milter.set_body_callback(lambda ctx, chunk: ctx.getpriv().body(chunk))
     milter.set_eom_callback(lambda ctx: ctx.getpriv().eom())
     milter.set_abort_callback(lambda ctx: ctx.getpriv().abort())
-    milter.set_close_callback(Milter.close_callback)
+    milter.set_close_callback(close)
     milter.register(
         NAME,
         data=lambda ctx: ctx.getpriv().data(),
         unknown=lambda ctx, cmd: ctx.getpriv().unknown(cmd),
         negotiate=Milter.negotiate_callback,
     )
+
+
+def _libmilter():
+    """The module's own libmilter (already loaded), for ctypes; None if unreachable."""
+    import ctypes
+
+    import milter
+
+    try:
+        lib = ctypes.CDLL(milter.__file__)
+        lib.smfi_stop, lib.mi_stop  # noqa: B018 -- both must exist
+        return lib
+    except (OSError, AttributeError):
+        return None
+
+
+def _smfi_stop(lib) -> None:
+    """libmilter's smfi_stop(), called without holding the GIL.
+
+    smfi_stop waits for the listener's mutex, which the listener holds
+    through its whole poll() (up to 5 s).  Through ctypes (which releases the
+    GIL around a foreign call) the main thread can meanwhile wake the
+    listener; pymilter's ``milter.stop()`` is the fallback.
+    """
+    if lib is not None:
+        lib.smfi_stop()
+    else:
+        import milter
+
+        milter.stop()
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def catch_early_signals() -> tuple[threading.Event, dict]:
+    """Note a stop signal that comes before ``serve`` runs.
+
+    The socket answers from ``opensocket`` on, so a supervisor (or a test)
+    may send SIGTERM before libmilter runs; Python's default action would
+    kill the process and leave the socket behind.
+    """
+    early = threading.Event()
+
+    def note(signum, frame) -> None:
+        early.signum = signum  # type: ignore[attr-defined]
+        early.set()
+
+    previous = {sig: signal.signal(sig, note) for sig in STOP_SIGNALS}
+    return early, previous
+
+
+def _restore(handlers: dict) -> None:
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
+def serve(address: str, sessions: Sessions, drain: float = DRAIN_SECONDS, early: threading.Event | None = None) -> str | None:
+    """Run libmilter until SIGTERM/SIGINT/SIGHUP; returns an error or None.
+
+    libmilter's smfi_main handles those signals on a thread of its own, and
+    its listener notices the stop only when its poll() times out (5 s,
+    MI_CHK_TIME): the milter went on for 1-6 s after SIGTERM with its socket
+    bound, and a restart meanwhile found "another milter is already
+    listening".  So smfi_main runs on a thread here; it blocks the signals
+    for itself and the threads it starts, while the main thread keeps them
+    unblocked, and Linux hands a process-directed signal to the main thread
+    when it does not block it.  Our handler starts smfi_stop() on a thread
+    (it waits for the listener's mutex) and the main thread connects to the
+    socket every 50 ms: each connection ends the listener's poll(), so
+    smfi_stop gets the mutex, closes and unlinks the socket, and smfi_main
+    returns.  Sessions in flight go on (a stop, unlike SIGINT's abort in
+    libmilter, lets them finish) and are waited for up to ``drain`` seconds.
+
+    Linux prefers the main thread for a process-directed signal, but not
+    always (not when it already has one pending): libmilter's own signal
+    thread may take a SIGTERM.  So the main loop also reads libmilter's stop
+    flag (``mi_stop()``, a plain read) every 0.1 s and wakes the listener
+    when a stop was posted by anyone.
+    """
+    import milter
+
+    result: list[str | None] = [None]
+    done = threading.Event()
+    stopping = threading.Event()
+    path = unix_path(address)
+    lib = _libmilter()
+
+    def main() -> None:
+        try:
+            milter.main()
+        except milter.error as e:
+            result[0] = str(e)
+        finally:
+            done.set()
+
+    def on_signal(signum, frame) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            log.info("%s: stopping", signal.Signals(signum).name)
+            threading.Thread(target=_smfi_stop, args=(lib,), name="smfi_stop", daemon=True).start()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+    try:
+        if early is not None and early.is_set():
+            log.info("%s: stopping (it came during start-up)", signal.Signals(getattr(early, "signum", signal.SIGTERM)).name)
+            return None
+        thread = threading.Thread(target=main, name="libmilter", daemon=True)
+        thread.start()
+        while not done.wait(0.05 if stopping.is_set() else 0.1):
+            if not stopping.is_set() and lib is not None and lib.mi_stop() != 0:
+                stopping.set()  # libmilter's signal thread took the signal
+                log.info("stopping")
+            if stopping.is_set() and path:
+                socket_alive(path, timeout=0.05)  # wakes the listener's poll()
+        thread.join()
+        if stopping.is_set() and result[0]:
+            # A stop that came while smfi_main was starting makes it fail
+            # ("cannot run main"): that is the stop we asked for.
+            log.info("stopped during start-up: %s", result[0])
+            result[0] = None
+        if stopping.is_set() and not sessions.wait_idle(drain):
+            log.warning("%d milter session(s) still open after %.0fs; Postfix defers their mail", sessions.count, drain)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return result[0]
 
 
 def run(config: Config, store=None, ingest=None) -> int:
@@ -168,22 +338,30 @@ def run(config: Config, store=None, ingest=None) -> int:
     actions = actions_for(config)
     # Filter + store run on these threads, never on libmilter's (see make_factory).
     executor = ThreadPoolExecutor(max_workers=store_threads(config), thread_name_prefix="postdesk-store")
-    register(make_factory(config, serial.for_milter(store, config.store.url), ingest, executor), actions)
+    sessions = Sessions()
+    register(make_factory(config, serial.for_milter(store, config.store.url), ingest, executor), actions, sessions)
     milter.setconn(address)
     milter.settimeout(config.milter.timeout)
     milter.setbacklog(BACKLOG)
     # An exception that escapes our own boundary still must not accept.
     milter.set_exception_policy(Milter.TEMPFAIL)
+    early, default_handlers = catch_early_signals()  # restored when run() returns
     try:
         milter.opensocket(False)
     except milter.error as e:
         log.error("cannot open milter socket %s: %s", address, e)
+        _restore(default_handlers)
         return EX_UNAVAILABLE
     if path:
         try:
             set_socket_access(path, config)
         except OSError as e:
             log.error("cannot set owner/mode of %s: %s", path, e)
+            try:
+                os.unlink(path)  # a socket Postfix cannot use is not left behind
+            except OSError:
+                pass
+            _restore(default_handlers)
             return EX_UNAVAILABLE
 
     log.info(
@@ -202,10 +380,10 @@ def run(config: Config, store=None, ingest=None) -> int:
     )
     status = EX_OK
     try:
-        milter.main()
-    except milter.error as e:
-        log.error("milter stopped: %s", e)
-        status = EX_SOFTWARE
+        error = serve(address, sessions, early=early)
+        if error:
+            log.error("milter stopped: %s", error)
+            status = EX_SOFTWARE
     finally:
         executor.shutdown(wait=True)
         if path:
@@ -219,5 +397,6 @@ def run(config: Config, store=None, ingest=None) -> int:
                 close()
             except Exception:
                 log.warning("closing the store failed", exc_info=True)
+    _restore(default_handlers)
     log.info("stopped")
     return status

@@ -42,6 +42,22 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _make_dirs(directory: Path) -> None:
+    """The fan-out directories, 0750 whatever the umask (mkdir's mode is
+    masked by it; chmod is not)."""
+    missing = []
+    d = directory
+    while not d.is_dir() and d != d.parent:
+        missing.append(d)
+        d = d.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o750)
+        except FileExistsError:
+            continue  # another thread made it meanwhile
+        os.chmod(d, 0o750)
+
+
 def write_blob(root: Path, data: bytes) -> tuple[str, str]:
     """Store ``data``; returns (sha256, path relative to root).
 
@@ -53,14 +69,14 @@ def write_blob(root: Path, data: bytes) -> tuple[str, str]:
     final = Path(root) / rel
     if final.exists() and final.stat().st_size == len(data):
         return sha, rel
-    final.parent.mkdir(parents=True, exist_ok=True)
+    _make_dirs(final.parent)
     fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o640)
+        os.chmod(tmp, 0o640)  # mkstemp makes 0600; the group (admins) may read
         os.replace(tmp, final)
     except BaseException:
         try:

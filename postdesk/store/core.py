@@ -103,12 +103,26 @@ class Store(AdminMixin):
             path = sqlite_path(self.url)
             if path is not None and not path.parent.is_dir():
                 raise StoreUnavailable(f"init: directory {path.parent} does not exist (create it, owned by the postdesk user)")
+            if path is not None:
+                # Private whatever the umask: the database holds the HMAC
+                # secret of our Message-IDs and customers' mail.  Created
+                # 0600 before SQLite opens it (no window at 0644); SQLite
+                # gives its -wal and -shm files the database's mode.
+                try:
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                except FileExistsError:
+                    pass
+                for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                    if p.exists():
+                        os.chmod(p, 0o600)
             engine = make_engine(self.url, self.busy_timeout, create=True)
             try:
                 migrate.upgrade(engine)
             finally:
                 engine.dispose()
-            self.attachments.mkdir(parents=True, exist_ok=True)
+            # 0750: the service user writes, its group (admins) may read.
+            self.attachments.mkdir(mode=0o750, parents=True, exist_ok=True)
+            os.chmod(self.attachments, 0o750)
             with self.session() as s:
                 if s.get(Setting, SECRET) is None:
                     s.add(Setting(name=SECRET, value=os.urandom(32)))

@@ -1,0 +1,68 @@
+"""``postdesk ticket ...`` and ``postdesk action toggle``: read and change tickets."""
+
+from __future__ import annotations
+
+from postdesk.cli import render
+from postdesk.cli.common import now, open_store
+from postdesk.outcomes import EX_OK
+
+TICKET_LIST_COLUMNS = ("number", "status", "visible", "requester", "created", "subject")
+
+
+def ticket_or_fail(store, number: int) -> dict:
+    ticket = store.show_ticket(number)
+    if ticket is None:  # show_ticket answers None for a missing ticket
+        raise LookupError(f"no ticket {number}")
+    return ticket
+
+
+def cmd_list(args, config) -> int:
+    tickets = open_store(config).list_tickets(args.status)
+    if args.json:
+        render.print_json([{k: v for k, v in t.items() if k != "actions"} for t in tickets])
+        return EX_OK
+    if not tickets:
+        print("no tickets" if not args.status else f"no {args.status} tickets")
+        return EX_OK
+    rows = [
+        (
+            f"{config.organization.tag}{t.get('number')}",
+            t.get("status"),
+            "customers" if t.get("visible_to_customers") else "internal",
+            t.get("requester"),
+            t.get("created_at"),
+            t.get("subject"),
+        )
+        for t in tickets
+    ]
+    print(render.table(TICKET_LIST_COLUMNS, rows))
+    return EX_OK
+
+
+def cmd_show(args, config) -> int:
+    ticket = ticket_or_fail(open_store(config), args.number)
+    if args.json:
+        render.print_json(ticket)
+    else:
+        print(render.ticket_text(ticket, config.organization.tag))
+    return EX_OK
+
+
+def cmd_status(args, config) -> int:
+    changed = open_store(config).set_status(args.number, args.status, config, now())
+    print(f"ticket {args.number}: {'status' if changed else 'already'} {args.status}")
+    return EX_OK
+
+
+def cmd_visibility(args, config) -> int:
+    visible = args.visibility == "customers"
+    changed = open_store(config).set_visibility(args.number, visible, config, now())
+    what = "visible to customers" if visible else "internal (staff only)"
+    print(f"ticket {args.number}: {'already ' if changed is False else ''}{what}")
+    return EX_OK
+
+
+def cmd_action_toggle(args, config) -> int:
+    public = open_store(config).toggle_action(args.id, config, now())
+    print(f"action {args.id}: now {'public' if public else 'private'}")
+    return EX_OK
