@@ -250,6 +250,7 @@ def test_ticket_show_json_shape(shared_desk):
     assert att["filename"] == "photo.pdf" and att["content_type"] == "application/pdf"
     assert att["size"] == len(PDF) and att["sha256"] == hashlib.sha256(PDF).hexdigest()
     assert t["actions"][1]["attachments"] == []
+    assert t["actions"][0]["auth"] == {"spf": "none", "dkim": "none", "dmarc": "none", "verified": False}
 
 
 def test_ticket_show_human(shared_desk):
@@ -259,6 +260,8 @@ def test_ticket_show_human(shared_desk):
     assert "[#1000] Printer on fire" in text
     assert "Room 4 printer is on fire." in text and "Still burning." in text
     assert "photo.pdf" in text and "application/pdf" in text
+    # The verdict per action (the suite's DNS publishes nothing: all "none").
+    assert "auth: spf=none dkim=none dmarc=none (not verified)" in text
 
 
 def test_ticket_show_missing_exits_66(desk):

@@ -146,6 +146,10 @@ def ticket_text(ticket: dict, tag: str) -> str:
         out.append("  ".join(h for h in head if h))
         if a.get("message_id"):
             out.append(f"  message-id: <{cell(a.get('message_id'))}>")
+        auth = a.get("auth")
+        if auth:  # who really wrote it (docs/security.md)
+            words = " ".join(f"{k}={cell(auth.get(k))}" for k in ("spf", "dkim", "dmarc"))
+            out.append(f"  auth: {words} ({'verified' if auth.get('verified') else 'not verified'})")
         for att in a.get("attachments") or []:
             out.append(
                 f"  attachment {att.get('id')}: {cell(att.get('filename'))} "
