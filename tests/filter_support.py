@@ -34,6 +34,7 @@ class MemoryKnown:
         opened: Iterable[tuple[str, datetime, bool]] = (),
         sent_at: Mapping[tuple[str, int], Sequence[datetime]] | None = None,
         authored_at: Mapping[tuple[str, int], Sequence[datetime]] | None = None,
+        opened_verified: Iterable[tuple[str, datetime, bool]] = (),
     ) -> None:
         """``seen``: message keys, or (key, digest) pairs for one content only;
         ``sent``: our Message-ID -> (recipient, ticket); ``opened``: (requester,
@@ -44,6 +45,7 @@ class MemoryKnown:
         self._secret = secret
         self.sent = {_strip(k): (v[0].lower(), int(v[1])) for k, v in (sent or {}).items()}
         self.opened = list(opened)
+        self.opened_verified = list(opened_verified)  # (requester, created_at, opened by authenticated mail)
         self.sent_at = {k: sorted(v, reverse=True) for k, v in (sent_at or {}).items()}
         self.authored_at = {k: sorted(v, reverse=True) for k, v in (authored_at or {}).items()}
 
@@ -57,7 +59,9 @@ class MemoryKnown:
         key = _strip(message_key)
         return (key, "") in self.seen or (key, digest) in self.seen or (not digest and any(k == key for k, _d in self.seen))
 
-    def new_tickets_since(self, address: str, since: datetime, include_forged: bool = False) -> int:
+    def new_tickets_since(self, address: str, since: datetime, include_forged: bool = False, verified_only: bool = False) -> int:
+        if verified_only:
+            return sum(1 for a, at, verified in self.opened_verified if a == address.lower() and at >= since and verified)
         return sum(1 for a, at, forged in self.opened if a == address.lower() and at >= since and (include_forged or not forged))
 
     def sent_mail(self, message_ids: Sequence[str]) -> dict[str, tuple[str, int]]:

@@ -65,3 +65,35 @@ def test_verification_off_checks_nothing(make_config, dns):
     config = dns_config(make_config, dns, verify=False)
     result = check(message(), envelope(), config)
     assert result.source == "none" and dns.queries == []
+
+
+CRAFTED_FROM = "=?utf-8?q?(?= <alice@customer.example> =?utf-8?q?)?= <x@evil.example>"
+
+
+def test_a_from_that_parses_two_ways_is_judged_for_the_author_recorded(make_config, store_url, store, dns):
+    """The attacker's SPF passes for evil.example; the desk reads the author as
+    alice@customer.example.  The verdict must be about the author recorded:
+    refuted (customer.example's DMARC fails), private, no Cc, no ack."""
+    dns.set("evil.example", TXT=[f"v=spf1 ip4:{CLIENT} -all"])
+    dns.set("customer.example", TXT=["v=spf1 -all"])
+    dns.set("_dmarc.customer.example", TXT=["v=DMARC1; p=reject"])
+    config = make_config(store_url, dns={"nameservers": [dns.address], "timeout": 0.5}, trust={"ack_unauthenticated": True})
+    raw = message().replace(b"From: Alice <alice@customer.example>", f"From: {CRAFTED_FROM}\r\nCc: accomplice@evil.example".encode())
+    result = ingest(raw, envelope(sender="x@evil.example"), store, config)
+    assert result.outcome == Outcome.CREATED
+    d = result.decision
+    assert d.author == "alice@customer.example"
+    assert d.auth.refuted and not d.auth.verified and "forged" in d.flags
+    shown = store.show_ticket(result.ticket)
+    assert not shown["actions"][0]["public"]
+    assert [p["address"] for p in shown["participants"]] == ["alice@customer.example"]
+    assert store.list_outbox() == []  # no acknowledgement, no alert to anyone
+
+
+def test_several_from_addresses_are_not_vouched_for(make_config, store_url, store, dns):
+    dns.set("evil.example", TXT=[f"v=spf1 ip4:{CLIENT} -all"])
+    config = make_config(store_url, dns={"nameservers": [dns.address], "timeout": 0.5})
+    raw = message().replace(b"From: Alice <alice@customer.example>", b"From: alice@customer.example, x@evil.example")
+    d = ingest(raw, envelope(sender="x@evil.example"), store, config).decision
+    assert d.author == "alice@customer.example" and d.auth.from_domain == ""
+    assert d.auth.refuted and "forged" in d.flags

@@ -11,8 +11,8 @@ from postdesk.filter.rules import ack
 from postdesk.filter.rules.ack import aligned, is_noreply
 
 VERIFIED = AuthResult(dmarc="pass", dkim="pass", dkim_aligned=True, from_domain="cust.org", source="local")
-NONE = AuthResult(source="local")
-REFUTED = AuthResult(spf="fail", source="local")
+NONE = AuthResult(from_domain="cust.org", source="local")
+REFUTED = AuthResult(spf="fail", from_domain="cust.org", source="local")
 
 
 def run(config, mail="From: Carol <carol@cust.org>\nSubject: x\n\nx", sender="carol@cust.org", auth=UNCHECKED):

@@ -27,10 +27,10 @@ def test_same_message_id_other_sender_or_content_is_not(config):
     ):
         assert duplicate.apply(make_draft(other, config, known=seen)) is None
     # nor is a copy that failed authentication where the recorded one did not
-    assert duplicate.apply(make_draft(MAIL, config, known=seen, auth=AuthResult(spf="fail", source="local"))) is None
+    assert duplicate.apply(make_draft(MAIL, config, known=seen, auth=AuthResult(spf="fail", from_domain="cust.org", source="local"))) is None
 
 
 def test_a_forged_copy_recorded_first_does_not_swallow_the_genuine_one(config):
-    forged = make_draft(MAIL, config, auth=AuthResult(spf="fail", source="local"))
+    forged = make_draft(MAIL, config, auth=AuthResult(spf="fail", from_domain="cust.org", source="local"))
     seen = MemoryKnown(seen=[("m1@cust.org", forged.digest)])
     assert duplicate.apply(make_draft(MAIL, config, known=seen)) is None

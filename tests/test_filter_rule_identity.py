@@ -11,9 +11,9 @@ MAIL = "From: c@cust.org\nSubject: x\n\nx"
 
 def test_refuted_mail_is_forged_private_and_silent(config):
     for auth in (
-        AuthResult(spf="fail", source="local"),
-        AuthResult(dmarc="fail", source="local"),
-        AuthResult(envelope_aligned=False, source="local"),  # MAIL FROM of another organisation, no aligned DKIM
+        AuthResult(spf="fail", from_domain="cust.org", source="local"),
+        AuthResult(dmarc="fail", from_domain="cust.org", source="local"),
+        AuthResult(envelope_aligned=False, from_domain="cust.org", source="local"),  # MAIL FROM of another organisation, no aligned DKIM
     ):
         d = make_draft(MAIL, config, auth=auth)
         assert identity.apply(d) is None
@@ -22,20 +22,20 @@ def test_refuted_mail_is_forged_private_and_silent(config):
 
 def test_unverifiable_mail_is_flagged_only(config):
     for word in ("none", "temperror", "softfail", "neutral"):
-        d = make_draft(MAIL, config, auth=AuthResult(spf=word, source="local"))
+        d = make_draft(MAIL, config, auth=AuthResult(spf=word, from_domain="cust.org", source="local"))
         identity.apply(d)
         assert d.flags == {"unverified"} and d.public and d.notify_team and d.send_ack
 
 
 def test_verified_and_unchecked_mail_carry_no_flag(config):
-    for auth in (AuthResult(dmarc="pass", source="local"), AuthResult(spf="pass", spf_aligned=True, source="local"), UNCHECKED):
+    for auth in (AuthResult(dmarc="pass", from_domain="cust.org", source="local"), AuthResult(spf="pass", spf_aligned=True, from_domain="cust.org", source="local"), UNCHECKED):
         d = make_draft(MAIL, config, auth=auth)
         identity.apply(d)
         assert not d.flags
 
 
 def test_proven_staff_are_left_alone(config):
-    d = make_draft(MAIL, config, auth=AuthResult(spf="fail", source="local"))
+    d = make_draft(MAIL, config, auth=AuthResult(spf="fail", from_domain="cust.org", source="local"))
     d.staff = True
     identity.apply(d)
     assert not d.flags and d.public
@@ -50,7 +50,7 @@ def test_the_log_line_carries_the_verdict_of_checked_mail(config, caplog):
     from postdesk.outcomes import Outcome, Result
 
     env = Envelope("c@cust.org", ("support@example.com",), queue_id="Q1")
-    checked = Decision(kind=Kind.NEW, message_key="k", auth=AuthResult(spf="pass", dmarc="fail", source="local"), flags=frozenset({"forged"}))
+    checked = Decision(kind=Kind.NEW, message_key="k", auth=AuthResult(spf="pass", dmarc="fail", from_domain="cust.org", source="local"), flags=frozenset({"forged"}))
     with caplog.at_level(logging.INFO, logger="postdesk"):
         log_result(env, Result(Outcome.CREATED, ticket=1000, decision=checked), time.monotonic())
         log_result(env, Result(Outcome.CREATED, ticket=1001, decision=Decision(kind=Kind.NEW, message_key="k")), time.monotonic())

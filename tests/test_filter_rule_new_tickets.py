@@ -30,7 +30,7 @@ def test_forged_tickets_count_only_against_forged_mail(make_config):
     cfg = make_config(limits={"new_tickets_per_sender": 2})
     two_forged = known((10, True), (20, True))
     assert new_tickets.apply(make_draft(MAIL, cfg, known=two_forged, now=NOW)) is None
-    forged = AuthResult(spf="fail", source="local")
+    forged = AuthResult(spf="fail", from_domain="cust.org", source="local")
     assert new_tickets.apply(make_draft(MAIL, cfg, known=two_forged, now=NOW, auth=forged)).kind is Kind.DEFER
 
 
@@ -45,3 +45,18 @@ def test_not_for_followups_staff_or_when_off(make_config):
     assert new_tickets.apply(d) is None
     off = make_config(limits={"new_tickets_per_sender": 0})
     assert new_tickets.apply(make_draft(MAIL, off, known=full, now=NOW)) is None
+
+
+def test_unverified_forgeries_do_not_use_up_an_authenticated_senders_quota(make_config):
+    """A domain that publishes nothing cannot be refuted, so forgeries in its
+    name are "unverified"; the real sender, once authenticated, counts only
+    tickets opened by authenticated mail."""
+    cfg = make_config(limits={"new_tickets_per_sender": 2})
+    two_unverified = MemoryKnown(
+        opened=[("c@cust.org", NOW - timedelta(seconds=10), False), ("c@cust.org", NOW - timedelta(seconds=20), False)],
+        opened_verified=[("c@cust.org", NOW - timedelta(seconds=10), False), ("c@cust.org", NOW - timedelta(seconds=20), False)],
+    )
+    verified = AuthResult(spf="pass", dmarc="pass", spf_aligned=True, from_domain="cust.org", source="local")
+    assert new_tickets.apply(make_draft(MAIL, cfg, known=two_unverified, now=NOW, auth=verified)) is None
+    unverified = AuthResult(from_domain="cust.org", source="local")
+    assert new_tickets.apply(make_draft(MAIL, cfg, known=two_unverified, now=NOW, auth=unverified)).kind is Kind.DEFER

@@ -20,7 +20,7 @@ from test_store_support import ENVELOPE, T0, attachment, followup, new, record, 
 
 VERIFIED = AuthResult(spf="pass", dkim="pass", dmarc="pass", from_domain="customer.org", spf_aligned=True, dkim_aligned=True, source="local")
 FORGED = AuthResult(spf="fail", dmarc="fail", from_domain="customer.org", source="local")
-UNVERIFIED = AuthResult(source="local")
+UNVERIFIED = AuthResult(from_domain="customer.org", source="local")
 
 
 
@@ -510,3 +510,13 @@ def test_a_forgery_in_someones_name_is_not_their_earlier_reply(store, cfg):
     with store.engine.connect() as conn:
         known = KnownView(conn, store.secret)
         assert known.authored_times("carol@customer.org", n, 2) == (T0,)
+
+
+def test_an_unproven_staff_address_never_renames_the_staff_member(store, cfg):
+    """Even with a verified From: (its domain's DMARC passes), mail from a
+    staff address that is not proven staff (flag untrusted) keeps its hands
+    off the staff member's display name."""
+    n = record(store, new(author="bob@example.com", author_name="Bob Staff", staff=True), cfg).ticket
+    record(store, followup(n, author="bob@example.com", author_name="Scammer", auth=VERIFIED, public=False, flags=frozenset({"untrusted"})), cfg)
+    with store.session(read_only=True) as s:
+        assert s.scalar(select(Person.name).where(Person.address == "bob@example.com")) == "Bob Staff"

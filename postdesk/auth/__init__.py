@@ -23,7 +23,6 @@ temperror words, a reason, and one warning line with the queue id.
 from __future__ import annotations
 
 import logging
-from email.utils import getaddresses
 
 from postdesk.auth.result import UNCHECKED, AuthResult
 
@@ -38,14 +37,21 @@ TEMPERROR = "temperror"
 
 
 def from_domain_of(parsed) -> str:
-    """The RFC5322.From domain, when From: names exactly one address (RFC 7489 6.6.1)."""
+    """The RFC5322.From domain, when From: names exactly one address (RFC 7489 6.6.1).
+
+    Read with the filter's own address parser (``postdesk.filter.headers``),
+    so the domain judged here is the domain of the author the desk records:
+    a From: that two parsers read differently must not be judged for one
+    address and recorded for another."""
+    from postdesk.filter.headers import addresses
+
     values = parsed.raw_headers("From")
     if len(values) != 1:
         return ""
-    addresses = [a for _, a in getaddresses(values) if a]
-    if len(addresses) != 1 or "@" not in addresses[0]:
+    found = [a for _, a in addresses(values) if a]
+    if len(found) != 1 or "@" not in found[0]:
         return ""
-    return addresses[0].rpartition("@")[2].strip().strip(">").rstrip(".").lower()
+    return found[0].rpartition("@")[2].strip().strip(">").rstrip(".").lower()
 
 
 def envelope_domain(envelope) -> str:

@@ -12,7 +12,7 @@ published or nothing was signed; ``temperror`` means we could not tell now
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 NONE = "none"
@@ -34,16 +34,38 @@ class AuthResult:
     source: str = "none"  # "local" (we checked), "authserv-id:<id>" (a trusted upstream header), "none"
     reasons: tuple[str, ...] = field(default=(), compare=False)  # short notes for the log/show
     arc: str = NONE  # the ARC chain (RFC 8617): recorded in our Authentication-Results, decides nothing
+    # The domain of the author the desk records (``for_author``): the verdict
+    # is about From:'s domain, and it only vouches for an author of that
+    # domain.  "" until bound (then nothing is compared).
+    author_domain: str = ""
+
+    def for_author(self, author: str) -> "AuthResult":
+        """This verdict bound to the author the filter read from the message.
+
+        An author whose domain is not the one DMARC judged (a From: that parses
+        two ways, several From: addresses, no From: at all) is not vouched
+        for by it: such mail is refuted, whatever the words say."""
+        domain = author.rpartition("@")[2].strip().rstrip(".").lower() if "@" in (author or "") else "-"
+        return replace(self, author_domain=domain)
+
+    @property
+    def _other_author(self) -> bool:
+        return bool(self.author_domain) and self.source != "none" and self.author_domain != self.from_domain
 
     @property
     def verified(self) -> bool:
         """The From: author is authenticated: DMARC pass, or an SPF or DKIM pass aligned with From:."""
+        if self._other_author:
+            return False
         return self.dmarc == PASS or self.spf_aligned or self.dkim_aligned
 
     @property
     def refuted(self) -> bool:
-        """The mail is not from who it claims: SPF fail, DMARC fail, or an
-        envelope sender of another organisation with no aligned DKIM pass."""
+        """The mail is not from who it claims: SPF fail, DMARC fail, an
+        envelope sender of another organisation with no aligned DKIM pass,
+        or an author of another domain than the one judged."""
+        if self._other_author:
+            return True
         if self.verified:
             return False
         return self.spf == FAIL or self.dmarc == FAIL or not self.envelope_aligned

@@ -110,9 +110,11 @@ class Known(Protocol):
         """A message with this key and this content digest was recorded (``digest`` "": any)."""
         ...
 
-    def new_tickets_since(self, address: str, since: datetime, include_forged: bool = False) -> int:
+    def new_tickets_since(self, address: str, since: datetime, include_forged: bool = False, verified_only: bool = False) -> int:
         """How many tickets ``address`` opened at or after ``since``; tickets
-        opened by mail that failed authentication count only with ``include_forged``."""
+        opened by mail that failed authentication count only with
+        ``include_forged``; with ``verified_only``, only tickets opened by
+        authenticated mail count."""
         ...
 
     def sent_mail(self, message_ids: Sequence[str]) -> dict[str, tuple[str, int]]:

@@ -129,7 +129,9 @@ class Draft:
 
     @classmethod
     def start(cls, parsed: Parsed, envelope: Envelope, known: Known, config: Config, now: datetime | None, auth: AuthResult) -> Draft:
-        return cls(parsed, envelope, known, config, now, auth, read_headers(parsed, envelope))
+        headers = read_headers(parsed, envelope)
+        # The verdict vouches only for an author of the domain it judged.
+        return cls(parsed, envelope, known, config, now, auth.for_author(headers.author), headers)
 
     @property
     def kind(self) -> Kind:

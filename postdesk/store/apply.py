@@ -188,10 +188,12 @@ def existing_ticket_number(conn: Connection | Session, key: str, digest: str | N
 
 def _rename(d: Decision) -> str:
     """Whose display name to believe (see ``_person``)."""
+    # Checked first: an authenticated From: of a staff address that is not
+    # proven staff (flag untrusted) must not rename the staff member either.
+    if d.auth.refuted or d.flags & {"forged", "untrusted"}:
+        return "never"
     if d.staff or d.auth.verified:
         return "always"
-    if d.auth.refuted or "forged" in d.flags:
-        return "never"
     return "new"
 
 

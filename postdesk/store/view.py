@@ -53,6 +53,9 @@ _OPENED = (
     .where(_PE.c.address == bindparam("address"), _T.c.created_at >= bindparam("since"))
 )
 _OPENED_GENUINE = _OPENED.where(~_FORGED)
+# Opened by mail that was authenticated (actions.auth is sorted JSON).
+_VERIFIED = exists().where(_A.c.ticket_id == _T.c.id, _A.c.auth.like('%"verified": true%'))
+_OPENED_VERIFIED = _OPENED.where(_VERIFIED)
 _SENT_TIMES = (
     select(_O.c.sent_at)
     .join(_T, _T.c.id == _O.c.ticket_id)
@@ -116,8 +119,8 @@ class KnownView:
             return self._conn.execute(_SEEN, {"key": _key(message_key)}).first() is not None
         return self._conn.execute(_SEEN_WITH, {"key": _key(message_key), "digest": digest}).first() is not None
 
-    def new_tickets_since(self, address: str, since: datetime, include_forged: bool = False) -> int:
-        query = _OPENED if include_forged else _OPENED_GENUINE
+    def new_tickets_since(self, address: str, since: datetime, include_forged: bool = False, verified_only: bool = False) -> int:
+        query = _OPENED_VERIFIED if verified_only else _OPENED if include_forged else _OPENED_GENUINE
         return int(self._conn.execute(query, {"address": address.lower(), "since": since}).scalar() or 0)
 
     def sent_mail(self, message_ids: Sequence[str]) -> dict[str, tuple[str, int]]:

@@ -9,7 +9,11 @@ the door instead of filling the desk.
 
 Staff are not limited.  A forged mail (rule "identity") counts against the
 quota only of other forged mail, so a forger cannot use up a real
-customer's quota; the forger's own flood is still limited.
+customer's quota; the forger's own flood is still limited.  And an
+authenticated mail counts only tickets opened by authenticated mail: a
+forger writing in the name of a domain that publishes nothing (whose mail
+is "unverified", not refuted) cannot use up the quota of its real,
+authenticated sender either.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ def apply(d: Draft) -> Decision | None:
     if not limit or d.kind is not Kind.NEW or d.staff or d.now is None or not d.author:
         return None
     since = d.now - timedelta(seconds=float(d.config.limits.new_ticket_window))
-    if d.known.new_tickets_since(d.author, since, include_forged=d.auth.refuted) < limit:
+    opened = d.known.new_tickets_since(d.author, since, include_forged=d.auth.refuted, verified_only=d.auth.verified)
+    if opened < limit:
         return None
     return d.stop(Kind.DEFER, f"too many new tickets from {d.author}, try again later", flags=d.flags)
