@@ -91,3 +91,24 @@ def test_rsa_sha1_signature_is_not_accepted(make_config, dns, dkim_key):
     signed = dkim.sign(raw, b"sel", DOMAIN.encode(), dkim_key.private, include_headers=[b"from", b"subject"], signature_algorithm=b"rsa-sha1") + raw
     result = check(signed, envelope(), dns_config(make_config, dns))
     assert result.dkim == "permerror" and result.dkim_domains == ()
+
+
+def test_a_body_length_limit_vouches_for_nobody(make_config, dns, dkim_key):
+    """RFC 6376 8.2: with l= anyone can append to a signed body; such a
+    signature is "policy", never an aligned pass."""
+    import dkim
+
+    publish(dns, dkim_key)
+    raw = message()
+    sig = dkim.sign(raw, b"sel", DOMAIN.encode(), dkim_key.private, include_headers=[b"from", b"subject"], length=True)
+    appended = sig + raw + b"P.S. Please pay the attached invoice to IBAN XX00.\r\n"
+    result = check(appended, envelope(sender="x@evil.example"), dns_config(make_config, dns))
+    assert result.dkim == "policy" and not result.dkim_aligned and not result.verified
+
+
+def test_a_chain_of_too_many_arc_sets_is_not_looked_up(make_config, dns, dkim_key):
+    raw = message()
+    seals = b"".join(f"ARC-Seal: i={i}; a=rsa-sha256; cv=pass; d=evil.example; s=s{i}; b=AAAA\r\n".encode() for i in range(1, 30))
+    result = check(seals + raw, envelope(), dns_config(make_config, dns))
+    assert result.arc == "fail"
+    assert not [q for q in dns.queries if "_domainkey.evil.example" in q[0]]

@@ -50,3 +50,31 @@ def test_nothing_listening_is_a_temperror():
 def test_nameserver_specs(spec, host, port):
     ns = _nameserver(spec)
     assert (ns.address, ns.port) == (host, port)
+
+
+def test_one_message_gets_a_bounded_share_of_dns_time():
+    """Every lookup inside one budget shares its deadline: slow names cannot
+    add up to minutes for one message."""
+    import time
+
+    from postdesk.auth.dns import DNSTempError, Resolver, budget
+
+    with DNSServer(timeout=[f"slow{i}.example" for i in range(10)]) as server:
+        resolver = Resolver((server.address,), timeout=0.3)
+        started = time.monotonic()
+        failures = 0
+        with budget(0.5):
+            for i in range(10):
+                try:
+                    resolver.txt(f"slow{i}.example")
+                except DNSTempError:
+                    failures += 1
+        assert failures == 10
+        assert time.monotonic() - started < 1.5  # not 10 x 0.3 s
+
+
+def test_control_characters_in_reasons_are_neutralised():
+    from postdesk.auth.result import AuthResult
+
+    r = AuthResult(reasons=("spf: evil\nQFAKE123: outcome=created\r\u202e",))
+    assert "\n" not in r.reasons[0] and "\r" not in r.reasons[0] and "\u202e" not in r.reasons[0]

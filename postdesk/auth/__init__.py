@@ -72,8 +72,11 @@ def envelope_aligned(envelope, from_domain: str) -> bool:
 
 def authenticate(parsed, raw: bytes, envelope, config) -> AuthResult:
     """The verdict for one message (called by ``postdesk.ingest``).  Never raises."""
+    from postdesk.auth.dns import BUDGET_TIMEOUTS, budget
+
     try:
-        result = _authenticate(parsed, raw, envelope, config)
+        with budget(BUDGET_TIMEOUTS * float(config.dns.timeout)):
+            result = _authenticate(parsed, raw, envelope, config)
     except Exception as e:  # a bug or a message no library could read: never lose the mail
         reason = f"internal error: {type(e).__name__}: {e}"[:300]
         log.warning('%s: auth=temperror reason="%s"', envelope.queue_id or "NOQUEUE", reason)

@@ -19,10 +19,19 @@ from postdesk.auth.dkim import _quiet
 from postdesk.auth.dns import DNSTempError, Resolver
 
 
+MAX_SETS = 10  # intermediaries a real message passes; RFC 8617 allows up to 50
+
+
 def check(raw: bytes, resolver: Resolver) -> tuple[str, str]:
     """(word, reason) for the ARC chain of ``raw``."""
-    if b"arc-seal:" not in raw[: raw.find(b"\r\n\r\n") if b"\r\n\r\n" in raw else len(raw)].lower():
+    head = raw[: raw.find(b"\r\n\r\n") if b"\r\n\r\n" in raw else len(raw)].lower()
+    if b"arc-seal:" not in head:
         return "none", ""  # the common case: not sealed, no parsing at all
+    sets = head.count(b"\narc-seal:") + head.startswith(b"arc-seal:")
+    if sets > MAX_SETS:
+        # Each set costs two key lookups; a chain this long is an attack on
+        # our time, not a mail that passed through that many lists.
+        return "fail", f"arc: {sets} sets, more than {MAX_SETS}: not checked"
     temp: list[str] = []
 
     def dnsfunc(name, timeout=5):

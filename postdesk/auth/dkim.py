@@ -28,7 +28,7 @@ from postdesk.auth.dns import DNSTempError, Resolver
 
 MAX_SIGNATURES = 8  # more is no use to anyone and costs a key lookup each
 
-RANK = ("pass", "temperror", "fail", "permerror", "neutral", "none")
+RANK = ("pass", "policy", "temperror", "fail", "permerror", "neutral", "none")
 
 # dkimpy logs every failed signature at ERROR: not ours to shout about.
 _quiet = logging.getLogger("postdesk.auth.dkimpy")
@@ -100,6 +100,12 @@ def _verify_one(signer: dkimpy.DKIM, idx: int, resolver: Resolver) -> tuple[str,
     if ok and (getattr(signer, "signature_fields", {}) or {}).get(b"a", b"").lower() == b"rsa-sha1":
         # RFC 8301 section 3.1: verifiers must not consider rsa-sha1 signatures valid.
         return "permerror", domain, "rsa-sha1 is not accepted (RFC 8301)"
+    if ok and b"l" in (getattr(signer, "signature_fields", {}) or {}):
+        # RFC 6376 section 8.2: with a body length limit, anything appended
+        # after it is unsigned, so a copy of a signed mail can carry the
+        # attacker's paragraph.  Valid, but it vouches for nobody here
+        # (RFC 8601 "policy": acceptable signature, refused by local policy).
+        return "policy", domain, "l= body length limit: text after it is unsigned (RFC 6376 8.2)"
     if ok:
         return "pass", domain, ""
     if seen["temp"]:

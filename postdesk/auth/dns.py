@@ -22,8 +22,10 @@ answer, not an error.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from typing import Any
+import time
+from typing import Any, Iterator
 
 import dns.exception
 import dns.name
@@ -32,6 +34,24 @@ import dns.rdatatype
 import dns.resolver
 
 CACHE_SIZE = 10000  # names kept (LRU), each for at most its TTL
+# All lookups for one message together may take this many [dns] timeouts
+# (``budget``): a sender who publishes many slow names (SPF includes, DKIM
+# selectors, ARC sets) cannot hold the SMTP session, and the milter's
+# threads, for minutes.
+BUDGET_TIMEOUTS = 4
+
+_budget = threading.local()
+
+
+@contextlib.contextmanager
+def budget(seconds: float) -> Iterator[None]:
+    """Bound every lookup made in this thread inside the block to one deadline."""
+    previous = getattr(_budget, "deadline", None)
+    _budget.deadline = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _budget.deadline = previous
 
 
 class DNSTempError(Exception):
@@ -85,8 +105,15 @@ class Resolver:
             qname = dns.name.from_text(name.rstrip(".") + ".")
         except (dns.exception.DNSException, UnicodeError, ValueError):
             return []  # not a DNS name: nothing is published there
+        lifetime = self.timeout
+        deadline = getattr(_budget, "deadline", None)
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DNSTempError(f"the DNS time for this message is spent; {name} {rdtype} not looked up")
+            lifetime = min(lifetime, left)
         try:
-            answer = self._resolver.resolve(qname, rdtype, search=False, raise_on_no_answer=False)
+            answer = self._resolver.resolve(qname, rdtype, search=False, raise_on_no_answer=False, lifetime=lifetime)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.YXDOMAIN):
             return []
         except dns.exception.Timeout as e:

@@ -12,8 +12,13 @@ published or nothing was signed; ``temperror`` means we could not tell now
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+# Reasons quote what other people's DNS and headers say (an SPF exp= text):
+# no line breaks or other controls may reach a log line through them.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069]")
 
 NONE = "none"
 PASS = "pass"
@@ -38,6 +43,10 @@ class AuthResult:
     # is about From:'s domain, and it only vouches for an author of that
     # domain.  "" until bound (then nothing is compared).
     author_domain: str = ""
+
+    def __post_init__(self) -> None:
+        if self.reasons:
+            object.__setattr__(self, "reasons", tuple(_CONTROLS.sub(" ", str(r))[:300] for r in self.reasons))
 
     def for_author(self, author: str) -> "AuthResult":
         """This verdict bound to the author the filter read from the message.
