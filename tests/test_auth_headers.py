@@ -102,3 +102,21 @@ def test_arc_word_is_written_when_there_is_a_chain():
     value = headers.write(OURS, AuthResult(source="local", arc="pass"))
     assert "; arc=pass" in value.replace("\n\t", " ")
     assert " arc=" not in headers.write(OURS, AuthResult(source="local")).replace("\n\t", " ")
+
+
+def test_a_header_below_the_first_received_is_never_believed(make_config, dns):
+    """The verifier skipped this message (size limit, a host it ignores): the
+    only header with our id is the one the client sent, below the Received:
+    our MTA added.  It is not believed; the mail is verified here."""
+    raw = b"Received: from client.example by mx.example.com; Wed, 02 Dec 2026 10:00:00 +0000\r\n" + with_ar(PASS_ALL)
+    result = check(raw, envelope(), dns_config(make_config, dns, authserv_id=OURS))
+    assert result.source == "local" and not result.verified
+    on_top = f"Authentication-Results: {PASS_ALL}\r\n".encode() + raw
+    assert check(on_top, envelope(), dns_config(make_config, dns, authserv_id=OURS)).source == f"authserv-id:{OURS}"
+
+
+def test_positions_say_which_headers_came_from_outside():
+    items = [("Authentication-Results", "a"), ("Received", "x"), ("Authentication-Results", "b")]
+    assert headers.positions(items) == (["a", "b"], [False, True])
+    assert headers.trusted_index(["x; spf=pass", f"{OURS}; spf=pass"], OURS, [False, True]) is None
+    assert headers.trusted_index([f"{OURS}; spf=pass"], OURS, [False]) == 0

@@ -91,3 +91,4 @@ def test_verifier_before_postdesk_is_believed_and_forgeries_removed(verified_env
     line = next(l for l in env.milter.text().splitlines() if "msgid=<verified@example.org>" in l)
     assert "auth=spf:fail,dkim:none,dmarc:fail" in line
     assert dns.queries == []  # the verifier's word, no lookups of our own
+

@@ -96,8 +96,8 @@ def _authenticate(parsed, raw: bytes, envelope, config) -> AuthResult:
     authserv_id = config.trust.authserv_id.strip()
     from_domain = from_domain_of(parsed)
     if authserv_id:
-        values = parsed.raw_headers(headersmod.HEADER)
-        idx = headersmod.trusted_index(values, authserv_id)
+        values, below = headersmod.positions(parsed.message.raw_items())
+        idx = headersmod.trusted_index(values, authserv_id, below)
         if idx is not None:
             return _from_header(values[idx], authserv_id, from_domain, envelope, config)
     if not config.trust.verify:

@@ -50,14 +50,40 @@ def claims(value: str, authserv_id: str) -> bool:
     return bool(authserv_id) and authserv_id_of(value) == authserv_id.lower()
 
 
-def trusted_index(values: list[str], authserv_id: str) -> int | None:
-    """Position in ``values`` (A-R values in message order) of the one we trust."""
+def trusted_index(values: list[str], authserv_id: str, below_received: list[bool] | tuple[bool, ...] = ()) -> int | None:
+    """Position in ``values`` (A-R values in message order) of the one we trust.
+
+    The topmost header of ``authserv_id``, provided it sits above the first
+    ``Received:`` header (``below_received[i]`` says it does not).  A verifier
+    running in our MTA inserts its header on top, above the Received: line
+    our MTA adds; a header below that line came with the message from
+    outside.  When the verifier wrote none (it skipped the message), such a
+    copy must not be believed: then nothing is, and we verify ourselves.
+    """
     if not authserv_id:
         return None
     for i, v in enumerate(values):
         if claims(v, authserv_id):
+            if i < len(below_received) and below_received[i]:
+                return None
             return i
     return None
+
+
+def positions(items) -> tuple[list[str], list[bool]]:
+    """From (name, value) header items in message order: the
+    Authentication-Results values, and whether each comes after a Received:."""
+    values: list[str] = []
+    below: list[bool] = []
+    seen_received = False
+    for name, value in items:
+        lname = str(name).strip().lower()
+        if lname == "received":
+            seen_received = True
+        elif lname == HEADER.lower():
+            values.append(str(value))
+            below.append(seen_received)
+    return values, below
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,8 @@ class PostdeskMilter(Milter.Base):
         self.subject_raw: bytes | None = None
         self.own_headers = {TICKET_HEADER.lower(): 0, OUTCOME_HEADER.lower(): 0}
         self.ar_values: list[str] = []  # every Authentication-Results value, in order (indexes for chgheader)
+        self.ar_below: list[bool] = []  # ... and whether a Received: came before it (then it is from outside)
+        self.seen_received = False
         self.too_big = False
         self.failed = False  # a no-reply callback failed: 451 at DATA
         self.started = 0.0
@@ -261,8 +263,11 @@ class PostdeskMilter(Milter.Base):
             self.subject_raw = value
         elif lname in self.own_headers:
             self.own_headers[lname] += 1
+        elif lname == "received":
+            self.seen_received = True
         elif lname == "authentication-results":
             self.ar_values.append(value.decode("utf-8", "replace"))
+            self.ar_below.append(self.seen_received)
         if self.spool.size > self.config.limits.max_message_bytes:
             return self.reject_too_big(self.spool.size)
         return Milter.CONTINUE
@@ -366,7 +371,7 @@ class PostdeskMilter(Milter.Base):
         headers; the last goes first so earlier indexes stay valid.
         """
         own = self.authserv_id()
-        trusted = arheaders.trusted_index(self.ar_values, self.config.trust.authserv_id.strip())
+        trusted = arheaders.trusted_index(self.ar_values, self.config.trust.authserv_id.strip(), self.ar_below)
         forged = [i for i, v in enumerate(self.ar_values) if i != trusted and arheaders.claims(v, own)]
         for i in reversed(forged):
             self.chgheader(arheaders.HEADER, i + 1, "")
