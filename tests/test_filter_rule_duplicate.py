@@ -24,6 +24,7 @@ def test_same_message_id_other_sender_or_content_is_not(config):
         MAIL.replace("From: c@cust.org", "From: mallory@evil.example"),
         MAIL.replace("It smokes.", "Please wire the money."),
         MAIL.replace("Subject: Printer", "Subject: Invoice"),
+        MAIL.replace("Subject: Printer", "Cc: accomplice@evil.example\nSubject: Printer"),
     ):
         assert duplicate.apply(make_draft(other, config, known=seen)) is None
     # nor is a copy that failed authentication where the recorded one did not
@@ -34,3 +35,12 @@ def test_a_forged_copy_recorded_first_does_not_swallow_the_genuine_one(config):
     forged = make_draft(MAIL, config, auth=AuthResult(spf="fail", from_domain="cust.org", source="local"))
     seen = MemoryKnown(seen=[("m1@cust.org", forged.digest)])
     assert duplicate.apply(make_draft(MAIL, config, known=seen)) is None
+    # A copy nobody could authenticate (its domain publishes nothing) does not
+    # swallow the genuine, authenticated one either.
+    unverified = make_draft(MAIL, config, auth=AuthResult(from_domain="cust.org", source="local"))
+    seen = MemoryKnown(seen=[("m1@cust.org", unverified.digest)])
+    verified = AuthResult(dmarc="pass", spf="pass", spf_aligned=True, from_domain="cust.org", source="local")
+    assert duplicate.apply(make_draft(MAIL, config, known=seen, auth=verified)) is None
+    # ... while a redelivery of the same message is still a duplicate.
+    again = make_draft(MAIL, config, known=seen, auth=AuthResult(from_domain="cust.org", source="local"))
+    assert duplicate.apply(again) is not None

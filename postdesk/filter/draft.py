@@ -79,16 +79,18 @@ def read_headers(parsed: Parsed, envelope: Envelope) -> Headers:
     )
 
 
-def content_digest(author: str, subject: str, body_sha256: str, refuted: bool) -> str:
+def content_digest(author: str, subject: str, body_sha256: str, refuted: bool, verified: bool = False, to_cc: tuple[str, ...] = ()) -> str:
     """Who sent what: the second half of a message's identity for duplicates.
 
-    A redelivery of one message has the same author, subject and body; a
-    forged copy that reuses a real Message-ID differs in one of them, or
-    failed authentication where the real one did not (``refuted``), so it
-    never makes the genuine mail a duplicate (docs/filter.md, rule
-    "duplicate").
+    A redelivery of one message has the same author, subject, body,
+    recipients and verdict; a forged copy that reuses a real Message-ID
+    differs in one of them: it failed authentication or could not pass it
+    where the real one passed, or it names other To/Cc (to get its
+    accomplice onto the ticket), so it never makes the genuine mail a
+    duplicate (docs/filter.md, rule "duplicate").
     """
-    text = "\0".join((author.lower(), subject, body_sha256, "refuted" if refuted else ""))
+    state = "refuted" if refuted else "verified" if verified else ""
+    text = "\0".join((author.lower(), subject, body_sha256, state, ",".join(sorted(a.lower() for a in to_cc))))
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -145,7 +147,7 @@ class Draft:
     @cached_property
     def digest(self) -> str:
         h = self.headers
-        return content_digest(h.author, h.original_subject, self.parsed.body_sha256, self.auth.refuted)
+        return content_digest(h.author, h.original_subject, self.parsed.body_sha256, self.auth.refuted, self.auth.verified, h.to_cc)
 
     @cached_property
     def trust(self) -> Trust:

@@ -2,7 +2,8 @@
 
 The identity of a message is its key (the Message-ID, or without one the
 SHA-256 of the raw bytes) together with a digest of who sent what (author,
-subject, body, and whether it failed authentication; ``draft.content_digest``).
+subject, body, To/Cc, and whether it failed or passed authentication;
+``draft.content_digest``).
 A redelivery (the sender's MTA retrying after a lost 250, Postfix retrying
 the pipe) matches both and records nothing.  A forged mail that reuses a
 genuine Message-ID differs in author, content or verdict, so it cannot make
