@@ -29,12 +29,13 @@ import logging
 import mailbox
 import os
 import sys
+import time
 from collections import Counter
 from email.utils import getaddresses
 from typing import Iterator
 
 from postdesk.config import Config
-from postdesk.outcomes import EX_DATAERR, EX_NOINPUT, EX_OK, EX_TEMPFAIL, Outcome
+from postdesk.outcomes import EX_DATAERR, EX_NOINPUT, EX_OK, EX_TEMPFAIL, Outcome, Result, too_big_reason
 
 log = logging.getLogger("postdesk")
 
@@ -87,7 +88,7 @@ def envelope_of(raw: bytes, config: Config, recipient: str, key: str):
 
 
 def run(config: Config, sources: list[str], recipient: str = "", store=None) -> int:
-    from postdesk.ingest import ingest
+    from postdesk.ingest import ingest, log_result
 
     missing = [s for s in sources if not os.path.exists(s)]
     if missing:
@@ -106,8 +107,13 @@ def run(config: Config, sources: list[str], recipient: str = "", store=None) -> 
                 print(f"postdesk: import: cannot read {source}: {e}", file=sys.stderr)
                 return EX_NOINPUT
             for key, raw in items:
+                envelope = envelope_of(raw, config, recipient, key)
+                if len(raw) > config.limits.max_message_bytes:
+                    log_result(envelope, Result(Outcome.REJECTED, reason=too_big_reason(config.limits.max_message_bytes, len(raw))), time.monotonic())
+                    counts[Outcome.REJECTED.value] += 1
+                    continue
                 try:
-                    result = ingest(raw, envelope_of(raw, config, recipient, key), store, config)
+                    result = ingest(raw, envelope, store, config)
                 except Exception as e:  # the store: stop here, the rerun skips what is done
                     log.error("%s: not recorded, stopping: %s: %s", key, type(e).__name__, e)
                     print(f"postdesk: import stopped at {key}: {e}; fix the store and run the same import again (recorded messages are duplicates then)", file=sys.stderr)
@@ -119,7 +125,7 @@ def run(config: Config, sources: list[str], recipient: str = "", store=None) -> 
         if callable(close):
             close()
     _summary(counts)
-    return EX_DATAERR if counts[Outcome.REJECTED.value] or counts[Outcome.TEMPFAIL.value] else EX_OK
+    return EX_DATAERR if counts[Outcome.REJECTED.value] else EX_OK
 
 
 def _summary(counts: Counter[str]) -> None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 from postdesk.auth import authenticate
+from postdesk.clock import utcnow
 from postdesk.config import Config
 from postdesk.filter import decide, parse
 from postdesk.filter.decision import Envelope, Kind
@@ -23,23 +24,16 @@ from postdesk.outcomes import Outcome, Result
 log = logging.getLogger("postdesk")
 
 
-def utcnow() -> datetime:
-    """Naive UTC, as the store keeps it."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
 def ingest(raw: bytes, envelope: Envelope, store, config: Config, now: datetime | None = None) -> Result:
     """Decide about ``raw`` and record it; returns what happened.
 
     Raises on transient failure (store locked or unreachable, disk full);
-    the caller answers 451 or exits 75.
+    the caller answers 451 or exits 75.  The caller has checked the size
+    against ``[limits] max_message_bytes`` (``outcomes.TOO_BIG``) before
+    reading the whole message.
     """
     started = time.monotonic()
     now = now or utcnow()
-    if len(raw) > config.limits.max_message_bytes:
-        result = Result(Outcome.REJECTED, reason=f"message size {len(raw)} exceeds the limit of {config.limits.max_message_bytes} bytes")
-        log_result(envelope, result, started)
-        return result
     parsed = parse(raw)
     # DNS (SPF/DKIM/DMARC) before the store's transaction: no lock is held while we wait.
     auth = authenticate(parsed, raw, envelope, config)

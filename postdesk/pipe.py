@@ -3,9 +3,9 @@
 master.cf passes the envelope as arguments and the message on stdin::
 
     postdesk unix - n n - 10 pipe flags=Rq user=postdesk null_sender=
-      argv=/usr/local/bin/postdesk filter --sender=${sender} --recipient=${recipient}
+      argv=/usr/bin/postdesk filter --sender=${sender} --recipient=${recipient}
       --queue-id=${queue_id} --client-address=${client_address}
-      --sasl-username=${sasl_username}
+      --sasl-username=${sasl_username} --helo-name=${client_helo}
 
 This module is a thin adapter over ``postdesk.ingest.ingest`` (the same path
 the milter takes); the exit status comes from the one table in
@@ -17,8 +17,8 @@ bounces on the other sysexits codes and on a plain 1, and lets output that
 - anything transient (store locked or unreachable, disk full, a config the
   admin has to fix, an unexpected exception): a ``4.x.x`` line, exit 75, so
   Postfix keeps the message and retries; the traceback is logged once, here;
-- a permanent refusal (over ``[limits] max_message_bytes``, empty input, a
-  decision to reject): a ``5.x.x`` line, then a sysexits code other than 75;
+- a permanent refusal (over ``[limits] max_message_bytes``, empty input):
+  a ``5.x.x`` line, then a sysexits code other than 75;
 - never 1.
 
 Log lines are held until the status line is written, since pipe(8) reads
@@ -40,23 +40,16 @@ import time
 from typing import BinaryIO, TextIO
 
 from postdesk import logsetup
-from postdesk.outcomes import ANSWERS, EX_NOINPUT, EX_TEMPFAIL, TOO_BIG, Outcome
+from postdesk.mail import strip_brackets
+from postdesk.outcomes import ANSWERS, EX_NOINPUT, EX_TEMPFAIL, FAILURE, TOO_BIG, Outcome, too_big_reason
 
 log = logging.getLogger("postdesk")
 
 # RFC 3463: X.3.5 "system incorrectly configured", X.3.0 "other mail system
 # status", X.6.0 "other or undefined media error".
 DSN_CONFIG = "4.3.5"
-DSN_TRANSIENT = ANSWERS[Outcome.TEMPFAIL].dsn
-DSN_EMPTY = "5.6.0"
-
-
-def _address(value: str | None) -> str:
-    """pipe(8) gives bare addresses; tolerate <...> and the <> null sender."""
-    value = (value or "").strip()
-    if value.startswith("<") and value.endswith(">"):
-        value = value[1:-1].strip()
-    return value
+DSN_TRANSIENT = FAILURE.dsn
+DSN_EMPTY = ANSWERS[Outcome.REJECTED].dsn
 
 
 def run(
@@ -109,8 +102,8 @@ def _run(options, config_path: str | None, stdin: BinaryIO) -> tuple[int, str]:
 
     started = time.monotonic()
     envelope = Envelope(
-        sender=_address(options.sender),
-        recipients=tuple(a for a in (_address(r) for r in options.recipients or ()) if a),
+        sender=strip_brackets(options.sender),  # pipe(8) gives bare addresses; tolerate <...> and <>
+        recipients=tuple(a for a in (strip_brackets(r) for r in options.recipients or ()) if a),
         queue_id=options.queue_id or "",
         client_address=options.client_address or "",
         sasl_username=options.sasl_username or "",
@@ -138,7 +131,7 @@ def _run(options, config_path: str | None, stdin: BinaryIO) -> tuple[int, str]:
     from postdesk.ingest import Result, log_result
 
     if len(raw) > limit:
-        reason = f"message too big: more than {limit} bytes (limits.max_message_bytes)"
+        reason = too_big_reason(limit)
         log_result(envelope, Result(Outcome.REJECTED, reason=reason), started)
         return TOO_BIG.exit_code, f"{TOO_BIG.dsn} {reason}"
     if not raw.strip():

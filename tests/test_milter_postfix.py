@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from postdesk import config as configmod
-from postdesk.notifier.worker import Worker, utcnow
+from postdesk.clock import utcnow
+from postdesk.notifier.worker import Worker
 from postdesk.testing.milter import MilterProcess
 from postdesk.testing.postfix import PrivatePostfix, available, shared_tmpdir
 from postdesk.testing.smtp import Sink

@@ -212,11 +212,6 @@ def test_store_error_tempfails_with_451(config, caplog):
     assert len(tracebacks) == 1 and "4BxT2k1Z3n" in tracebacks[0].getMessage()
 
 
-def test_tempfail_outcome_tempfails(config):
-    rc, ctx = drive(config, FakeIngest(FakeResult(Outcome.TEMPFAIL, reason="busy")), message())
-    assert rc == Milter.TEMPFAIL and ctx._reply[:2] == ("451", "4.3.0")
-
-
 def test_rejected_outcome_answers_from_the_table(config):
     rc, ctx = drive(config, FakeIngest(FakeResult(Outcome.REJECTED, reason="unreadable 100% garbage")), message())
     assert rc == Milter.REJECT

@@ -632,7 +632,7 @@ def test_sigterm_finishes_the_mail_in_flight_then_stops(desk, sink, tmp_path):
     import sys
 
     from postdesk.testing.toml import toml_dumps
-    from postdesk.notifier.worker import utcnow
+    from postdesk.clock import utcnow
 
     cfg, store, worker, clock = desk()
     for i in range(4):

@@ -173,11 +173,9 @@ def test_close_without_status_change_emails(make_config, store_url):
     store.close()
 
 
-def test_ignore_and_reject_write_nothing(store, cfg):
+def test_ignore_writes_nothing(store, cfg):
     r = record(store, new(kind=Kind.IGNORE, reason="loop"), cfg)
     assert (r.outcome, r.reason) == (Outcome.IGNORED, "loop")
-    r = record(store, new(kind=Kind.REJECT, reason="unreadable"), cfg)
-    assert (r.outcome, r.reason) == (Outcome.REJECTED, "unreadable")
     assert count(store, Ticket) == 0
     assert count(store, MessageId) == 0
 

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
-
-def now() -> datetime:
-    """Naive UTC, as the store keeps it; read here, at the edge, and passed in."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+from postdesk.clock import utcnow as now  # read here, at the edge, and passed in
 
 
 def open_store(config):

@@ -32,20 +32,12 @@ from postdesk.config import Config
 from postdesk.filter.decision import Envelope
 from postdesk.milter import subject as subj
 from postdesk.milter.spool import Spool
-from postdesk.outcomes import ANSWERS, TOO_BIG, Outcome
+from postdesk.mail import OUTCOME_HEADER, TICKET_HEADER, strip_brackets
+from postdesk.outcomes import ANSWERS, FAILURE, TOO_BIG, Answer, Outcome, too_big_reason
 
 log = logging.getLogger("postdesk")
 
-TICKET_HEADER = "X-Postdesk-Ticket"
-OUTCOME_HEADER = "X-Postdesk-Outcome"
 TEMPFAIL_TEXT = "postdesk cannot record this message now, try again later"
-
-
-def strip_brackets(address: str) -> str:
-    a = address.strip()
-    if a.startswith("<") and a.endswith(">"):
-        a = a[1:-1]
-    return a
 
 
 def reply_text(text: str) -> str:
@@ -148,8 +140,7 @@ class PostdeskMilter(Milter.Base):
         except Exception:
             return ""
 
-    def tempfail(self, reason: str = TEMPFAIL_TEXT, outcome: Outcome = Outcome.TEMPFAIL) -> int:
-        a = ANSWERS[outcome]
+    def tempfail(self, reason: str = TEMPFAIL_TEXT, a: Answer = FAILURE) -> int:
         self.setreply(a.smtp_code, a.dsn, reply_text(reason))
         return Milter.TEMPFAIL
 
@@ -161,7 +152,7 @@ class PostdeskMilter(Milter.Base):
             log.warning("%s: from=<%s> size=%d over max_message_bytes: staff reply not recorded", self.queue_id() or "NOQUEUE", self.sender, size)
             self._reset()
             return Milter.ACCEPT
-        self.setreply(TOO_BIG.smtp_code, TOO_BIG.dsn, reply_text(f"message size {size} exceeds the limit of {self.config.limits.max_message_bytes} bytes of the support address"))
+        self.setreply(TOO_BIG.smtp_code, TOO_BIG.dsn, reply_text(too_big_reason(self.config.limits.max_message_bytes, size)))
         return Milter.REJECT
 
     def staff_candidate(self) -> bool:
@@ -316,7 +307,7 @@ class PostdeskMilter(Milter.Base):
             return self.tempfail()
         answer = ANSWERS[result.outcome]
         if answer.milter == "tempfail":
-            return self.tempfail(result.reason or TEMPFAIL_TEXT, result.outcome)
+            return self.tempfail(result.reason or TEMPFAIL_TEXT, answer)
         if answer.milter == "reject":
             self.setreply(answer.smtp_code, answer.dsn, reply_text(result.reason or "message refused"))
             return Milter.REJECT

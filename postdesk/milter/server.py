@@ -20,7 +20,6 @@ from __future__ import annotations
 import grp
 import logging
 import os
-import re
 import socket
 import signal
 import stat
@@ -58,10 +57,6 @@ def unix_path(address: str) -> str | None:
         if address.startswith(prefix):
             return address[len(prefix):]
     return None
-
-
-def redact_url(url: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
 
 
 def socket_alive(path: str, timeout: float = 1.0) -> bool:

@@ -43,14 +43,12 @@ from urllib.parse import quote
 
 from postdesk.config import Config
 from postdesk.filter import clean_header
+from postdesk.mail import LOOP_HEADER, REPLY_MARKER, TICKET_HEADER
 from postdesk.msgid import make_message_id
 from postdesk.outbox_rows import Entry, Job, Person
 
 # The filter cuts a reply at this line, so customers' quoted history of our
 # own mail never becomes part of the ticket.
-REPLY_MARKER = "##- Please type your reply above this line -##"
-LOOP_HEADER = "X-Postdesk-Loop"
-TICKET_HEADER = "X-Postdesk-Ticket"
 
 MAX_SUBJECT = 250  # characters; RFC 5322 2.1.1 wants lines under 998, folding handles the rest
 MAX_NAME = 200  # characters of a display name (the store keeps no more)

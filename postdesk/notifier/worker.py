@@ -25,8 +25,9 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
+from postdesk.clock import utcnow
 from postdesk.config import Config
 from postdesk.notifier import policy
 from postdesk.notifier.compose import ComposeError, compose
@@ -36,12 +37,6 @@ from postdesk.outcomes import EX_OK, EX_SOFTWARE, EX_TEMPFAIL
 from postdesk.store import outbox
 
 log = logging.getLogger("postdesk.notifier")
-
-
-def utcnow() -> datetime:
-    """Naive UTC, as the store keeps it (same as postdesk.ingest.utcnow, without
-    importing the filter)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 BATCH = 50  # rows per claim: few commits per mail, and a lease is never at risk within a batch

@@ -266,8 +266,6 @@ def apply(
 ) -> Result:
     if d.kind is Kind.IGNORE:
         return Result(Outcome.IGNORED, ticket=d.ticket, decision=d, reason=d.reason)
-    if d.kind is Kind.REJECT:
-        return Result(Outcome.REJECTED, decision=d, reason=d.reason)
     if d.kind is Kind.DEFER:
         # Nothing is written: the sender's MTA keeps the message and retries.
         return Result(Outcome.DEFERRED, decision=d, reason=d.reason)
