@@ -23,9 +23,12 @@ bounces on the other sysexits codes and on a plain 1, and lets output that
 
 Log lines are held until the status line is written, since pipe(8) reads
 stdout and stderr through one pipe and only a leading status counts.  They
-also go to syslog (facility mail) when /dev/log exists: pipe(8) discards the
+also go where ``[log] target`` says, as every other command's do
+(``postdesk.logsetup.configure_held``): with ``auto`` or ``syslog`` to the
+socket of ``[log] syslog_socket``, facility mail (pipe(8) discards the
 output of a successful delivery, and ops expect the per-message line in the
-mail log next to Postfix's own.
+mail log next to Postfix's own), with ``file:PATH`` to that file.  Until the
+configuration is read (or when it cannot be), to /dev/log.
 
 Imports stay lazy: this path loads neither pymilter nor Alembic, because
 Postfix starts one process per message and start-up time is the cost.
@@ -71,7 +74,7 @@ def run(
     logsetup.setup("filter", "INFO", stream=held, syslog=True)
     status_line = ""
     try:
-        code, status_line = _run(options, config_path, stdin)
+        code, status_line = _run(options, config_path, stdin, held)
     except Exception as e:
         # The adapter boundary: anything not known to be permanent defers.
         log.exception("%s: unexpected error: %s; deferring (exit 75)", getattr(options, "queue_id", "") or "NOQUEUE", e)
@@ -96,7 +99,7 @@ def _flush(stdout: TextIO, stderr: TextIO, held: io.StringIO, status_line: str) 
         pass  # pipe(8) went away: nothing left to tell it
 
 
-def _run(options, config_path: str | None, stdin: BinaryIO) -> tuple[int, str]:
+def _run(options, config_path: str | None, stdin: BinaryIO, held: io.StringIO) -> tuple[int, str]:
     from postdesk import config as configmod
     from postdesk.filter.decision import Envelope
 
@@ -118,7 +121,7 @@ def _run(options, config_path: str | None, stdin: BinaryIO) -> tuple[int, str]:
     except configmod.ConfigError as e:
         log.error("%s: configuration error: %s; deferring the message (exit 75)", qid, e)
         return EX_TEMPFAIL, f"{DSN_CONFIG} postdesk configuration error: {e}"
-    logsetup.set_level(config.log.level)
+    logsetup.configure_held("filter", config, held)
 
     limit = config.limits.max_message_bytes
     try:

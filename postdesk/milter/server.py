@@ -37,18 +37,12 @@ BACKLOG = 128  # SMTP bursts open many milter connections at once
 # milter_content_timeout is 300 s, systemd's TimeoutStopSec 30 s: a message
 # past its end of data is recorded within this, the rest Postfix defers.
 DRAIN_SECONDS = 20.0
+# How many messages are filtered and recorded at once.  SQLite has one
+# writer at a time, yet 4 threads gave the best ticket throughput in
+# bench/milter.py (82 msg/s against 52 with 1 and 56 with 2: parsing overlaps
+# another message's transaction) at the price of a longer p99 (waits on
+# SQLite's busy handler).  PostgreSQL overlaps writers.
 STORE_THREADS = 4
-
-
-def store_threads(config: Config) -> int:
-    """How many messages are filtered and recorded at once.
-
-    SQLite has one writer at a time, yet 4 threads gave the best ticket
-    throughput in bench/milter.py (82 msg/s against 52 with 1 and 56 with 2:
-    parsing overlaps another message's transaction) at the price of a longer
-    p99 (waits on SQLite's busy handler).  PostgreSQL overlaps writers.
-    """
-    return STORE_THREADS
 
 
 def unix_path(address: str) -> str | None:
@@ -332,7 +326,7 @@ def run(config: Config, store=None, ingest=None) -> int:
 
     actions = actions_for(config)
     # Filter + store run on these threads, never on libmilter's (see make_factory).
-    executor = ThreadPoolExecutor(max_workers=store_threads(config), thread_name_prefix="postdesk-store")
+    executor = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="postdesk-store")
     sessions = Sessions()
     register(make_factory(config, serial.for_milter(store, config.store.url), ingest, executor), actions, sessions)
     milter.setconn(address)
@@ -370,7 +364,7 @@ def run(config: Config, store=None, ingest=None) -> int:
         config.milter.spool_memory,
         config.limits.max_message_bytes,
         redact_url(config.store.url),
-        store_threads(config),
+        STORE_THREADS,
         os.getpid(),
     )
     status = EX_OK

@@ -168,7 +168,8 @@ class Submitter:
         """Submit one mail and wait for the server: its queue id, or SubmitError.
 
         After a connection failure (``connection`` set) every later call fails
-        the same way at once, without a new connection, until ``reset()``.
+        the same way at once, without a new connection: the worker ends the
+        pass and opens a new submitter for the next one.
         """
         if self._broken is not None:
             raise self._broken
@@ -189,12 +190,8 @@ class Submitter:
 
     @property
     def broken(self) -> bool:
-        """The connection failed; send() fails until reset()."""
+        """The connection failed; every later send() fails at once."""
         return self._broken is not None
-
-    def reset(self) -> None:
-        """Forget a failed connection: the next send() opens a new one."""
-        self._broken = None
 
     def _pipelined(self, sender: str, recipient: str, data: bytes) -> str:
         smtp = self._smtp
