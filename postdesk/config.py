@@ -13,9 +13,10 @@ import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 DEFAULT_PATH = "/etc/postdesk/postdesk.toml"
 ENV_VAR = "POSTDESK_CONFIG"

@@ -31,11 +31,15 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from email.utils import getaddresses
-from typing import Iterator
+from typing import TYPE_CHECKING
 
 from postdesk.config import Config
 from postdesk.outcomes import EX_DATAERR, EX_NOINPUT, EX_OK, EX_TEMPFAIL, Outcome, Result, too_big_reason
+
+if TYPE_CHECKING:
+    from postdesk.ingest import MessageStore
 
 log = logging.getLogger("postdesk")
 
@@ -87,7 +91,7 @@ def envelope_of(raw: bytes, config: Config, recipient: str, key: str):
     return Envelope(sender=sender, recipients=(rcpt,), queue_id=f"IMPORT:{os.path.basename(key)}")
 
 
-def run(config: Config, sources: list[str], recipient: str = "", store=None) -> int:
+def run(config: Config, sources: list[str], recipient: str = "", store: MessageStore | None = None) -> int:
     from postdesk.ingest import ingest, log_result
 
     missing = [s for s in sources if not os.path.exists(s)]
@@ -121,9 +125,7 @@ def run(config: Config, sources: list[str], recipient: str = "", store=None) -> 
                     return EX_TEMPFAIL
                 counts[result.outcome.value] += 1
     finally:
-        close = getattr(store, "close", None)
-        if callable(close):
-            close()
+        store.close()
     _summary(counts)
     return EX_DATAERR if counts[Outcome.REJECTED.value] else EX_OK
 

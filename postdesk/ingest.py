@@ -12,19 +12,38 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from postdesk.auth import authenticate
 from postdesk.clock import utcnow
 from postdesk.config import Config
 from postdesk.filter import decide, parse
-from postdesk.filter.decision import Envelope, Kind
+from postdesk.filter.decision import Decision, Envelope, Kind, Known
 from postdesk.outcomes import Outcome, Result
 
 log = logging.getLogger("postdesk")
 
 
-def ingest(raw: bytes, envelope: Envelope, store, config: Config, now: datetime | None = None) -> Result:
+@runtime_checkable
+class MessageStore(Protocol):
+    """What ingest and its adapters (the milter, the pipe filter, the
+    importer) need from a store, as ``Known`` is what the filter needs:
+    ``postdesk.store.Store`` is one, the milter's ``SerializedStore`` wraps
+    one, tests pass their own."""
+
+    def record(self, decide: Callable[[Known], Decision], envelope: Envelope, config: Config, now: datetime) -> Result:
+        """Call ``decide`` with a view of the store and apply its Decision, in
+        one transaction; raises on transient failure (locked, unreachable, disk full)."""
+        ...
+
+    def close(self) -> None:
+        """Release the database connections (the adapter is done)."""
+        ...
+
+
+def ingest(raw: bytes, envelope: Envelope, store: MessageStore, config: Config, now: datetime | None = None) -> Result:
     """Decide about ``raw`` and record it; returns what happened.
 
     Raises on transient failure (store locked or unreachable, disk full);

@@ -143,13 +143,13 @@ def _run(options, config_path: str | None, stdin: BinaryIO, held: io.StringIO) -
         return EX_NOINPUT, f"{DSN_EMPTY} {reason}"
 
     try:
-        from postdesk.ingest import ingest
+        from postdesk.ingest import MessageStore, ingest
         from postdesk.store import Store, StoreUnavailable
     except Exception:
         log.exception("%s: cannot load postdesk; deferring (exit 75)", qid)
         return EX_TEMPFAIL, f"{DSN_TRANSIENT} postdesk cannot start; try again later"
 
-    store = None
+    store: MessageStore | None = None
     try:
         store = Store.from_config(config)
         result = ingest(raw, envelope, store, config)
@@ -165,12 +165,11 @@ def _run(options, config_path: str | None, stdin: BinaryIO, held: io.StringIO) -
         log.exception("%s: unexpected error: %s; deferring (exit 75)", qid, e)
         return EX_TEMPFAIL, f"{DSN_TRANSIENT} internal error; try again later"
     finally:
-        close = getattr(store, "close", None) or getattr(store, "dispose", None)
-        if close is not None:
+        if store is not None:
             try:
-                close()
+                store.close()
             except Exception:
-                pass
+                pass  # the message is recorded (or not) already; its answer stands
 
     answer = ANSWERS[result.outcome]
     if answer.exit_code == 0:

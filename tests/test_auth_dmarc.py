@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
+from auth_support import CLIENT, OTHER, check, dkim_key_fixture, dns_config, dns_fixture, envelope, message, sign  # noqa: F401
 
-from auth_support import CLIENT, OTHER, check, dkim_key_fixture, dns_fixture, dns_config, envelope, message, sign  # noqa: F401
 from postdesk.auth import dmarc, domains
 from postdesk.filter.rules import ack
 

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -38,7 +38,7 @@ def test_redact_url(url, shown):
 def test_utcnow_is_naive_utc():
     now = utcnow()
     assert now.tzinfo is None
-    assert abs(now - datetime.now(timezone.utc).replace(tzinfo=None)) < timedelta(seconds=5)
+    assert abs(now - datetime.now(UTC).replace(tzinfo=None)) < timedelta(seconds=5)
 
 
 def test_each_shared_helper_is_defined_once():

@@ -65,7 +65,7 @@ class Env:
         self.postfix = PrivatePostfix(tmp_path, port, self.sink.port, milter_socket=f"unix:{self.socket_path}")
         self.milter = MilterProcess(self.config_path, self.socket_path, tmp_path / "milter.log")
 
-    def start(self) -> "Env":
+    def start(self) -> Env:
         self.milter.start()
         self.postfix.start()
         return self

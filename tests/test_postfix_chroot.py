@@ -26,11 +26,11 @@ import sys
 import uuid
 
 import pytest
-
 from conftest import BASE_CONFIG, need
+from tests.postfix import PrivatePostfix, Sink, available, free_port, toml_dumps, unix_socket_open, wait_for
+
 from postdesk import check
 from postdesk import config as configmod
-from tests.postfix import PrivatePostfix, Sink, available, free_port, toml_dumps, unix_socket_open, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GROUP = "pdchroottest"

@@ -9,14 +9,13 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
+from test_store_support import ENVELOPE, T0, attachment, followup, new, record, staff_reply
 
+from postdesk.auth.result import AuthResult
 from postdesk.filter.decision import Kind
 from postdesk.outcomes import Outcome
 from postdesk.store import Store
 from postdesk.store.models import Action, Attachment, Counter, MessageId, Outbox, Participant, Person, Setting, Ticket
-
-from postdesk.auth.result import AuthResult
-from test_store_support import ENVELOPE, T0, attachment, followup, new, record, staff_reply
 
 VERIFIED = AuthResult(spf="pass", dkim="pass", dmarc="pass", from_domain="customer.org", spf_aligned=True, dkim_aligned=True, source="local")
 FORGED = AuthResult(spf="fail", dmarc="fail", from_domain="customer.org", source="local")

@@ -1,8 +1,6 @@
-"""What the subcommand modules share: the store, the clock."""
+"""What the subcommand modules share: the store."""
 
 from __future__ import annotations
-
-from postdesk.clock import utcnow as now  # read here, at the edge, and passed in
 
 
 def open_store(config):

@@ -7,9 +7,10 @@ and the tests can all build and compare them without importing each other.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from postdesk.auth.result import UNCHECKED, AuthResult
 

@@ -21,8 +21,9 @@ import functools
 import logging
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import Milter
 
@@ -30,10 +31,13 @@ from postdesk.auth import headers as arheaders
 from postdesk.auth.result import UNCHECKED
 from postdesk.config import Config
 from postdesk.filter.decision import Envelope
+from postdesk.mail import OUTCOME_HEADER, TICKET_HEADER, strip_brackets
 from postdesk.milter import subject as subj
 from postdesk.milter.spool import Spool
-from postdesk.mail import OUTCOME_HEADER, TICKET_HEADER, strip_brackets
 from postdesk.outcomes import ANSWERS, FAILURE, TOO_BIG, Answer, Outcome, too_big_reason
+
+if TYPE_CHECKING:
+    from postdesk.ingest import MessageStore  # not at run time: ingest loads the filter and the checkers
 
 log = logging.getLogger("postdesk")
 
@@ -101,7 +105,7 @@ def boundary(callback):
 class PostdeskMilter(Milter.Base):
     """State of one SMTP connection (libmilter runs each in its own thread)."""
 
-    def __init__(self, config: Config, store, ingest: Callable | None = None, executor: Executor | None = None):
+    def __init__(self, config: Config, store: MessageStore, ingest: Callable | None = None, executor: Executor | None = None):
         self.config = config
         self.store = store
         if ingest is None:
@@ -119,8 +123,9 @@ class PostdeskMilter(Milter.Base):
     # -- per-message state ------------------------------------------------------
 
     def _reset(self) -> None:
-        if getattr(self, "spool", None) is not None:
-            self.spool.close()
+        spool: Spool | None = getattr(self, "spool", None)
+        if spool is not None:
+            spool.close()
         self.spool = None
         self.sender = ""
         self.sasl = ""
@@ -378,7 +383,7 @@ class PostdeskMilter(Milter.Base):
         return Milter.CONTINUE
 
 
-def make_factory(config: Config, store, ingest: Callable | None = None, executor: Executor | None = None) -> Callable[[], PostdeskMilter]:
+def make_factory(config: Config, store: MessageStore, ingest: Callable | None = None, executor: Executor | None = None) -> Callable[[], PostdeskMilter]:
     """The per-connection factory for ``Milter.factory``; one Store shared by all.
 
     ``executor``: where ingest (filter + store) runs.  server.run passes a

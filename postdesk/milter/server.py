@@ -20,14 +20,19 @@ from __future__ import annotations
 import grp
 import logging
 import os
-import socket
 import signal
+import socket
 import stat
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-from postdesk.config import Config
+from postdesk.config import Config, redact_url
 from postdesk.outcomes import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE
+
+if TYPE_CHECKING:
+    from postdesk.ingest import MessageStore
 
 log = logging.getLogger("postdesk")
 
@@ -280,7 +285,7 @@ def serve(address: str, sessions: Sessions, drain: float = DRAIN_SECONDS, early:
     return result[0]
 
 
-def run(config: Config, store=None, ingest=None) -> int:
+def run(config: Config, store: MessageStore | None = None, ingest: Callable | None = None) -> int:
     """Serve until SIGTERM; returns a sysexits code (never 1).
 
     ``store`` and ``ingest`` default to ``Store.from_config(config)`` and

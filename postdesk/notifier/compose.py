@@ -29,8 +29,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import encoders
 from email.charset import QP, Charset
 from email.header import Header
@@ -38,7 +39,6 @@ from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime
-from typing import Callable
 from urllib.parse import quote
 
 from postdesk.config import Config
@@ -212,10 +212,11 @@ def _when(dt: datetime) -> str:
 
 
 def _size(n: int) -> str:
+    size = float(n)
     for unit in ("bytes", "KB", "MB"):
-        if n < 1024 or unit == "MB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
+        if size < 1024 or unit == "MB":
+            return f"{n} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
     return str(n)
 
 
@@ -344,7 +345,7 @@ def _text_entity(text: str) -> bytes:
 def _text_part(text: str) -> MIMEText:
     cs = Charset("utf-8")
     cs.body_encoding = QP
-    return MIMEText(text, "plain", cs)
+    return MIMEText(text, "plain", cs)  # type: ignore[arg-type]  # a Charset works (it picks QP); the stubs allow only str
 
 
 def _attachment_part(info, data: bytes) -> MIMEBase:
@@ -414,7 +415,7 @@ def compose(
         ("Reply-To", mailbox(org.name, answer_to)),
         ("To", mailbox(job.recipient.name, recipient)),
         ("Subject", unstructured(subject, "Subject")),
-        ("Date", format_datetime(now.replace(tzinfo=timezone.utc))),
+        ("Date", format_datetime(now.replace(tzinfo=UTC))),
         ("Message-ID", f"<{own}>"),
     ]
     parent = msgid(job.in_reply_to)

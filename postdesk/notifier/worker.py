@@ -122,6 +122,8 @@ class Worker:
     def _send(self, jobs: list, submitter: Submitter, stats: PassStats, done: list) -> None:
         """Compose and send a claimed batch, one mail at a time; results
         (and the policy's Skips and Defers) go to ``done``."""
+        secret = self._secret
+        assert secret is not None  # read by run_pass before any claim
         for i, job in enumerate(jobs):
             if self.stopping:
                 # SIGTERM: what is sent is recorded; the rest goes back.
@@ -136,7 +138,7 @@ class Worker:
                 continue
             now = self.clock()
             try:
-                mail = compose(job, self.config, self._secret, now, self._read_attachment)
+                mail = compose(job, self.config, secret, now, self._read_attachment)
             except ComposeError as e:
                 done.append(Done(job, "failed", now, error=str(e)))
                 continue
