@@ -27,10 +27,13 @@ import uuid
 
 import pytest
 from conftest import BASE_CONFIG, need
-from tests.postfix import PrivatePostfix, Sink, available, free_port, toml_dumps, unix_socket_open, wait_for
 
 from postdesk import check
 from postdesk import config as configmod
+from postdesk.testing.postfix import PrivatePostfix, available
+from postdesk.testing.smtp import Sink
+from postdesk.testing.toml import toml_dumps
+from postdesk.testing.wait import free_port, unix_socket_open, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GROUP = "pdchroottest"
