@@ -200,7 +200,7 @@ def catch_early_signals() -> tuple[threading.Event, dict]:
     """
     early = threading.Event()
 
-    def note(signum, frame) -> None:
+    def note(signum, _frame) -> None:
         early.signum = signum  # type: ignore[attr-defined]
         early.set()
 
@@ -252,7 +252,7 @@ def serve(address: str, sessions: Sessions, drain: float = DRAIN_SECONDS, early:
         finally:
             done.set()
 
-    def on_signal(signum, frame) -> None:
+    def on_signal(signum, _frame) -> None:
         if not stopping.is_set():
             stopping.set()
             log.info("%s: stopping", signal.Signals(signum).name)
