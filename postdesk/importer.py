@@ -18,7 +18,8 @@ SASL login: staff replies count as staff only if the sender is trusted by
 DKIM/DMARC ([trust]), never by network.
 
 Exit status: 0 when every message was recorded, a duplicate or ignored by
-the filter; 65 (EX_DATAERR) when some were refused (too big, unreadable;
+the filter; 65 (EX_DATAERR) when some were refused (over [limits]
+max_message_bytes, checked here before ingest as the milter and the pipe do;
 each is logged); 66 (EX_NOINPUT) when a source does not exist; 75
 (EX_TEMPFAIL) when the store failed: fix it and run the same import again.
 """
