@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := postfix libmilter-dev swaks time
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv test demo bench clean
+.PHONY: all deps venv lint test demo bench clean
 
 all: test
 
@@ -29,6 +29,11 @@ $(VENV)/.installed: setup.py pyproject.toml
 	touch $@
 
 venv: deps $(VENV)/.installed
+
+# ruff (lint) and mypy (types), configured in pyproject.toml; a few seconds.
+lint: venv
+	$(VENV)/bin/ruff check postdesk tests bench scripts
+	$(VENV)/bin/mypy postdesk
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)

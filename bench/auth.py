@@ -145,7 +145,7 @@ def through_postfix(args) -> int:
                 subprocess.run([sys.executable, "-m", "postdesk", "--config", str(cfg), "init"], check=True, capture_output=True, cwd=ROOT)
                 log = open(root / f"{side}.log", "ab")
                 procs.append(subprocess.Popen([sys.executable, "-m", "postdesk.milter", "--config", str(cfg)], stdout=log, stderr=log, cwd=ROOT))
-                wait_for(lambda: unix_socket_open(str(sock)), 15, f"the {side} milter")
+                wait_for(lambda path=str(sock): unix_socket_open(path), 15, f"the {side} milter")
                 socks[side] = f"unix:{sock}"
             sink = Sink().start()
             pf = PrivatePostfix(root / "postfix", free_port(), sink.port, milter_socket=socks["off"]).start()

@@ -15,8 +15,9 @@ loops       Two customers on one ticket (the requester and her Cc) whose
             notifier pass; the figure is mails out to the customers per
             round, until a round sends none (converged) or --rounds pass.
             Shown twice in the same run: the desk as configured, and as a
-            baseline the same desk without the automatic-answer rule
-            (rate caps only), whose loop runs until the cap holds it.
+            baseline the same desk without the filter's auto-responder
+            timing rule (``rules.automatic.AUTO_SECONDS``; the notifier's
+            rate caps only), whose loop runs until the cap holds it.
 
 backscatter A burst of N new-ticket mails from N forged senders (one each),
             and a burst of N from plus-address variants of one sender
@@ -47,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from postdesk import config as configmod  # noqa: E402
 from postdesk.filter.decision import Envelope  # noqa: E402
+from postdesk.filter.rules import automatic  # noqa: E402
 from postdesk.ingest import ingest  # noqa: E402
 from postdesk.notifier import policy  # noqa: E402
 from postdesk.notifier.worker import Worker  # noqa: E402
@@ -194,17 +196,17 @@ def main() -> int:
         n = cfg.notifier
         print(f"config: quiet_period=120 update_limit={n.update_limit}/{int(n.update_window)}s "
               f"ack_limit={n.ack_limit} ack_global_limit={n.ack_global_limit}/{int(n.ack_window)}s "
-              f"reflex={int(policy.REFLEX_SECONDS)}s")
+              f"auto_seconds={automatic.AUTO_SECONDS}s")
         rounds, took = loop_rounds(tmp, "loop", args.rounds)
         converged = rounds and rounds[-1] == 0
         print(f"loop, as configured:        mails out per round {rounds}  total={sum(rounds)} in {took} simulated; "
               + (f"converged: no mail after round {max(i + 1 for i, n in enumerate(rounds) if n) if any(rounds) else 0}" if converged else f"NOT converged in {len(rounds)} rounds"))
-        saved = policy.REFLEX_SECONDS
-        policy.REFLEX_SECONDS = -1.0  # baseline: no automatic-answer rule, caps only
+        saved = automatic.AUTO_SECONDS
+        automatic.AUTO_SECONDS = -1  # baseline: no timing rule in the filter, the notifier's caps only
         try:
             base, base_took = loop_rounds(tmp, "loop-baseline", args.rounds)
         finally:
-            policy.REFLEX_SECONDS = saved
+            automatic.AUTO_SECONDS = saved
         print(f"loop, caps only (baseline): mails out per round {base}  total={sum(base)} in {base_took} simulated "
               f"(ratio as configured / baseline = {sum(rounds) / max(1, sum(base)):.2f})")
 

@@ -192,8 +192,9 @@ class Bench:
         """SQLite in the temp directory, or a fresh schema of --pg URL."""
         if not self.args.pg:
             return f"sqlite:///{self.dir}/postdesk.db"
-        import sqlalchemy
         from urllib.parse import quote
+
+        import sqlalchemy
 
         self.pg_schema = "pd_bench_" + uuid.uuid4().hex[:8]
         engine = sqlalchemy.create_engine(self.args.pg)

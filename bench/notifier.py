@@ -37,20 +37,20 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from postdesk.testing.postfix import PrivatePostfix, available  # noqa: E402
-from postdesk.testing.wait import free_port, port_open, wait_for  # noqa: E402
-
 from postdesk import config as configmod  # noqa: E402
+from postdesk.clock import utcnow as now  # noqa: E402
 from postdesk.filter.decision import Decision, Envelope, Kind  # noqa: E402
 from postdesk.notifier.smtp import Submitter  # noqa: E402
 from postdesk.notifier.worker import Worker  # noqa: E402
 from postdesk.store import Store  # noqa: E402
+from postdesk.testing.postfix import PrivatePostfix, available  # noqa: E402
+from postdesk.testing.wait import free_port, port_open, wait_for  # noqa: E402
 
 
 class Measuring(Submitter):
@@ -61,10 +61,6 @@ class Measuring(Submitter):
     def send(self, sender: str, recipient: str, data: bytes) -> str:
         Measuring.sizes.append(len(data))
         return super().send(sender, recipient, data)
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 class Bench:

@@ -500,7 +500,7 @@ def _group_name(gid: int) -> str:
 
 
 def check_store(config: Config, report: Report) -> None:
-    from postdesk.milter.server import redact_url
+    from postdesk.config import redact_url
 
     url = redact_url(config.store.url)
     try:

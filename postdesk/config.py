@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 DEFAULT_PATH = "/etc/postdesk/postdesk.toml"
 ENV_VAR = "POSTDESK_CONFIG"
@@ -116,6 +118,17 @@ def _store_url(key: str, value: Any) -> str:
     if not (value.startswith("sqlite:") or value.startswith("postgresql")):
         raise ConfigError(f"{key}: {value!r}: expected sqlite:///PATH or postgresql+psycopg://...")
     return value
+
+
+# scheme://user:password@host/db?query, the user holding no ":" or "/"
+# (SQLAlchemy's URL grammar).  Up to the last "@" before the query: a
+# password holding a stray "@" or "/" is hidden whole, never in part.
+_URL_PASSWORD = re.compile(r"^([\w+.-]+://[^:/@]*):[^?]*@")
+
+
+def redact_url(url: str) -> str:
+    """A store URL fit for a log line or the terminal: its password is ``***``."""
+    return _URL_PASSWORD.sub(r"\1:***@", url)
 
 
 def _socket(key: str, value: Any) -> str:

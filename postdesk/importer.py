@@ -18,7 +18,8 @@ SASL login: staff replies count as staff only if the sender is trusted by
 DKIM/DMARC ([trust]), never by network.
 
 Exit status: 0 when every message was recorded, a duplicate or ignored by
-the filter; 65 (EX_DATAERR) when some were refused (too big, unreadable;
+the filter; 65 (EX_DATAERR) when some were refused (over [limits]
+max_message_bytes, checked here before ingest as the milter and the pipe do;
 each is logged); 66 (EX_NOINPUT) when a source does not exist; 75
 (EX_TEMPFAIL) when the store failed: fix it and run the same import again.
 """
@@ -29,12 +30,17 @@ import logging
 import mailbox
 import os
 import sys
+import time
 from collections import Counter
+from collections.abc import Iterator
 from email.utils import getaddresses
-from typing import Iterator
+from typing import TYPE_CHECKING
 
 from postdesk.config import Config
-from postdesk.outcomes import EX_DATAERR, EX_NOINPUT, EX_OK, EX_TEMPFAIL, Outcome
+from postdesk.outcomes import EX_DATAERR, EX_NOINPUT, EX_OK, EX_TEMPFAIL, Outcome, Result, too_big_reason
+
+if TYPE_CHECKING:
+    from postdesk.ingest import MessageStore
 
 log = logging.getLogger("postdesk")
 
@@ -86,8 +92,8 @@ def envelope_of(raw: bytes, config: Config, recipient: str, key: str):
     return Envelope(sender=sender, recipients=(rcpt,), queue_id=f"IMPORT:{os.path.basename(key)}")
 
 
-def run(config: Config, sources: list[str], recipient: str = "", store=None) -> int:
-    from postdesk.ingest import ingest
+def run(config: Config, sources: list[str], recipient: str = "", store: MessageStore | None = None) -> int:
+    from postdesk.ingest import ingest, log_result
 
     missing = [s for s in sources if not os.path.exists(s)]
     if missing:
@@ -106,8 +112,13 @@ def run(config: Config, sources: list[str], recipient: str = "", store=None) -> 
                 print(f"postdesk: import: cannot read {source}: {e}", file=sys.stderr)
                 return EX_NOINPUT
             for key, raw in items:
+                envelope = envelope_of(raw, config, recipient, key)
+                if len(raw) > config.limits.max_message_bytes:
+                    log_result(envelope, Result(Outcome.REJECTED, reason=too_big_reason(config.limits.max_message_bytes, len(raw))), time.monotonic())
+                    counts[Outcome.REJECTED.value] += 1
+                    continue
                 try:
-                    result = ingest(raw, envelope_of(raw, config, recipient, key), store, config)
+                    result = ingest(raw, envelope, store, config)
                 except Exception as e:  # the store: stop here, the rerun skips what is done
                     log.error("%s: not recorded, stopping: %s: %s", key, type(e).__name__, e)
                     print(f"postdesk: import stopped at {key}: {e}; fix the store and run the same import again (recorded messages are duplicates then)", file=sys.stderr)
@@ -115,11 +126,9 @@ def run(config: Config, sources: list[str], recipient: str = "", store=None) -> 
                     return EX_TEMPFAIL
                 counts[result.outcome.value] += 1
     finally:
-        close = getattr(store, "close", None)
-        if callable(close):
-            close()
+        store.close()
     _summary(counts)
-    return EX_DATAERR if counts[Outcome.REJECTED.value] or counts[Outcome.TEMPFAIL.value] else EX_OK
+    return EX_DATAERR if counts[Outcome.REJECTED.value] else EX_OK
 
 
 def _summary(counts: Counter[str]) -> None:

@@ -12,34 +12,47 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from postdesk.auth import authenticate
+from postdesk.clock import utcnow
 from postdesk.config import Config
 from postdesk.filter import decide, parse
-from postdesk.filter.decision import Envelope, Kind
+from postdesk.filter.decision import Decision, Envelope, Kind, Known
 from postdesk.outcomes import Outcome, Result
 
 log = logging.getLogger("postdesk")
 
 
-def utcnow() -> datetime:
-    """Naive UTC, as the store keeps it."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+@runtime_checkable
+class MessageStore(Protocol):
+    """What ingest and its adapters (the milter, the pipe filter, the
+    importer) need from a store, as ``Known`` is what the filter needs:
+    ``postdesk.store.Store`` is one, the milter's ``SerializedStore`` wraps
+    one, tests pass their own."""
+
+    def record(self, decide: Callable[[Known], Decision], envelope: Envelope, config: Config, now: datetime) -> Result:
+        """Call ``decide`` with a view of the store and apply its Decision, in
+        one transaction; raises on transient failure (locked, unreachable, disk full)."""
+        ...
+
+    def close(self) -> None:
+        """Release the database connections (the adapter is done)."""
+        ...
 
 
-def ingest(raw: bytes, envelope: Envelope, store, config: Config, now: datetime | None = None) -> Result:
+def ingest(raw: bytes, envelope: Envelope, store: MessageStore, config: Config, now: datetime | None = None) -> Result:
     """Decide about ``raw`` and record it; returns what happened.
 
     Raises on transient failure (store locked or unreachable, disk full);
-    the caller answers 451 or exits 75.
+    the caller answers 451 or exits 75.  The caller has checked the size
+    against ``[limits] max_message_bytes`` (``outcomes.TOO_BIG``) before
+    reading the whole message.
     """
     started = time.monotonic()
     now = now or utcnow()
-    if len(raw) > config.limits.max_message_bytes:
-        result = Result(Outcome.REJECTED, reason=f"message size {len(raw)} exceeds the limit of {config.limits.max_message_bytes} bytes")
-        log_result(envelope, result, started)
-        return result
     parsed = parse(raw)
     # DNS (SPF/DKIM/DMARC) before the store's transaction: no lock is held while we wait.
     auth = authenticate(parsed, raw, envelope, config)

@@ -184,39 +184,58 @@ def resolve_target(target: str, stderr: TextIO | None = None, daemon: bool = Tru
     return "stderr" if tty else "syslog"
 
 
-def configure(component: str, config, stderr: TextIO | None = None, daemon: bool = True) -> logging.Logger:
-    """Send the lines where ``[log] target`` says, at ``[log] level``."""
-    level = _level_number(config.log.level)
-    target = resolve_target(config.log.target, stderr, daemon)
-    stream = stderr if stderr is not None else sys.stderr
-    handler: logging.Handler | None = None
-    problem = ""
+def _target_handler(component: str, config, target: str) -> tuple[logging.Handler | None, str]:
+    """The handler for a resolved ``syslog`` or ``file:PATH`` target, or
+    (None, why not); None and no problem for ``stderr``."""
     if target == "syslog":
         handler = _syslog_handler(component, config.log.syslog_socket)
         if handler is None:
-            problem = f"no syslog daemon listens on {config.log.syslog_socket}; logging to stderr"
-    elif target.startswith("file:"):
+            return None, f"no syslog daemon listens on {config.log.syslog_socket}; logging to stderr"
+        return handler, ""
+    if target.startswith("file:"):
         path = target[len("file:"):]
         try:
             # 0640 whatever the umask: mail logs name customers.
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             os.close(fd)
-            handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
-            handler.setFormatter(PostfixFormatter(component, timestamps=True))
+            file_handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
         except OSError as e:
-            handler = None
-            problem = f"cannot open log file {path}: {e.strerror}; logging to stderr"
+            return None, f"cannot open log file {path}: {e.strerror}; logging to stderr"
+        file_handler.setFormatter(PostfixFormatter(component, timestamps=True))
+        return file_handler, ""
+    return None, ""
+
+
+def configure(component: str, config, stderr: TextIO | None = None, daemon: bool = True) -> logging.Logger:
+    """Send the lines where ``[log] target`` says, at ``[log] level``."""
+    target = resolve_target(config.log.target, stderr, daemon)
+    handler, problem = _target_handler(component, config, target)
     if handler is None:
-        handler = logging.StreamHandler(stream)
+        handler = logging.StreamHandler(stderr if stderr is not None else sys.stderr)
         handler.setFormatter(PostfixFormatter(component))
-    _install([handler], level)
+    _install([handler], _level_number(config.log.level))
     log = logging.getLogger("postdesk")
     if problem and config.log.target != "auto":
         log.warning("%s", problem)
     return log
 
 
-def set_level(level: str | int) -> None:
-    """Change the level once the configuration is known."""
-    level = _level_number(level)
-    logging.getLogger().setLevel(level)
+def configure_held(component: str, config, held: TextIO) -> logging.Logger:
+    """The pipe filter's logging once its configuration is read: every line
+    into ``held`` (written after the DSN line, see ``setup``) and also to
+    ``[log] target``: ``auto`` and ``syslog`` the socket of
+    ``[log] syslog_socket`` (pipe(8) discards the output of a successful
+    delivery, and ops look for the line in the mail log), ``file:PATH`` that
+    file; ``stderr`` only ``held``."""
+    stream = logging.StreamHandler(held)
+    stream.setFormatter(PostfixFormatter(component))
+    handlers: list[logging.Handler] = [stream]
+    target = "syslog" if config.log.target == "auto" else config.log.target
+    extra, problem = _target_handler(component, config, target)
+    if extra is not None:
+        handlers.append(extra)
+    _install(handlers, _level_number(config.log.level))
+    log = logging.getLogger("postdesk")
+    if problem and config.log.target != "auto":
+        log.warning("%s", problem.replace("logging to stderr", "logging to pipe(8) only"))
+    return log

@@ -163,9 +163,7 @@ class Claimed:
     (None: not on the ticket), ``candidates`` (public message/status actions
     after the lowest mark this recipient ever had, oldest first), ``past``
     (settled updates), ``sent_in_window`` (send times of updates to this
-    recipient on this ticket within ``update_window``), ``mailed`` (when we
-    sent mail to each address on this ticket within ``update_window``) and
-    ``recent`` ((author, created_at) of the ticket's messages in that window).
+    recipient on this ticket within ``update_window``).
     """
 
     row_id: int
@@ -184,8 +182,6 @@ class Claimed:
     candidates: tuple[ActionRow, ...] = ()
     past: tuple[PastUpdate, ...] = ()
     sent_in_window: tuple[datetime, ...] = ()
-    mailed: tuple[tuple[str, datetime], ...] = ()
-    recent: tuple[tuple[str, datetime], ...] = ()
 
 
 @dataclass(frozen=True)

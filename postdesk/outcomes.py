@@ -32,8 +32,7 @@ class Outcome(enum.Enum):
     UPDATED = "updated"  # an action on an existing ticket
     DUPLICATE = "duplicate"  # already recorded: nothing new
     IGNORED = "ignored"  # deliberately not recorded (loop, our own mail)
-    REJECTED = "rejected"  # permanent refusal (too big, unreadable)
-    TEMPFAIL = "tempfail"  # could not record now: try again later
+    REJECTED = "rejected"  # refused by an adapter before ingest (too big, empty), logged and counted by the importer
     DEFERRED = "deferred"  # not now by policy (a sender's new-ticket rate): try again later
 
 
@@ -50,15 +49,31 @@ ANSWERS: dict[Outcome, Answer] = {
     Outcome.UPDATED: Answer("accept", "", "2.0.0", EX_OK),
     Outcome.DUPLICATE: Answer("accept", "", "2.0.0", EX_OK),
     Outcome.IGNORED: Answer("accept", "", "2.0.0", EX_OK),
+    # RFC 3463 X.6.0 "other or undefined media error".
     Outcome.REJECTED: Answer("reject", "554", "5.6.0", EX_DATAERR),
-    Outcome.TEMPFAIL: Answer("tempfail", "451", "4.3.0", EX_TEMPFAIL),
     # RFC 3463 X.7.1 "delivery not authorized": this sender may not open
     # more tickets now; 451 so the sender's MTA retries later (RFC 5321 4.2.1).
     Outcome.DEFERRED: Answer("tempfail", "451", "4.7.1", EX_TEMPFAIL),
 }
 
-# A message over [limits] max_message_bytes: RFC 5321 552, RFC 3463 5.3.4.
+# Recording failed (store locked past busy_timeout or unreachable, disk
+# full, a bug): nothing is accepted that is not recorded, so the sender's MTA
+# (451, RFC 5321 4.2.1) or our own Postfix (exit 75) keeps the message and
+# retries.  RFC 3463 X.3.0 "other or undefined mail system status".
+FAILURE = Answer("tempfail", "451", "4.3.0", EX_TEMPFAIL)
+
+# A message over [limits] max_message_bytes: RFC 5321 552 "exceeded storage
+# allocation", RFC 3463 X.3.4 "message too big for system".  Every adapter
+# (milter, pipe(8), import) checks the size before ingest reads the message,
+# and answers with this and ``too_big_reason``.
 TOO_BIG = Answer("reject", "552", "5.3.4", EX_DATAERR)
+
+
+def too_big_reason(limit: int, size: int | None = None) -> str:
+    """Why TOO_BIG, in the same words from every adapter (``size`` None: the
+    pipe stops reading one byte past the limit and knows no more)."""
+    got = "" if size is None else f"{size} bytes, "
+    return f"message too big: {got}more than the limit of {limit} bytes ([limits] max_message_bytes)"
 
 
 def answer(outcome: Outcome) -> Answer:

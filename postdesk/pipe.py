@@ -3,9 +3,9 @@
 master.cf passes the envelope as arguments and the message on stdin::
 
     postdesk unix - n n - 10 pipe flags=Rq user=postdesk null_sender=
-      argv=/usr/local/bin/postdesk filter --sender=${sender} --recipient=${recipient}
+      argv=/usr/bin/postdesk filter --sender=${sender} --recipient=${recipient}
       --queue-id=${queue_id} --client-address=${client_address}
-      --sasl-username=${sasl_username}
+      --sasl-username=${sasl_username} --helo-name=${client_helo}
 
 This module is a thin adapter over ``postdesk.ingest.ingest`` (the same path
 the milter takes); the exit status comes from the one table in
@@ -17,15 +17,18 @@ bounces on the other sysexits codes and on a plain 1, and lets output that
 - anything transient (store locked or unreachable, disk full, a config the
   admin has to fix, an unexpected exception): a ``4.x.x`` line, exit 75, so
   Postfix keeps the message and retries; the traceback is logged once, here;
-- a permanent refusal (over ``[limits] max_message_bytes``, empty input, a
-  decision to reject): a ``5.x.x`` line, then a sysexits code other than 75;
+- a permanent refusal (over ``[limits] max_message_bytes``, empty input):
+  a ``5.x.x`` line, then a sysexits code other than 75;
 - never 1.
 
 Log lines are held until the status line is written, since pipe(8) reads
 stdout and stderr through one pipe and only a leading status counts.  They
-also go to syslog (facility mail) when /dev/log exists: pipe(8) discards the
+also go where ``[log] target`` says, as every other command's do
+(``postdesk.logsetup.configure_held``): with ``auto`` or ``syslog`` to the
+socket of ``[log] syslog_socket``, facility mail (pipe(8) discards the
 output of a successful delivery, and ops expect the per-message line in the
-mail log next to Postfix's own.
+mail log next to Postfix's own), with ``file:PATH`` to that file.  Until the
+configuration is read (or when it cannot be), to /dev/log.
 
 Imports stay lazy: this path loads neither pymilter nor Alembic, because
 Postfix starts one process per message and start-up time is the cost.
@@ -40,23 +43,16 @@ import time
 from typing import BinaryIO, TextIO
 
 from postdesk import logsetup
-from postdesk.outcomes import ANSWERS, EX_NOINPUT, EX_TEMPFAIL, TOO_BIG, Outcome
+from postdesk.mail import strip_brackets
+from postdesk.outcomes import ANSWERS, EX_NOINPUT, EX_TEMPFAIL, FAILURE, TOO_BIG, Outcome, too_big_reason
 
 log = logging.getLogger("postdesk")
 
 # RFC 3463: X.3.5 "system incorrectly configured", X.3.0 "other mail system
 # status", X.6.0 "other or undefined media error".
 DSN_CONFIG = "4.3.5"
-DSN_TRANSIENT = ANSWERS[Outcome.TEMPFAIL].dsn
-DSN_EMPTY = "5.6.0"
-
-
-def _address(value: str | None) -> str:
-    """pipe(8) gives bare addresses; tolerate <...> and the <> null sender."""
-    value = (value or "").strip()
-    if value.startswith("<") and value.endswith(">"):
-        value = value[1:-1].strip()
-    return value
+DSN_TRANSIENT = FAILURE.dsn
+DSN_EMPTY = ANSWERS[Outcome.REJECTED].dsn
 
 
 def run(
@@ -78,7 +74,7 @@ def run(
     logsetup.setup("filter", "INFO", stream=held, syslog=True)
     status_line = ""
     try:
-        code, status_line = _run(options, config_path, stdin)
+        code, status_line = _run(options, config_path, stdin, held)
     except Exception as e:
         # The adapter boundary: anything not known to be permanent defers.
         log.exception("%s: unexpected error: %s; deferring (exit 75)", getattr(options, "queue_id", "") or "NOQUEUE", e)
@@ -103,14 +99,14 @@ def _flush(stdout: TextIO, stderr: TextIO, held: io.StringIO, status_line: str) 
         pass  # pipe(8) went away: nothing left to tell it
 
 
-def _run(options, config_path: str | None, stdin: BinaryIO) -> tuple[int, str]:
+def _run(options, config_path: str | None, stdin: BinaryIO, held: io.StringIO) -> tuple[int, str]:
     from postdesk import config as configmod
     from postdesk.filter.decision import Envelope
 
     started = time.monotonic()
     envelope = Envelope(
-        sender=_address(options.sender),
-        recipients=tuple(a for a in (_address(r) for r in options.recipients or ()) if a),
+        sender=strip_brackets(options.sender),  # pipe(8) gives bare addresses; tolerate <...> and <>
+        recipients=tuple(a for a in (strip_brackets(r) for r in options.recipients or ()) if a),
         queue_id=options.queue_id or "",
         client_address=options.client_address or "",
         sasl_username=options.sasl_username or "",
@@ -125,7 +121,7 @@ def _run(options, config_path: str | None, stdin: BinaryIO) -> tuple[int, str]:
     except configmod.ConfigError as e:
         log.error("%s: configuration error: %s; deferring the message (exit 75)", qid, e)
         return EX_TEMPFAIL, f"{DSN_CONFIG} postdesk configuration error: {e}"
-    logsetup.set_level(config.log.level)
+    logsetup.configure_held("filter", config, held)
 
     limit = config.limits.max_message_bytes
     try:
@@ -138,7 +134,7 @@ def _run(options, config_path: str | None, stdin: BinaryIO) -> tuple[int, str]:
     from postdesk.ingest import Result, log_result
 
     if len(raw) > limit:
-        reason = f"message too big: more than {limit} bytes (limits.max_message_bytes)"
+        reason = too_big_reason(limit)
         log_result(envelope, Result(Outcome.REJECTED, reason=reason), started)
         return TOO_BIG.exit_code, f"{TOO_BIG.dsn} {reason}"
     if not raw.strip():
@@ -147,13 +143,13 @@ def _run(options, config_path: str | None, stdin: BinaryIO) -> tuple[int, str]:
         return EX_NOINPUT, f"{DSN_EMPTY} {reason}"
 
     try:
-        from postdesk.ingest import ingest
+        from postdesk.ingest import MessageStore, ingest
         from postdesk.store import Store, StoreUnavailable
     except Exception:
         log.exception("%s: cannot load postdesk; deferring (exit 75)", qid)
         return EX_TEMPFAIL, f"{DSN_TRANSIENT} postdesk cannot start; try again later"
 
-    store = None
+    store: MessageStore | None = None
     try:
         store = Store.from_config(config)
         result = ingest(raw, envelope, store, config)
@@ -169,12 +165,11 @@ def _run(options, config_path: str | None, stdin: BinaryIO) -> tuple[int, str]:
         log.exception("%s: unexpected error: %s; deferring (exit 75)", qid, e)
         return EX_TEMPFAIL, f"{DSN_TRANSIENT} internal error; try again later"
     finally:
-        close = getattr(store, "close", None) or getattr(store, "dispose", None)
-        if close is not None:
+        if store is not None:
             try:
-                close()
+                store.close()
             except Exception:
-                pass
+                pass  # the message is recorded (or not) already; its answer stands
 
     answer = ANSWERS[result.outcome]
     if answer.exit_code == 0:

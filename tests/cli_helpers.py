@@ -18,8 +18,8 @@ from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import BASE_CONFIG
 from postdesk.testing.toml import toml_dumps
+from tests.conftest import BASE_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from filter_support import MemoryKnown, ticket_info
 from hypothesis import strategies as st
 
-from filter_support import MemoryKnown, ticket_info
 from postdesk import config as configmod
 from postdesk.auth.result import AuthResult
 from postdesk.filter.decision import Decision, Envelope, Kind

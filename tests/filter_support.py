@@ -6,8 +6,8 @@ this view is its only input.  Message-IDs are compared without <>.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Iterable, Mapping, Sequence
 
 from postdesk.filter.decision import TicketInfo
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from auth_support import check, dkim_key_fixture, dns_fixture, dns_config, envelope, message, sign  # noqa: F401
+from auth_support import check, dkim_key_fixture, dns_config, dns_fixture, envelope, message, sign  # noqa: F401
 
 DOMAIN = "customer.example"
 

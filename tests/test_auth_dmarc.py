@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import subprocess
+import sys
 
-from auth_support import CLIENT, OTHER, check, dkim_key_fixture, dns_fixture, dns_config, envelope, message, sign  # noqa: F401
-from postdesk.auth import dmarc
+import pytest
+from auth_support import CLIENT, OTHER, check, dkim_key_fixture, dns_config, dns_fixture, envelope, message, sign  # noqa: F401
+
+from postdesk.auth import dmarc, domains
+from postdesk.filter.rules import ack
 
 SPF = f"v=spf1 ip4:{CLIENT} -all"
 
@@ -100,11 +104,26 @@ def test_two_records_mean_no_policy(make_config, dns):
     [("example.org", "example.org"), ("a.b.example.org", "example.org"), ("shop.example.co.uk", "example.co.uk"), ("co.uk", "co.uk"), ("EXAMPLE.org.", "example.org")],
 )
 def test_organisational_domain(domain, org):
-    assert dmarc.organisational_domain(domain) == org
+    assert domains.organisational_domain(domain) == org
 
 
 def test_alignment_modes():
-    assert dmarc.aligned("mail.example.org", "example.org", "r")
-    assert not dmarc.aligned("mail.example.org", "example.org", "s")
-    assert not dmarc.aligned("example.org", "example.net", "r")
-    assert not dmarc.aligned("", "example.org")
+    assert domains.aligned("mail.example.org", "example.org", "r")
+    assert not domains.aligned("mail.example.org", "example.org", "s")
+    assert not domains.aligned("example.org", "example.net", "r")
+    assert not domains.aligned("", "example.org")
+    assert not domains.aligned("a..b", "example.org")  # a name the list cannot split aligns only with itself
+
+
+def test_dmarc_and_the_ack_rule_share_one_organisational_domain():
+    assert dmarc.organisational_domain is domains.organisational_domain
+    assert ack.aligned("a@mail.shop.co.uk", "b@shop.co.uk") and not ack.aligned("a@other.co.uk", "b@shop.co.uk")
+
+
+def test_the_domains_module_imports_no_dns_code():
+    code = (
+        "import sys; from postdesk.filter.rules import ack; ack.aligned('a@mail.x.co.uk', 'b@x.co.uk'); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dns', 'dkim', 'spf', 'authres') or m.startswith('postdesk.auth.dns')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

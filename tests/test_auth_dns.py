@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from auth_support import dns_fixture  # noqa: F401
+
 from postdesk.auth.dns import DNSTempError, Resolver, _nameserver
 from postdesk.testing.dns import DNSServer
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import authres
 import pytest
+from auth_support import CLIENT, check, dns_config, dns_fixture, envelope, message  # noqa: F401
 
-from auth_support import CLIENT, check, dns_fixture, dns_config, envelope, message  # noqa: F401
 from postdesk.auth import headers
 from postdesk.auth.result import AuthResult
 

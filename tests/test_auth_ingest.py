@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from auth_support import CLIENT, dns_fixture, dns_config, envelope, message  # noqa: F401
+from auth_support import CLIENT, dns_config, dns_fixture, envelope, message  # noqa: F401
+
 from postdesk.ingest import ingest
 from postdesk.outcomes import Outcome
 from postdesk.testing.dns import DNSServer

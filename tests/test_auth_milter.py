@@ -11,9 +11,9 @@ import io
 
 import Milter
 import pytest
+from auth_support import CLIENT, dns_fixture, envelope, message  # noqa: F401
 from Milter import testctx
 
-from auth_support import CLIENT, dns_fixture, envelope, message  # noqa: F401
 from postdesk.milter.app import PostdeskMilter
 
 NR_BITS = Milter.P_NR_CONN | Milter.P_NR_HELO | Milter.P_NR_MAIL | Milter.P_NR_RCPT | Milter.P_NR_DATA | Milter.P_NR_UNKN | Milter.P_NR_EOH | Milter.P_NR_BODY | Milter.P_NR_HDR

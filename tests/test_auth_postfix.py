@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from postdesk.testing.dns import DNSServer
-from tests.conftest import need
 from postdesk.testing.postfix import available
 from postdesk.testing.wait import unix_socket_open, wait_for
+from tests.conftest import need
 from tests.test_milter_postfix import Env, mail
 
 pytestmark = pytest.mark.postfix
@@ -88,7 +88,7 @@ def test_verifier_before_postdesk_is_believed_and_forgeries_removed(verified_env
     # The verifier's header (it saw a failure) stays; the client's copy claiming a pass is gone.
     assert values == ["mx.example.com; spf=fail smtp.mailfrom=customer@example.org; dmarc=fail header.from=example.org"]
     wait_for(lambda: "msgid=<verified@example.org>" in env.milter.text(), 5, "the milter's log line")
-    line = next(l for l in env.milter.text().splitlines() if "msgid=<verified@example.org>" in l)
+    line = next(x for x in env.milter.text().splitlines() if "msgid=<verified@example.org>" in x)
     assert "auth=spf:fail,dkim:none,dmarc:fail" in line
     assert dns.queries == []  # the verifier's word, no lookups of our own
 

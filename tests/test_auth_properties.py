@@ -8,10 +8,10 @@ sender's or a line over 998 octets, and always reads back under our id.
 from __future__ import annotations
 
 import authres
+from auth_support import dns_config, dns_fixture, envelope, message  # noqa: F401
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from auth_support import dns_config, dns_fixture, envelope, message  # noqa: F401
 from postdesk.auth import authenticate, headers
 from postdesk.auth.result import AuthResult
 from postdesk.filter import parse

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from auth_support import CLIENT, OTHER, check, dns_fixture, dns_config, envelope, message  # noqa: F401
+from auth_support import CLIENT, OTHER, check, dns_config, dns_fixture, envelope, message  # noqa: F401
 
 DOMAIN = "customer.example"
 
@@ -17,7 +16,7 @@ DOMAIN = "customer.example"
         (f"v=spf1 ip4:{CLIENT} ~all", OTHER, "softfail"),
         (f"v=spf1 ip4:{CLIENT} ?all", OTHER, "neutral"),
         ("v=spf1 ip4:300.1.2.3 -all", CLIENT, "permerror"),  # RFC 7208 4.6: a syntax error
-        (f"v=spf1 include:nowhere.example -all", CLIENT, "permerror"),  # include of a name with no SPF (5.2)
+        ("v=spf1 include:nowhere.example -all", CLIENT, "permerror"),  # include of a name with no SPF (5.2)
     ],
 )
 def test_spf_results(make_config, dns, record, ip, expected):

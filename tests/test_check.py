@@ -11,6 +11,7 @@ import os
 import shutil
 
 from conftest import need
+
 from postdesk import check
 
 

@@ -17,8 +17,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from conftest import need
+
 from postdesk import config as configmod
 from tests.cli_helpers import ROOT, clean_env, make_desk, make_mail, run, write_config
 

@@ -39,8 +39,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
 from filter_support import MemoryKnown, ticket_info
+
 from postdesk.auth.result import UNCHECKED, AuthResult
 from postdesk.filter.decision import Decision, Envelope, Kind
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from postdesk.filter import clean_header
@@ -51,15 +50,15 @@ def test_decode_words_bad_base64_and_unknown_charset_do_not_raise():
 
 
 def test_8bit_header_utf8_and_latin1():
-    utf8 = "Grüße".encode("utf-8").decode("ascii", "surrogateescape")
+    utf8 = "Grüße".encode().decode("ascii", "surrogateescape")
     latin1 = "Grüße".encode("latin-1").decode("ascii", "surrogateescape")
     assert hdr.decode_header(utf8) == "Grüße"
     assert hdr.decode_header(latin1) == "Grüße"
 
 
 def test_lenient_decode():
-    assert hdr.lenient_decode("é".encode("utf-8"), None) == "é"
-    assert hdr.lenient_decode("é".encode("utf-8"), "us-ascii") == "é"  # the old client lie
+    assert hdr.lenient_decode("é".encode(), None) == "é"
+    assert hdr.lenient_decode("é".encode(), "us-ascii") == "é"  # the old client lie
     assert hdr.lenient_decode(b"\xe9", "utf-8") == "é"  # wrong label -> latin-1
     assert hdr.lenient_decode(b"\xe9", "bogus") == "é"
     assert hdr.lenient_decode("é".encode("cp1252"), "windows-1252") == "é"
@@ -85,7 +84,7 @@ def test_addresses_skip_garbage_and_dedupe():
 
 
 def test_addresses_8bit_name():
-    raw = "Jörg <j@x.org>".encode("utf-8").decode("ascii", "surrogateescape")
+    raw = "Jörg <j@x.org>".encode().decode("ascii", "surrogateescape")
     assert hdr.addresses([raw]) == [("Jörg", "j@x.org")]
 
 

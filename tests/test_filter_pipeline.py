@@ -6,9 +6,9 @@ import base64
 from datetime import datetime
 
 import pytest
+from filter_support import MemoryKnown, ticket_info
 
 from postdesk.filter import decide, parse
-from filter_support import MemoryKnown, ticket_info
 from postdesk.filter.decision import Decision, Envelope, Kind
 from postdesk.msgid import make_message_id
 

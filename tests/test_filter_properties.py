@@ -10,9 +10,9 @@ tests/fuzz/fuzz_filter.py.
 
 from __future__ import annotations
 
+from filter_strategies import BAD, CONFIG, KNOWN, NOW, auth_result, check, envelope, raw_mail  # noqa: F401 (CONFIG, KNOWN: what check() uses)
 from hypothesis import HealthCheck, given, settings
 
-from filter_strategies import BAD, CONFIG, KNOWN, NOW, auth_result, check, envelope, raw_mail  # noqa: F401 (CONFIG, KNOWN: what check() uses)
 from postdesk.filter import decide, parse
 
 PROFILE = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)

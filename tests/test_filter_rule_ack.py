@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from filter_support import make_draft
+
 from postdesk.auth.result import UNCHECKED, AuthResult
 from postdesk.filter.decision import Envelope
 from postdesk.filter.rules import ack

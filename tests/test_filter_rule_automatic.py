@@ -4,8 +4,9 @@ auto-reply subjects in several languages."""
 from __future__ import annotations
 
 import pytest
+from filter_support import headers_only as p
+from filter_support import make_draft
 
-from filter_support import headers_only as p, make_draft
 from postdesk.filter import parse
 from postdesk.filter.rules import automatic
 from postdesk.filter.rules.automatic import is_auto, is_auto_subject, is_bulk, is_list

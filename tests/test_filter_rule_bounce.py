@@ -4,8 +4,9 @@ non-standard formats flufl.bounce knows."""
 from __future__ import annotations
 
 import pytest
+from filter_support import MemoryKnown, make_draft, ticket_info
+from filter_support import headers_only as p
 
-from filter_support import MemoryKnown, headers_only as p, make_draft, ticket_info
 from postdesk.filter import parse
 from postdesk.filter.decision import Envelope, Kind
 from postdesk.filter.rules import bounce

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from filter_support import make_draft
+
 from postdesk.filter.rules import commands
 from postdesk.filter.tags import find_commands
 

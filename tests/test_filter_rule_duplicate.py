@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from filter_support import MemoryKnown, make_draft
+
 from postdesk.auth.result import AuthResult
 from postdesk.filter.decision import Kind
 from postdesk.filter.rules import duplicate

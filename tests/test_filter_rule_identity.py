@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from filter_support import make_draft
+
 from postdesk.auth.result import UNCHECKED, AuthResult
 from postdesk.filter.rules import identity
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from filter_support import headers_only as p, make_draft
+from filter_support import headers_only as p
+from filter_support import make_draft
+
 from postdesk.filter import parse
 from postdesk.filter.decision import Envelope, Kind
 from postdesk.filter.rules import loop

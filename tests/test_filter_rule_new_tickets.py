@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from filter_support import MemoryKnown, make_draft
+
 from postdesk.auth.result import AuthResult
 from postdesk.filter.decision import Kind
 from postdesk.filter.rules import new_tickets

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from filter_support import MemoryKnown, make_draft, ticket_info
+
 from postdesk.filter.decision import Envelope, Kind
 from postdesk.filter.rules import recipients, team_alert
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from filter_support import MemoryKnown, make_draft, ticket_info
+
 from postdesk.filter.rules import stranger
 
 

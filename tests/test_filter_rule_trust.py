@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from postdesk.auth.result import AuthResult, UNCHECKED
+from postdesk.auth.result import UNCHECKED, AuthResult
 from postdesk.filter.decision import Envelope
 from postdesk.filter.rules.trust import sasl_maps_to, staff_proof
 

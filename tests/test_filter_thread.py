@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-
 import pytest
+from filter_support import MemoryKnown, ticket_info
 
 from postdesk.filter import find_tag
-from filter_support import MemoryKnown, ticket_info
 from postdesk.filter.thread import strip_subject, thread
 from postdesk.msgid import make_message_id
 

@@ -56,3 +56,18 @@ def test_import_stops_with_75_when_the_store_fails(tmp_path):
     p = desk.cli("import", str(tmp_path / "support.mbox"))
     assert p.returncode == 75, (p.returncode, p.stderr.decode())
     assert b"run the same import again" in p.stderr
+
+
+def test_import_refuses_a_message_over_the_size_limit_and_exits_65(tmp_path):
+    """The importer checks [limits] max_message_bytes before ingest, as the
+    milter and the pipe do: the big one is refused (logged), the rest recorded."""
+    desk = make_desk(tmp_path / "desk", f"sqlite:///{tmp_path}/desk/postdesk.db", limits={"max_message_bytes": 2048})
+    box = mailbox.mbox(str(tmp_path / "support.mbox"))
+    box.add(_delivered(make_mail(subject="Small", message_id="small@customer.example")))
+    box.add(_delivered(make_mail(subject="Big", message_id="big@customer.example", body="x" * 4000 + "\n")))
+    box.close()
+    p = desk.cli("import", str(tmp_path / "support.mbox"))
+    assert p.returncode == 65, (p.returncode, p.stderr.decode())
+    assert "2 messages: 1 created, 1 rejected" in p.stdout.decode()
+    assert b"outcome=rejected" in p.stderr and b"more than the limit of 2048 bytes" in p.stderr
+    assert [t["subject"] for t in json.loads(desk.cli("ticket", "list", "--json").stdout)] == ["Small"]

@@ -167,3 +167,36 @@ def test_a_real_notifier_process_logs_to_the_syslog_socket(tmp_path):
         server.close()
     assert re.match(r"<2[0-3]>postdesk/notifier\[\d+\]: ", first), first
     assert p.stderr == b""
+
+
+def test_the_pipe_filter_logs_to_the_configured_syslog_socket(tmp_path):
+    """`postdesk filter` as pipe(8) runs it: its per-message line goes to
+    [log] syslog_socket (not only /dev/log), and still after the status on stderr."""
+    from cli_helpers import make_desk, make_mail
+
+    server, path = _bound(tmp_path)
+    server.settimeout(10)
+    desk = make_desk(tmp_path / "desk", f"sqlite:///{tmp_path}/desk/postdesk.db", log={"syslog_socket": path})
+    try:
+        p = desk.filter(make_mail(subject="Printer on fire"))
+        assert p.returncode == 0, p.stderr.decode()
+        lines = []
+        while not any("outcome=created" in line for line in lines):
+            lines.append(server.recv(9000).decode())
+    finally:
+        server.close()
+    assert any(re.match(r"<22>postdesk/filter\[\d+\]: \S+: .*outcome=created", line) for line in lines), lines
+    assert b"outcome=created" in p.stderr
+
+
+def test_the_pipe_filter_with_target_stderr_logs_only_to_pipe8(tmp_path):
+    server, path = _bound(tmp_path)
+    server.settimeout(0.2)
+    held = io.StringIO()
+    try:
+        logsetup.configure_held("filter", _Log("stderr", path), held).info("Q3: outcome=created")
+        with pytest.raises(TimeoutError):
+            server.recv(9000)
+    finally:
+        server.close()
+    assert "Q3: outcome=created" in held.getvalue()

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from postdesk import config as configmod
-from postdesk.notifier.worker import Worker, utcnow
+from postdesk.clock import utcnow
+from postdesk.notifier.worker import Worker
 from postdesk.testing.milter import MilterProcess
 from postdesk.testing.postfix import PrivatePostfix, available, shared_tmpdir
 from postdesk.testing.smtp import Sink
@@ -64,7 +65,7 @@ class Env:
         self.postfix = PrivatePostfix(tmp_path, port, self.sink.port, milter_socket=f"unix:{self.socket_path}")
         self.milter = MilterProcess(self.config_path, self.socket_path, tmp_path / "milter.log")
 
-    def start(self) -> "Env":
+    def start(self) -> Env:
         self.milter.start()
         self.postfix.start()
         return self

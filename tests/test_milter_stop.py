@@ -13,6 +13,7 @@ import sys
 import time
 
 from cli_helpers import ROOT, clean_env, make_desk
+
 from postdesk.milter.server import socket_alive
 
 STOP_WITHIN = 1.0

@@ -17,6 +17,7 @@ from email.parser import BytesParser
 
 import pytest
 from sqlalchemy import select
+from test_store_support import T0, attachment, followup, new, record, staff_reply
 
 from postdesk.msgid import ticket_from_message_id
 from postdesk.notifier.compose import REPLY_MARKER
@@ -24,7 +25,6 @@ from postdesk.notifier.worker import Worker
 from postdesk.store import Store, outbox
 from postdesk.store.models import Action, MessageId, Outbox, Participant
 from postdesk.testing.wait import free_port
-from test_store_support import T0, attachment, followup, new, record, staff_reply
 
 TEAM = "team@example.com"
 
@@ -592,9 +592,9 @@ def test_run_once_without_a_database_is_a_temporary_failure(make_config, sink, t
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_smtp_auth_from_password_file(desk, tmp_path):
     from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
 
     from postdesk.notifier.smtp import Submitter
-    from aiosmtpd.smtp import AuthResult
 
     logins = []
 
@@ -631,8 +631,8 @@ def test_sigterm_finishes_the_mail_in_flight_then_stops(desk, sink, tmp_path):
     import subprocess
     import sys
 
+    from postdesk.clock import utcnow
     from postdesk.testing.toml import toml_dumps
-    from postdesk.notifier.worker import utcnow
 
     cfg, store, worker, clock = desk()
     for i in range(4):

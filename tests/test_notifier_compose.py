@@ -15,8 +15,8 @@ import pytest
 
 from postdesk.msgid import ticket_from_message_id
 from postdesk.notifier.compose import REPLY_MARKER, ComposeError, compose, mailbox, msgid
-from postdesk.outbox_rows import AttachmentInfo, Entry, Job, Person
 from postdesk.notifier.smtp import queue_id
+from postdesk.outbox_rows import AttachmentInfo, Entry, Job, Person
 
 SECRET = b"k" * 32
 NOW = datetime(2026, 11, 27, 12, 0, 0)
@@ -25,7 +25,10 @@ NOW = datetime(2026, 11, 27, 12, 0, 0)
 EVIL = "=?utf-8?q?Hello=0D=0ABcc:_victim@evil.test?= \r\nBcc: victim2@evil.test"
 
 
-def job(kind="update", subject="Printer on fire", recipient=Person("alice@customer.org", "Alice"), entries=None, **kw) -> Job:
+ALICE = Person("alice@customer.org", "Alice")
+
+
+def job(kind="update", subject="Printer on fire", recipient=ALICE, entries=None, **kw) -> Job:
     if entries is None:
         entries = (Entry(1, "message", True, Person("bob@example.com", "Bob", staff=True), "Try again.", NOW),)
     return Job(row_id=1, token=1, kind=kind, ticket=1042, subject=subject, status="open", recipient=recipient, entries=tuple(entries), **kw)

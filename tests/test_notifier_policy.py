@@ -100,21 +100,6 @@ def test_update_cap_defers_until_the_window_allows(make_config):
     assert isinstance(d, Defer) and d.until == at(3650)
 
 
-def test_automatic_answers(config):
-    """Ben answered our last two mails within seconds: relaying his answer
-    to Ann is suppressed.  A person who answered fast once is relayed, and
-    an update that also carries a staff reply goes."""
-    mailed = (("ben@b.test", at(0)), ("ben@b.test", at(200)))
-    recent = (("ben@b.test", at(5)), ("ben@b.test", at(205)))
-    auto = update_row(candidates=[action(2, BEN, 205)], mailed=mailed, recent=recent)
-    skip = policy.decide([auto], AckHistory(sent={}), config, at(400))[0]
-    assert isinstance(skip, Skip) and skip.reason == "only automatic answers (ben@b.test)" and skip.action_ids == (2,)
-    once = update_row(candidates=[action(2, BEN, 205)], mailed=mailed, recent=(("ben@b.test", at(100)), ("ben@b.test", at(205))))
-    assert isinstance(policy.decide([once], AckHistory(sent={}), config, at(400))[0], Job)
-    mixed = update_row(candidates=[action(2, BEN, 205), action(3, BOB, 210)], mailed=mailed, recent=recent)
-    assert isinstance(policy.decide([mixed], AckHistory(sent={}), config, at(400))[0], Job)
-
-
 def test_the_store_never_imports_the_notifier():
     code = "import sys, postdesk.store, postdesk.store.outbox; print(sorted(m for m in sys.modules if m.startswith('postdesk.notifier')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -57,7 +57,7 @@ def postfix_sink(tmp_path):
 
 
 class Recording(Submitter):
-    instances: list["Recording"] = []
+    instances: list[Recording] = []
 
     def _connect(self):
         smtp = super()._connect()

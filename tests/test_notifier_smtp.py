@@ -18,12 +18,12 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from test_store_support import T0, new, record
 
 from postdesk.notifier.worker import Worker
 from postdesk.store import Store
 from postdesk.store.models import Outbox
 from postdesk.testing.wait import free_port
-from test_store_support import T0, new, record
 
 
 class DroppingServer:

@@ -26,8 +26,8 @@ import sys
 import uuid
 
 import pytest
-
 from conftest import BASE_CONFIG, need
+
 from postdesk import check
 from postdesk import config as configmod
 from postdesk.testing.postfix import PrivatePostfix, available

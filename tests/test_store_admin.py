@@ -8,12 +8,10 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from test_store_support import T0, attachment, followup, new, record, staff_reply
 
 from postdesk.store import Store, queue_updates
 from postdesk.store.models import Outbox, Ticket
-
-from test_store_support import T0, attachment, followup, new, record, staff_reply
-
 
 
 def updates(store) -> list[tuple[str, str, object]]:

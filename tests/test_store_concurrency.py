@@ -5,11 +5,11 @@ from __future__ import annotations
 import multiprocessing
 import threading
 
+from test_store_support import ENVELOPE, T0, followup, new
+
 from postdesk import config as configmod
 from postdesk.outcomes import Outcome
 from postdesk.store import Store
-
-from test_store_support import ENVELOPE, T0, followup, new
 
 WORKERS = 8
 EACH = 25

@@ -10,15 +10,14 @@ import subprocess
 import sys
 
 import pytest
+from conftest import need
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
+from test_store_support import attachment, new, record
 
 from postdesk.store import Store, StoreUnavailable
 from postdesk.store.errors import StoreNotInitialised
 from postdesk.store.models import MessageId, Ticket
-
-from conftest import need
-from test_store_support import attachment, new, record
 
 
 def test_uninitialised_sqlite_file_is_not_created(make_config, tmp_path):
@@ -176,8 +175,9 @@ def test_postgresql_row_lock_past_busy_timeout_is_unavailable(make_config, pg_ur
 
 
 def test_sqlite_foreign_keys_are_enforced(make_config):
-    from postdesk.store.models import Outbox
     from test_store_support import T0
+
+    from postdesk.store.models import Outbox
 
     cfg = make_config()
     store = Store.from_config(cfg)

@@ -8,6 +8,7 @@ from datetime import datetime
 import pytest
 from alembic import command
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from postdesk.store.engine import make_engine
 from postdesk.store.migrate import alembic_config, upgrade
@@ -34,7 +35,7 @@ def test_upgrade_keeps_message_ids_and_downgrade_returns(make_config, store_url)
             new_id = conn.execute(text("SELECT MAX(id) FROM message_ids")).scalar()
             assert new_id == 3  # the id sequence continued after the copied rows
             assert "auth" in {c["name"] for c in inspect(conn).get_columns("actions")}
-        with pytest.raises(Exception):
+        with pytest.raises(IntegrityError):
             with engine.begin() as conn:
                 conn.execute(text("INSERT INTO message_ids (key, digest, ours, created_at) VALUES ('a@x', 'd1', false, :t)"), {"t": T})
         with engine.begin() as conn:

@@ -9,14 +9,13 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
+from test_store_support import ENVELOPE, T0, attachment, followup, new, record, staff_reply
 
+from postdesk.auth.result import AuthResult
 from postdesk.filter.decision import Kind
 from postdesk.outcomes import Outcome
 from postdesk.store import Store
 from postdesk.store.models import Action, Attachment, Counter, MessageId, Outbox, Participant, Person, Setting, Ticket
-
-from postdesk.auth.result import AuthResult
-from test_store_support import ENVELOPE, T0, attachment, followup, new, record, staff_reply
 
 VERIFIED = AuthResult(spf="pass", dkim="pass", dmarc="pass", from_domain="customer.org", spf_aligned=True, dkim_aligned=True, source="local")
 FORGED = AuthResult(spf="fail", dmarc="fail", from_domain="customer.org", source="local")
@@ -173,11 +172,9 @@ def test_close_without_status_change_emails(make_config, store_url):
     store.close()
 
 
-def test_ignore_and_reject_write_nothing(store, cfg):
+def test_ignore_writes_nothing(store, cfg):
     r = record(store, new(kind=Kind.IGNORE, reason="loop"), cfg)
     assert (r.outcome, r.reason) == (Outcome.IGNORED, "loop")
-    r = record(store, new(kind=Kind.REJECT, reason="unreadable"), cfg)
-    assert (r.outcome, r.reason) == (Outcome.REJECTED, "unreadable")
     assert count(store, Ticket) == 0
     assert count(store, MessageId) == 0
 

@@ -63,11 +63,11 @@ def envelope_domain(envelope) -> str:
 
 def envelope_aligned(envelope, from_domain: str) -> bool:
     """MAIL FROM is of From:'s organisation (true for the null sender or no From: domain)."""
-    from postdesk.auth import dmarc as dmarcmod
+    from postdesk.auth import domains
 
     if not envelope.sender or not from_domain:
         return True
-    return dmarcmod.aligned(envelope_domain(envelope), from_domain, "r")
+    return domains.aligned(envelope_domain(envelope), from_domain, "r")
 
 
 def authenticate(parsed, raw: bytes, envelope, config) -> AuthResult:

@@ -2,8 +2,8 @@
 
 - The policy record is the TXT at ``_dmarc.<From domain>``, else at
   ``_dmarc.<organisational domain>`` (section 6.6.3); the organisational
-  domain is the public suffix plus one label, from publicsuffixlist
-  (section 3.2).  A record found at the organisational domain applies its
+  domain is the public suffix plus one label (section 3.2,
+  ``postdesk.auth.domains``).  A record found at the organisational domain applies its
   ``sp=`` to subdomains, when given.
 - Alignment (section 3.1): relaxed (the default) means the same
   organisational domain, strict (``adkim=s`` / ``aspf=s``) the same domain.
@@ -18,44 +18,12 @@ customer may do).
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
-from publicsuffixlist import PublicSuffixList
-
 from postdesk.auth.dns import DNSTempError, Resolver
+from postdesk.auth.domains import aligned, organisational_domain
 
 POLICIES = ("none", "quarantine", "reject")
-
-_psl: PublicSuffixList | None = None
-_psl_lock = threading.Lock()
-
-
-def organisational_domain(domain: str) -> str:
-    """RFC 7489 section 3.2: the registrable domain (``a.b.example.co.uk`` -> ``example.co.uk``).
-
-    A public suffix itself (or an unknown single label) is its own
-    organisational domain.
-    """
-    global _psl
-    domain = domain.strip().rstrip(".").lower()
-    if not domain:
-        return ""
-    if _psl is None:
-        with _psl_lock:
-            if _psl is None:
-                _psl = PublicSuffixList()  # the list bundled with the package: no network
-    return _psl.privatesuffix(domain) or domain
-
-
-def aligned(domain: str, from_domain: str, mode: str = "r") -> bool:
-    """Identifier alignment (RFC 7489 section 3.1): strict "s" or relaxed "r"."""
-    a, b = domain.strip().rstrip(".").lower(), from_domain.strip().rstrip(".").lower()
-    if not a or not b:
-        return False
-    if mode == "s":
-        return a == b
-    return organisational_domain(a) == organisational_domain(b)
 
 
 @dataclass(frozen=True)

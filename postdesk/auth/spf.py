@@ -32,7 +32,7 @@ _local = threading.local()
 _pyspf_lookup = pyspf.DNSLookup
 
 
-def _lookup(name, qtype, strict=True, timeout=30):
+def _lookup(name: str, qtype: str, strict: bool = True, timeout: float = 30) -> list:
     """pyspf's DNSLookup contract: [((name, qtype), data), ...]."""
     resolver: Resolver | None = getattr(_local, "resolver", None)
     if resolver is None:

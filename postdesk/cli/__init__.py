@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from postdesk.cli.errors import EX_CONFIG, CommandError, exit_status
 from postdesk.cli.parser import build_parser, handler

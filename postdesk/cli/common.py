@@ -1,13 +1,6 @@
-"""What the subcommand modules share: the store, the clock."""
+"""What the subcommand modules share: the store."""
 
 from __future__ import annotations
-
-from datetime import datetime, timezone
-
-
-def now() -> datetime:
-    """Naive UTC, as the store keeps it; read here, at the edge, and passed in."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def open_store(config):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from postdesk.outcomes import EX_TEMPFAIL, EX_USAGE
 

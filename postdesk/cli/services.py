@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from postdesk.cli import render
 from postdesk.cli.common import open_store
+from postdesk.config import redact_url
 from postdesk.outcomes import EX_OK
 
 
@@ -15,7 +15,7 @@ def cmd_init(args, config) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     store = open_store(config)
     store.init(config.organization.first_ticket_number)
-    print(f"postdesk: database {render.redact(config.store.url)} is at the newest schema; attachments in {config.store.attachments}")
+    print(f"postdesk: database {redact_url(config.store.url)} is at the newest schema; attachments in {config.store.attachments}")
     return EX_OK
 
 

@@ -32,8 +32,8 @@ from email.message import Message
 
 from postdesk.filter import parts
 from postdesk.filter.html2text import html_to_text
+from postdesk.mail import REPLY_MARKER
 
-REPLY_MARKER = "##- Please type your reply above this line -##"
 MAX_LINE_CHECK = 400  # quote-header lines are short; longer lines are text
 
 _WROTE = re.compile(

@@ -7,9 +7,10 @@ and the tests can all build and compare them without importing each other.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from postdesk.auth.result import UNCHECKED, AuthResult
 
@@ -35,7 +36,6 @@ class Kind(enum.Enum):
     DUPLICATE = "duplicate"  # seen before (same Message-ID or raw hash, same sender and content): record nothing
     DEFER = "defer"  # not now (the sender's new-ticket rate): record nothing, answer 4xx
     IGNORE = "ignore"  # deliberately not recorded (loop, our own mail, bounce without ticket)
-    REJECT = "reject"  # refuse permanently (Decision.reason says why)
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class Decision:
     notify_team: bool = True  # team alert for this action
     cc: tuple[str, ...] = ()  # other To/Cc addresses (not ours), lower-cased
     flags: frozenset[str] = field(default_factory=frozenset)
-    reason: str = ""  # for IGNORE and REJECT: why, for the log and the SMTP reply
+    reason: str = ""  # for IGNORE and DEFER: why, for the log and the SMTP reply
     auth: AuthResult = UNCHECKED  # who really wrote it (SPF/DKIM/DMARC), see postdesk.auth
 
 

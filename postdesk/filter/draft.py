@@ -14,10 +14,11 @@ The header fields every rule reads are decoded once, here
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from postdesk.auth.result import AuthResult
 from postdesk.config import Config

@@ -19,7 +19,6 @@ never raises:
 from __future__ import annotations
 
 import binascii
-import codecs
 import re
 from email.utils import getaddresses
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import EmailPolicy
+from typing import cast
 
 from postdesk.filter import headers as hdr
 
@@ -134,11 +135,12 @@ def parse(raw: bytes) -> Parsed:
     digest = hashlib.sha256(raw).hexdigest()
     extra: list[str] = []
     try:
-        msg = BytesParser(policy=POLICY).parsebytes(raw)
+        # POLICY makes EmailMessage objects; the stubs say Message.
+        msg = cast(EmailMessage, BytesParser(policy=POLICY).parsebytes(raw))
     except Exception as e:
         extra.append(f"ParseError:{type(e).__name__}")
         try:
-            msg = BytesHeaderParser(policy=POLICY).parsebytes(raw)
+            msg = cast(EmailMessage, BytesHeaderParser(policy=POLICY).parsebytes(raw))
         except Exception as e2:
             extra.append(f"HeaderParseError:{type(e2).__name__}")
             msg = EmailMessage(policy=POLICY)

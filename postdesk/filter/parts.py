@@ -10,8 +10,9 @@ Header parameters (filename, charset) are read with the same guards.
 
 from __future__ import annotations
 
-from email.message import Message
-from typing import Iterator
+from collections.abc import Iterator
+from email.message import EmailMessage, Message
+from typing import cast
 
 from postdesk.filter import headers as hdr
 
@@ -97,7 +98,7 @@ def text(part: Message) -> str:
     charset = param(part, "charset")
     if charset and charset.lower() not in ("us-ascii", "ascii"):
         try:
-            content = part.get_content()
+            content = cast(EmailMessage, part).get_content()  # parsed with policy.default: an EmailMessage
             if isinstance(content, str):
                 # get_content replaces undecodable bytes; a wrong label then shows U+FFFD.
                 if "\ufffd" not in content:

@@ -78,7 +78,7 @@ class Thread:
 
 
 def hmac_tickets(ids: list[str] | tuple[str, ...], secret: bytes) -> list[int]:
-    out = []
+    out: list[int] = []
     if not secret:
         return out
     for i in ids:

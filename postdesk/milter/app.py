@@ -21,8 +21,9 @@ import functools
 import logging
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import Milter
 
@@ -30,22 +31,17 @@ from postdesk.auth import headers as arheaders
 from postdesk.auth.result import UNCHECKED
 from postdesk.config import Config
 from postdesk.filter.decision import Envelope
+from postdesk.mail import OUTCOME_HEADER, TICKET_HEADER, strip_brackets
 from postdesk.milter import subject as subj
 from postdesk.milter.spool import Spool
-from postdesk.outcomes import ANSWERS, TOO_BIG, Outcome
+from postdesk.outcomes import ANSWERS, FAILURE, TOO_BIG, Answer, Outcome, too_big_reason
+
+if TYPE_CHECKING:
+    from postdesk.ingest import MessageStore  # not at run time: ingest loads the filter and the checkers
 
 log = logging.getLogger("postdesk")
 
-TICKET_HEADER = "X-Postdesk-Ticket"
-OUTCOME_HEADER = "X-Postdesk-Outcome"
 TEMPFAIL_TEXT = "postdesk cannot record this message now, try again later"
-
-
-def strip_brackets(address: str) -> str:
-    a = address.strip()
-    if a.startswith("<") and a.endswith(">"):
-        a = a[1:-1]
-    return a
 
 
 def reply_text(text: str) -> str:
@@ -109,7 +105,7 @@ def boundary(callback):
 class PostdeskMilter(Milter.Base):
     """State of one SMTP connection (libmilter runs each in its own thread)."""
 
-    def __init__(self, config: Config, store, ingest: Callable | None = None, executor: Executor | None = None):
+    def __init__(self, config: Config, store: MessageStore, ingest: Callable | None = None, executor: Executor | None = None):
         self.config = config
         self.store = store
         if ingest is None:
@@ -127,8 +123,9 @@ class PostdeskMilter(Milter.Base):
     # -- per-message state ------------------------------------------------------
 
     def _reset(self) -> None:
-        if getattr(self, "spool", None) is not None:
-            self.spool.close()
+        spool: Spool | None = getattr(self, "spool", None)
+        if spool is not None:
+            spool.close()
         self.spool = None
         self.sender = ""
         self.sasl = ""
@@ -150,8 +147,7 @@ class PostdeskMilter(Milter.Base):
         except Exception:
             return ""
 
-    def tempfail(self, reason: str = TEMPFAIL_TEXT, outcome: Outcome = Outcome.TEMPFAIL) -> int:
-        a = ANSWERS[outcome]
+    def tempfail(self, reason: str = TEMPFAIL_TEXT, a: Answer = FAILURE) -> int:
         self.setreply(a.smtp_code, a.dsn, reply_text(reason))
         return Milter.TEMPFAIL
 
@@ -163,7 +159,7 @@ class PostdeskMilter(Milter.Base):
             log.warning("%s: from=<%s> size=%d over max_message_bytes: staff reply not recorded", self.queue_id() or "NOQUEUE", self.sender, size)
             self._reset()
             return Milter.ACCEPT
-        self.setreply(TOO_BIG.smtp_code, TOO_BIG.dsn, reply_text(f"message size {size} exceeds the limit of {self.config.limits.max_message_bytes} bytes of the support address"))
+        self.setreply(TOO_BIG.smtp_code, TOO_BIG.dsn, reply_text(too_big_reason(self.config.limits.max_message_bytes, size)))
         return Milter.REJECT
 
     def staff_candidate(self) -> bool:
@@ -321,7 +317,7 @@ class PostdeskMilter(Milter.Base):
             return self.tempfail()
         answer = ANSWERS[result.outcome]
         if answer.milter == "tempfail":
-            return self.tempfail(result.reason or TEMPFAIL_TEXT, result.outcome)
+            return self.tempfail(result.reason or TEMPFAIL_TEXT, answer)
         if answer.milter == "reject":
             self.setreply(answer.smtp_code, answer.dsn, reply_text(result.reason or "message refused"))
             return Milter.REJECT
@@ -392,7 +388,7 @@ class PostdeskMilter(Milter.Base):
         return Milter.CONTINUE
 
 
-def make_factory(config: Config, store, ingest: Callable | None = None, executor: Executor | None = None) -> Callable[[], PostdeskMilter]:
+def make_factory(config: Config, store: MessageStore, ingest: Callable | None = None, executor: Executor | None = None) -> Callable[[], PostdeskMilter]:
     """The per-connection factory for ``Milter.factory``; one Store shared by all.
 
     ``executor``: where ingest (filter + store) runs.  server.run passes a

@@ -13,22 +13,29 @@ Other processes (notifier, CLI) still meet SQLite's own locking, bounded by
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from postdesk.ingest import MessageStore
 
 
 class SerializedStore:
     """Wraps a Store: ``record`` one at a time; everything else passes through."""
 
-    def __init__(self, store):
+    def __init__(self, store: MessageStore) -> None:
         self._store = store
         self._lock = threading.Lock()
 
-    def record(self, *args, **kwargs):
+    def record(self, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             return self._store.record(*args, **kwargs)
 
-    def __getattr__(self, name):
+    def close(self) -> None:
+        self._store.close()
+
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
 
-def for_milter(store, url: str):
+def for_milter(store: MessageStore, url: str) -> MessageStore:
     return SerializedStore(store) if url.startswith("sqlite") else store

@@ -20,15 +20,19 @@ from __future__ import annotations
 import grp
 import logging
 import os
-import re
-import socket
 import signal
+import socket
 import stat
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-from postdesk.config import Config
+from postdesk.config import Config, redact_url
 from postdesk.outcomes import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE
+
+if TYPE_CHECKING:
+    from postdesk.ingest import MessageStore
 
 log = logging.getLogger("postdesk")
 
@@ -38,18 +42,12 @@ BACKLOG = 128  # SMTP bursts open many milter connections at once
 # milter_content_timeout is 300 s, systemd's TimeoutStopSec 30 s: a message
 # past its end of data is recorded within this, the rest Postfix defers.
 DRAIN_SECONDS = 20.0
+# How many messages are filtered and recorded at once.  SQLite has one
+# writer at a time, yet 4 threads gave the best ticket throughput in
+# bench/milter.py (82 msg/s against 52 with 1 and 56 with 2: parsing overlaps
+# another message's transaction) at the price of a longer p99 (waits on
+# SQLite's busy handler).  PostgreSQL overlaps writers.
 STORE_THREADS = 4
-
-
-def store_threads(config: Config) -> int:
-    """How many messages are filtered and recorded at once.
-
-    SQLite has one writer at a time, yet 4 threads gave the best ticket
-    throughput in bench/milter.py (82 msg/s against 52 with 1 and 56 with 2:
-    parsing overlaps another message's transaction) at the price of a longer
-    p99 (waits on SQLite's busy handler).  PostgreSQL overlaps writers.
-    """
-    return STORE_THREADS
 
 
 def unix_path(address: str) -> str | None:
@@ -58,10 +56,6 @@ def unix_path(address: str) -> str | None:
         if address.startswith(prefix):
             return address[len(prefix):]
     return None
-
-
-def redact_url(url: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
 
 
 def socket_alive(path: str, timeout: float = 1.0) -> bool:
@@ -206,7 +200,7 @@ def catch_early_signals() -> tuple[threading.Event, dict]:
     """
     early = threading.Event()
 
-    def note(signum, frame) -> None:
+    def note(signum, _frame) -> None:
         early.signum = signum  # type: ignore[attr-defined]
         early.set()
 
@@ -258,7 +252,7 @@ def serve(address: str, sessions: Sessions, drain: float = DRAIN_SECONDS, early:
         finally:
             done.set()
 
-    def on_signal(signum, frame) -> None:
+    def on_signal(signum, _frame) -> None:
         if not stopping.is_set():
             stopping.set()
             log.info("%s: stopping", signal.Signals(signum).name)
@@ -291,7 +285,7 @@ def serve(address: str, sessions: Sessions, drain: float = DRAIN_SECONDS, early:
     return result[0]
 
 
-def run(config: Config, store=None, ingest=None) -> int:
+def run(config: Config, store: MessageStore | None = None, ingest: Callable | None = None) -> int:
     """Serve until SIGTERM; returns a sysexits code (never 1).
 
     ``store`` and ``ingest`` default to ``Store.from_config(config)`` and
@@ -337,7 +331,7 @@ def run(config: Config, store=None, ingest=None) -> int:
 
     actions = actions_for(config)
     # Filter + store run on these threads, never on libmilter's (see make_factory).
-    executor = ThreadPoolExecutor(max_workers=store_threads(config), thread_name_prefix="postdesk-store")
+    executor = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="postdesk-store")
     sessions = Sessions()
     register(make_factory(config, serial.for_milter(store, config.store.url), ingest, executor), actions, sessions)
     milter.setconn(address)
@@ -375,7 +369,7 @@ def run(config: Config, store=None, ingest=None) -> int:
         config.milter.spool_memory,
         config.limits.max_message_bytes,
         redact_url(config.store.url),
-        store_threads(config),
+        STORE_THREADS,
         os.getpid(),
     )
     status = EX_OK

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 
 def run(config, once: bool = False, clock=None, **kwargs) -> int:
-    from postdesk.notifier.worker import run as _run, utcnow
+    from postdesk.clock import utcnow
+    from postdesk.notifier.worker import run as _run
 
     return _run(config, once=once, clock=clock or utcnow, **kwargs)
 

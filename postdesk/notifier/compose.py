@@ -29,8 +29,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import encoders
 from email.charset import QP, Charset
 from email.header import Header
@@ -38,19 +39,16 @@ from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime
-from typing import Callable
 from urllib.parse import quote
 
 from postdesk.config import Config
 from postdesk.filter import clean_header
+from postdesk.mail import LOOP_HEADER, REPLY_MARKER, TICKET_HEADER
 from postdesk.msgid import make_message_id
 from postdesk.outbox_rows import Entry, Job, Person
 
 # The filter cuts a reply at this line, so customers' quoted history of our
 # own mail never becomes part of the ticket.
-REPLY_MARKER = "##- Please type your reply above this line -##"
-LOOP_HEADER = "X-Postdesk-Loop"
-TICKET_HEADER = "X-Postdesk-Ticket"
 
 MAX_SUBJECT = 250  # characters; RFC 5322 2.1.1 wants lines under 998, folding handles the rest
 MAX_NAME = 200  # characters of a display name (the store keeps no more)
@@ -214,10 +212,11 @@ def _when(dt: datetime) -> str:
 
 
 def _size(n: int) -> str:
+    size = float(n)
     for unit in ("bytes", "KB", "MB"):
-        if n < 1024 or unit == "MB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
+        if size < 1024 or unit == "MB":
+            return f"{n} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
     return str(n)
 
 
@@ -346,7 +345,7 @@ def _text_entity(text: str) -> bytes:
 def _text_part(text: str) -> MIMEText:
     cs = Charset("utf-8")
     cs.body_encoding = QP
-    return MIMEText(text, "plain", cs)
+    return MIMEText(text, "plain", cs)  # type: ignore[arg-type]  # a Charset works (it picks QP); the stubs allow only str
 
 
 def _attachment_part(info, data: bytes) -> MIMEBase:
@@ -416,7 +415,7 @@ def compose(
         ("Reply-To", mailbox(org.name, answer_to)),
         ("To", mailbox(job.recipient.name, recipient)),
         ("Subject", unstructured(subject, "Subject")),
-        ("Date", format_datetime(now.replace(tzinfo=timezone.utc))),
+        ("Date", format_datetime(now.replace(tzinfo=UTC))),
         ("Message-ID", f"<{own}>"),
     ]
     parent = msgid(job.in_reply_to)

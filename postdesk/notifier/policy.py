@@ -29,12 +29,11 @@ Customer updates ("what an update holds"):
 - at most ``update_limit`` per ticket and recipient per ``update_window``;
   past that the update is deferred (nothing is lost: it then carries
   everything since);
-- an update that would carry only *automatic answers* is not sent: messages
-  whose author answered our mail to them within ``REFLEX_SECONDS``, and did
-  so the last two times they wrote (within ``update_window``).  Two customers
-  whose auto-responders set no RFC 3834 headers would otherwise mail each
-  other through the desk forever; with this rule the relay stops after the
-  second round, while staff still see every message on the ticket.
+
+Auto-responders that set no RFC 3834 header are recognised by the filter
+(``postdesk.filter.rules.automatic``: answering our mail within seconds,
+twice in a row): their messages are private, so no update carries them and
+two such customers on one ticket do not mail each other through the desk.
 
 Pure: no database, no clock (``now`` is passed in).
 """
@@ -51,9 +50,6 @@ from postdesk.outbox_rows import AckHistory, ActionRow, Claimed, Defer, Entry, J
 NO_ACK_FLAGS = frozenset({"auto", "list", "bulk", "bounce", "loop"})
 # Local parts that are the mail system itself (RFC 5321 section 4.5.5, RFC 3834 section 2).
 SYSTEM_LOCALS = ("mailer-daemon", "postmaster")
-# An answer this soon after our mail to its author is a machine's (a person
-# reads, thinks and types; an auto-responder answers within seconds).
-REFLEX_SECONDS = 60.0
 
 NO_TEXT = "(no text)"
 NO_TEXT_ATTACHED = "(no text; see the attachments)"
@@ -216,16 +212,6 @@ def update(c: Claimed, config: Config, now: datetime) -> Decision:
     if not entries:
         # What is new is theirs or already theirs: mark it told.
         return _skip(c, "nothing new for this recipient", advance=True, up_to=up_to, since=since)
-    automatic = automatic_answers(c, entries)
-    if automatic:
-        return _skip(
-            c,
-            "only automatic answers (" + ", ".join(sorted(automatic)) + ")",
-            advance=True,
-            up_to=up_to,
-            since=since,
-            ids=tuple(e.id for e in entries),
-        )
     limit, window = int(config.notifier.update_limit), float(config.notifier.update_window)
     if len(c.sent_in_window) >= limit:
         until = min(c.sent_in_window) + timedelta(seconds=window)
@@ -253,29 +239,6 @@ def late(c: Claimed, since: int, a: ActionRow) -> bool:
         return False
     floor = min(p.since_action_id for p in c.past)
     return floor < a.id <= since and not any(a.id in p.action_ids for p in c.past)
-
-
-def automatic_answers(c: Claimed, entries: list[Entry]) -> set[str]:
-    """The authors, when every entry is a message from a customer who
-    answered our mail within ``REFLEX_SECONDS`` with each of their last two
-    messages on the ticket; an empty set otherwise."""
-    authors: set[str] = set()
-    for e in entries:
-        if e.kind != "message" or e.author is None or e.author.staff:
-            return set()
-        if not _reflex(c, e.author.address, e.created_at):
-            return set()
-        authors.add(e.author.address)
-    for author in authors:
-        # "Every time": their last two messages both answered us within seconds.
-        theirs = sorted(at for who, at in c.recent if who == author)[-2:]
-        if len(theirs) < 2 or not all(_reflex(c, author, at) for at in theirs):
-            return set()
-    return authors
-
-
-def _reflex(c: Claimed, author: str, at: datetime) -> bool:
-    return any(who == author and timedelta(0) < at - sent <= timedelta(seconds=REFLEX_SECONDS) for who, sent in c.mailed)
 
 
 # --- results ------------------------------------------------------------------
@@ -312,4 +275,4 @@ def _job(c: Claimed, entries: list[Entry], *, in_reply_to: str = "", **kw) -> Jo
     )
 
 
-__all__ = ["NO_ACK_FLAGS", "REFLEX_SECONDS", "ack", "alert", "customers", "decide", "entry", "is_customer", "late", "sender_key", "update"]
+__all__ = ["NO_ACK_FLAGS", "ack", "alert", "customers", "decide", "entry", "is_customer", "late", "sender_key", "update"]

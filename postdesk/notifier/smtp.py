@@ -92,7 +92,7 @@ class Submitter:
         self._broken: SubmitError | None = None
 
     @classmethod
-    def from_config(cls, config: Config, timeout: float = 30.0) -> "Submitter":
+    def from_config(cls, config: Config, timeout: float = 30.0) -> Submitter:
         n = config.notifier
         host, _, port = n.smtp.rpartition(":")
         password = ""
@@ -108,7 +108,7 @@ class Submitter:
             local_hostname=config.organization.reply_to.rpartition("@")[2] or None,
         )
 
-    def __enter__(self) -> "Submitter":
+    def __enter__(self) -> Submitter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -132,6 +132,7 @@ class Submitter:
             if self._pipelining:
                 # Each mail is written while earlier ones are unanswered: without
                 # this, Nagle's algorithm holds it until the server's ACK.
+                assert smtp.sock is not None  # connected above
                 smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (OSError, smtplib.SMTPException) as e:
             # Wrong TLS or AUTH setup: hold the mail (temporary) and say why.
@@ -168,7 +169,8 @@ class Submitter:
         """Submit one mail and wait for the server: its queue id, or SubmitError.
 
         After a connection failure (``connection`` set) every later call fails
-        the same way at once, without a new connection, until ``reset()``.
+        the same way at once, without a new connection: the worker ends the
+        pass and opens a new submitter for the next one.
         """
         if self._broken is not None:
             raise self._broken
@@ -189,15 +191,12 @@ class Submitter:
 
     @property
     def broken(self) -> bool:
-        """The connection failed; send() fails until reset()."""
+        """The connection failed; every later send() fails at once."""
         return self._broken is not None
-
-    def reset(self) -> None:
-        """Forget a failed connection: the next send() opens a new one."""
-        self._broken = None
 
     def _pipelined(self, sender: str, recipient: str, data: bytes) -> str:
         smtp = self._smtp
+        assert smtp is not None  # send() connected
         head = f"RSET\r\nMAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nBDAT {len(data)} LAST\r\n".encode("ascii")
         try:
             smtp.send(head + data)
@@ -225,6 +224,7 @@ class Submitter:
                     raise error  # 421: the server closes; nothing more to read
             if stage == "data" and error is None:
                 return queue_id(resp)
+        assert error is not None  # the loop returned unless a stage was refused
         raise error
 
     def _lost(self, e: SubmitError) -> None:
@@ -238,6 +238,7 @@ class Submitter:
 
     def _classic(self, sender: str, recipient: str, data: bytes) -> str:
         smtp = self._smtp
+        assert smtp is not None  # send() connected
         try:
             code, resp = smtp.mail(sender)
             if code != 250:
@@ -262,12 +263,14 @@ class Submitter:
             if e.connection:
                 self.close()
             raise
-        except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException, OSError, socket.timeout) as e:
+        except (TimeoutError, smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException, OSError) as e:
             self.close()
             raise SubmitError(f"{self.host}:{self.port}: {e}", connection=True) from e
         return queue_id(resp)
 
     def _reset(self) -> None:
+        if self._smtp is None:
+            return
         try:
             self._smtp.rset()
         except (OSError, smtplib.SMTPException):

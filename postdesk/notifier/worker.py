@@ -25,8 +25,9 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
+from postdesk.clock import utcnow
 from postdesk.config import Config
 from postdesk.notifier import policy
 from postdesk.notifier.compose import ComposeError, compose
@@ -36,12 +37,6 @@ from postdesk.outcomes import EX_OK, EX_SOFTWARE, EX_TEMPFAIL
 from postdesk.store import outbox
 
 log = logging.getLogger("postdesk.notifier")
-
-
-def utcnow() -> datetime:
-    """Naive UTC, as the store keeps it (same as postdesk.ingest.utcnow, without
-    importing the filter)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 BATCH = 50  # rows per claim: few commits per mail, and a lease is never at risk within a batch
@@ -127,6 +122,8 @@ class Worker:
     def _send(self, jobs: list, submitter: Submitter, stats: PassStats, done: list) -> None:
         """Compose and send a claimed batch, one mail at a time; results
         (and the policy's Skips and Defers) go to ``done``."""
+        secret = self._secret
+        assert secret is not None  # read by run_pass before any claim
         for i, job in enumerate(jobs):
             if self.stopping:
                 # SIGTERM: what is sent is recorded; the rest goes back.
@@ -141,7 +138,7 @@ class Worker:
                 continue
             now = self.clock()
             try:
-                mail = compose(job, self.config, self._secret, now, self._read_attachment)
+                mail = compose(job, self.config, secret, now, self._read_attachment)
             except ComposeError as e:
                 done.append(Done(job, "failed", now, error=str(e)))
                 continue

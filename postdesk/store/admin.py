@@ -10,6 +10,7 @@ or attachment raises ``LookupError`` with a message fit for the terminal.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,8 @@ from postdesk.store.models import Action, Attachment, Outbox, Ticket
 from postdesk.store.updates import queue_updates
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from postdesk.config import Config
 
 STATUSES = ("open", "closed")
@@ -104,6 +107,12 @@ def outbox_dict(o: Outbox, number: int | None) -> dict[str, Any]:
 
 class AdminMixin:
     """Needs ``self.session(read_only=...)`` and ``self.attachments``."""
+
+    attachments: Path
+
+    if TYPE_CHECKING:
+        # Provided by postdesk.store.core.Store.
+        def session(self, *, read_only: bool = False) -> contextlib.AbstractContextManager[Session]: ...
 
     def list_tickets(self, status: str | None = None) -> list[dict[str, Any]]:
         if status is not None and status not in STATUSES:

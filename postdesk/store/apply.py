@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -33,19 +34,19 @@ from postdesk.store.models import Action, Attachment, Counter, MessageId, Outbox
 from postdesk.store.text import KEY_MAX, clean, message_key
 from postdesk.store.updates import queue_updates
 
-
 TICKET_COUNTER = "ticket_number"
 # A message with one of these flags adds nobody to its ticket.
 NO_JOIN_FLAGS = frozenset({"stranger", "bounce", "auto", "list", "bulk", "loop", "untrusted", "forged"})
 
-_COUNTERS = Counter.__table__
-_PEOPLE = Person.__table__
-_TICKETS = Ticket.__table__
-_ACTIONS = Action.__table__
-_ATTACHMENTS = Attachment.__table__
-_KEYS = MessageId.__table__
-_PARTICIPANTS = Participant.__table__
-_OUTBOX = Outbox.__table__
+# The mapped classes' tables (declared as FromClause by the ORM's stubs).
+_COUNTERS = cast(Table, Counter.__table__)
+_PEOPLE = cast(Table, Person.__table__)
+_TICKETS = cast(Table, Ticket.__table__)
+_ACTIONS = cast(Table, Action.__table__)
+_ATTACHMENTS = cast(Table, Attachment.__table__)
+_KEYS = cast(Table, MessageId.__table__)
+_PARTICIPANTS = cast(Table, Participant.__table__)
+_OUTBOX = cast(Table, Outbox.__table__)
 
 # The statements of the per-message path.  Bind parameter names differ from
 # the column names: UPDATE ... SET reserves those.
@@ -268,8 +269,6 @@ def apply(
 ) -> Result:
     if d.kind is Kind.IGNORE:
         return Result(Outcome.IGNORED, ticket=d.ticket, decision=d, reason=d.reason)
-    if d.kind is Kind.REJECT:
-        return Result(Outcome.REJECTED, decision=d, reason=d.reason)
     if d.kind is Kind.DEFER:
         # Nothing is written: the sender's MTA keeps the message and retries.
         return Result(Outcome.DEFERRED, decision=d, reason=d.reason)
@@ -322,6 +321,7 @@ def apply(
             },
         ).scalar_one()
     else:
+        assert ticket is not None  # created is False
         ticket_id, number, status, visible = ticket
         conn.execute(_TOUCH_TICKET, {"t_id": ticket_id, "t_updated": now})
 

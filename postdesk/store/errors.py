@@ -10,7 +10,7 @@ adapter's single traceback shows what really happened.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from sqlalchemy import exc as sa_exc
 

@@ -68,8 +68,8 @@ class Ticket(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
     requester: Mapped[Person] = relationship()
-    actions: Mapped[list["Action"]] = relationship(back_populates="ticket", order_by="Action.id")
-    participants: Mapped[list["Participant"]] = relationship(back_populates="ticket")
+    actions: Mapped[list[Action]] = relationship(back_populates="ticket", order_by="Action.id")
+    participants: Mapped[list[Participant]] = relationship(back_populates="ticket")
 
 
 class Participant(Base):
@@ -120,7 +120,7 @@ class Action(Base):
 
     ticket: Mapped[Ticket] = relationship(back_populates="actions")
     author: Mapped[Person | None] = relationship()
-    attachments: Mapped[list["Attachment"]] = relationship(back_populates="action", order_by="Attachment.id")
+    attachments: Mapped[list[Attachment]] = relationship(back_populates="action", order_by="Attachment.id")
 
 
 class Attachment(Base):

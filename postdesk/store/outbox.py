@@ -191,8 +191,7 @@ class _Preload:
         self.first_action: dict[int, int] = {}
         self.acks_sent: dict[str, int] = {}
         self.acks_sending: list[tuple[int, str]] = []
-        self.mailed: dict[int, list[tuple[str, str, datetime]]] = {}  # ticket -> (recipient, kind, sent_at)
-        self.recent: dict[int, list[tuple[str, datetime]]] = {}
+        self.updates_sent: dict[int, list[tuple[str, datetime]]] = {}  # ticket -> (recipient, sent_at)
 
     @classmethod
     def load(cls, s: Session, rows: list[Outbox], config: Config, now: datetime) -> _Preload:
@@ -228,19 +227,13 @@ class _Preload:
         updates = {r.ticket_id for r in rows if r.kind == "update"}
         if updates:
             since = now - timedelta(seconds=config.notifier.update_window)
-            for t_id, recipient, kind, at in s.execute(
-                select(Outbox.ticket_id, Outbox.recipient, Outbox.kind, Outbox.sent_at).where(
-                    Outbox.ticket_id.in_(updates), Outbox.state == "sent", Outbox.sent_at > since
+            for t_id, recipient, at in s.execute(
+                select(Outbox.ticket_id, Outbox.recipient, Outbox.sent_at).where(
+                    Outbox.ticket_id.in_(updates), Outbox.kind == "update", Outbox.state == "sent", Outbox.sent_at > since
                 )
             ):
                 if at is not None:
-                    pre.mailed.setdefault(t_id, []).append((recipient, kind, at))
-            for t_id, author, at in s.execute(
-                select(Action.ticket_id, PersonRow.address, Action.created_at)
-                .join(PersonRow, PersonRow.id == Action.author_id)
-                .where(Action.ticket_id.in_(updates), Action.kind == "message", Action.created_at > since)
-            ):
-                pre.recent.setdefault(t_id, []).append((author, at))
+                    pre.updates_sent.setdefault(t_id, []).append((recipient, at))
         return pre
 
     def person(self, address: str) -> Person:
@@ -306,7 +299,6 @@ def _claimed(s: Session, row: Outbox, pre: _Preload) -> Claimed:
         .order_by(Action.id)
         .options(selectinload(Action.author), selectinload(Action.attachments))
     ).all()
-    mailed = pre.mailed.get(ticket.id, [])
     return replace(
         base,
         recipient=Person(address=person.address, name=person.name or "", staff=bool(person.staff)),
@@ -318,9 +310,7 @@ def _claimed(s: Session, row: Outbox, pre: _Preload) -> Claimed:
         ),
         candidates=tuple(_action_row(a) for a in candidates),
         past=past,
-        sent_in_window=tuple(at for r, kind, at in mailed if kind == "update" and r == row.recipient),
-        mailed=tuple((r, at) for r, _kind, at in mailed),
-        recent=tuple(pre.recent.get(ticket.id, [])),
+        sent_in_window=tuple(at for r, at in pre.updates_sent.get(ticket.id, []) if r == row.recipient),
     )
 
 # --- results -------------------------------------------------------------------

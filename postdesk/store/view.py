@@ -7,8 +7,8 @@ built once: the filter asks on every message.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Callable, Sequence
 
 from sqlalchemy import bindparam, case, exists, func, select
 from sqlalchemy.engine import Connection

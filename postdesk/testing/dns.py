@@ -19,7 +19,7 @@ expect a publisher to do.
 from __future__ import annotations
 
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 
 from dnslib import AAAA, MX, QTYPE, RCODE, RR, TXT, A, DNSError
 from dnslib.server import BaseResolver
@@ -49,7 +49,7 @@ class _Drop(DNSError):
 
 
 class _Records(BaseResolver):
-    def __init__(self, server: "DNSServer"):
+    def __init__(self, server: DNSServer):
         self.server = server
 
     def resolve(self, request, handler):
@@ -122,7 +122,7 @@ class DNSServer:
         with self.lock:
             (self.timeouts.add if on else self.timeouts.discard)(_norm(name))
 
-    def start(self) -> "DNSServer":
+    def start(self) -> DNSServer:
         # Port 0: the kernel picks a free port; we read it back.
         self._server = _DNSServer(_Records(self), address="127.0.0.1", port=0, logger=_QuietLogger())
         self.port = self._server.server.server_address[1]
@@ -138,7 +138,7 @@ class DNSServer:
             self._thread.join(5)
             self._server = None
 
-    def __enter__(self) -> "DNSServer":
+    def __enter__(self) -> DNSServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -204,7 +204,7 @@ class PrivatePostfix:
     def _postfix(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([POSTFIX, "-c", str(self.etc), *args], capture_output=True, text=True)
 
-    def start(self, timeout: float = 15.0) -> "PrivatePostfix":
+    def start(self, timeout: float = 15.0) -> PrivatePostfix:
         ok, why = available()
         if not ok:
             raise RuntimeError(why)
@@ -301,7 +301,7 @@ class PrivatePostfix:
                     pass
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> "PrivatePostfix":
+    def __enter__(self) -> PrivatePostfix:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -41,7 +41,7 @@ class Received:
 
     @property
     def message(self) -> EmailMessage:
-        return BytesParser(policy=policy.default).parsebytes(self.data)  # type: ignore[return-value]
+        return BytesParser(policy=policy.default).parsebytes(self.data)
 
     def header(self, name: str) -> str | None:
         """The raw (undecoded) value of the first ``name`` header."""

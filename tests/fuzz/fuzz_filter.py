@@ -34,7 +34,8 @@ HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
 sys.path[:0] = [str(TESTS), str(TESTS.parent)]
 
-from filter_strategies import KNOWN, NOW, CONFIG, check  # noqa: E402
+from filter_strategies import CONFIG, KNOWN, NOW, check  # noqa: E402
+
 from postdesk.auth.result import UNCHECKED, AuthResult  # noqa: E402
 from postdesk.filter.decision import Envelope  # noqa: E402
 
@@ -114,9 +115,8 @@ def run_atheris(runs: int, counter: Counter) -> None:
 
 
 def run_hypothesis(runs: int, counter: Counter) -> None:
-    from hypothesis import HealthCheck, given, settings
-
     from filter_strategies import auth_result, envelope, raw_mail
+    from hypothesis import HealthCheck, given, settings
 
     @settings(max_examples=runs, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(raw_mail(), envelope, auth_result)

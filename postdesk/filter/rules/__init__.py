@@ -9,7 +9,7 @@ the reason for each rule), and each module is tested alone.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from postdesk.filter.decision import Decision
 from postdesk.filter.draft import Draft

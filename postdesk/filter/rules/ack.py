@@ -26,8 +26,8 @@ only an author authenticated by DKIM/DMARC is acknowledged, at From:.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
+from postdesk.auth import domains
 from postdesk.filter import headers as hdr
 from postdesk.filter.decision import Decision
 from postdesk.filter.draft import Draft
@@ -63,31 +63,9 @@ def is_spam(d: Draft) -> bool:
     return False
 
 
-@lru_cache(maxsize=1)
-def _psl():
-    from publicsuffixlist import PublicSuffixList
-
-    return PublicSuffixList()
-
-
-@lru_cache(maxsize=1024)
-def organizational_domain(domain: str) -> str:
-    """The registrable domain (RFC 7489 section 3.2): "mail.shop.co.uk" -> "shop.co.uk"."""
-    domain = domain.strip(".").lower()
-    if not domain:
-        return ""
-    try:
-        return _psl().privatesuffix(domain) or domain
-    except Exception:
-        return domain
-
-
 def aligned(sender: str, author: str) -> bool:
     """The two addresses are of one organisational domain."""
-    a, b = sender.rpartition("@")[2].lower(), author.rpartition("@")[2].lower()
-    if not a or not b:
-        return False
-    return a == b or organizational_domain(a) == organizational_domain(b)
+    return domains.aligned(sender.rpartition("@")[2], author.rpartition("@")[2])
 
 
 def ack_address(d: Draft) -> str:

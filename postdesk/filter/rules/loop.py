@@ -14,12 +14,13 @@ from postdesk.filter import headers as hdr
 from postdesk.filter.decision import Decision, Envelope, Kind
 from postdesk.filter.draft import Draft
 from postdesk.filter.parse import Parsed
+from postdesk.mail import LOOP_HEADER
 
 
 def is_loop(parsed: Parsed, envelope: Envelope, author: str, config: Config) -> bool:
     """Our own marker with our reply_to, or mail from our own addresses."""
     ours = config.organization.reply_to
-    for raw in parsed.raw_headers("x-postdesk-loop"):
+    for raw in parsed.raw_headers(LOOP_HEADER):
         value = hdr.decode_header(raw).lower().strip().strip("<>").strip()
         if value == ours or any(a == ours for _n, a in hdr.addresses([raw])):
             return True

@@ -19,9 +19,8 @@ Revises: 0002
 Create Date: 2026-12-02
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "0003"
 down_revision = "0002"
@@ -32,7 +31,7 @@ COLUMNS = "id, key, ticket_id, action_id, ours, created_at"
 
 
 def _message_ids(name: str, with_digest: bool) -> None:
-    columns = [
+    columns: list[sa.schema.SchemaItem] = [
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("key", sa.String(length=998), nullable=False),
     ]
