@@ -18,7 +18,6 @@ import dkim as dkimpy
 from postdesk.auth.dkim import _quiet
 from postdesk.auth.dns import DNSTempError, Resolver
 
-
 MAX_SETS = 10  # intermediaries a real message passes; RFC 8617 allows up to 50
 
 

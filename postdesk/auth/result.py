@@ -48,7 +48,7 @@ class AuthResult:
         if self.reasons:
             object.__setattr__(self, "reasons", tuple(_CONTROLS.sub(" ", str(r))[:300] for r in self.reasons))
 
-    def for_author(self, author: str) -> "AuthResult":
+    def for_author(self, author: str) -> AuthResult:
         """This verdict bound to the author the filter read from the message.
 
         An author whose domain is not the one DMARC judged (a From: that parses

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import sys
 import unicodedata
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 
 def printable(text: str, keep: str = "") -> str:
@@ -93,16 +94,6 @@ def short(value: Any, width: int = 60) -> Any:
     if isinstance(value, str) and len(value) > width:
         return value[: width - 3] + "..."
     return value
-
-
-def redact(url: str) -> str:
-    """Hide a password in a database URL before printing it."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if sep and at and ":" in creds:
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
 
 
 def toml_value(value: Any) -> str:
