@@ -13,14 +13,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from postdesk.auth import authenticate
+from postdesk.auth.result import AuthResult
 from postdesk.clock import utcnow
 from postdesk.config import Config
 from postdesk.filter import decide, parse
 from postdesk.filter.decision import Decision, Envelope, Kind, Known
+from postdesk.filter.parse import Parsed
 from postdesk.outcomes import Outcome, Result
 
 log = logging.getLogger("postdesk")
@@ -43,21 +46,48 @@ class MessageStore(Protocol):
         ...
 
 
-def ingest(raw: bytes, envelope: Envelope, store: MessageStore, config: Config, now: datetime | None = None) -> Result:
+@dataclass(frozen=True)
+class Prepared:
+    """What a message needs before the store: parsed, and who wrote it."""
+
+    parsed: Parsed
+    auth: AuthResult
+    started: float  # time.monotonic() when the work on the message began
+
+
+def prepare(raw: bytes, envelope: Envelope, config: Config) -> Prepared:
+    """Parse and authenticate ``raw``: all of a message's DNS waiting.
+
+    Done before the store's transaction (no lock is held while DNS answers),
+    and by the milter on the SMTP session's own thread, so a sender whose
+    names answer slowly holds only their own session, never the store
+    threads that every other support mail needs.
+    """
+    started = time.monotonic()
+    parsed = parse(raw)
+    return Prepared(parsed, authenticate(parsed, raw, envelope, config), started)
+
+
+def ingest(
+    raw: bytes,
+    envelope: Envelope,
+    store: MessageStore,
+    config: Config,
+    now: datetime | None = None,
+    prepared: Prepared | None = None,
+) -> Result:
     """Decide about ``raw`` and record it; returns what happened.
 
+    ``prepared``: ``prepare(raw, ...)`` when the caller did it already.
     Raises on transient failure (store locked or unreachable, disk full);
     the caller answers 451 or exits 75.  The caller has checked the size
     against ``[limits] max_message_bytes`` (``outcomes.TOO_BIG``) before
     reading the whole message.
     """
-    started = time.monotonic()
+    p = prepared or prepare(raw, envelope, config)
     now = now or utcnow()
-    parsed = parse(raw)
-    # DNS (SPF/DKIM/DMARC) before the store's transaction: no lock is held while we wait.
-    auth = authenticate(parsed, raw, envelope, config)
-    result = store.record(lambda known: decide(parsed, envelope, known, config, now, auth=auth), envelope, config, now)
-    log_result(envelope, result, started)
+    result = store.record(lambda known: decide(p.parsed, envelope, known, config, now, auth=p.auth), envelope, config, now)
+    log_result(envelope, result, p.started)
     return result
 
 

@@ -46,7 +46,7 @@ class FakeIngest:
         self.error = error
         self.calls = []
 
-    def __call__(self, raw, envelope, store, config, now=None):
+    def __call__(self, raw, envelope, store, config, now=None, prepared=None):
         self.calls.append((raw, envelope))
         if self.error is not None:
             raise self.error
@@ -358,16 +358,27 @@ def defaults_config():
     return defaults()
 
 
-def test_ingest_runs_on_the_executor_thread(config):
+def test_ingest_runs_on_the_executor_thread(config, monkeypatch):
     # server.run passes a ThreadPoolExecutor: the store must never run on
-    # libmilter's threads (see postdesk.milter.app.make_factory).
+    # libmilter's threads (see postdesk.milter.app.make_factory); the DNS of
+    # authentication waits on the session's own thread, never on a store thread.
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    seen = []
+    import postdesk.ingest
+    from postdesk.auth.result import UNCHECKED
 
-    def ingest(raw, envelope, store, config, now=None):
-        seen.append(threading.current_thread().name)
+    seen = []
+    checked = []
+
+    def authenticate(parsed, raw, envelope, config):
+        checked.append(threading.current_thread().name)
+        return UNCHECKED
+
+    monkeypatch.setattr(postdesk.ingest, "authenticate", authenticate)
+
+    def ingest(raw, envelope, store, config, now=None, prepared=None):
+        seen.append((threading.current_thread().name, prepared is not None))
         return FakeResult(Outcome.CREATED, ticket=8)
 
     with ThreadPoolExecutor(1, thread_name_prefix="postdesk-store") as ex:
@@ -376,7 +387,8 @@ def test_ingest_runs_on_the_executor_thread(config):
         ctx._setsymval("i", "Q1")
         ctx._connect(ip="192.0.2.7")
         assert ctx._feedFile(io.BytesIO(message()), "c@example.org", "support@example.com") == Milter.ACCEPT
-    assert seen and seen[0].startswith("postdesk-store")
+    assert seen and seen[0][0].startswith("postdesk-store") and seen[0][1]
+    assert checked and not checked[0].startswith("postdesk-store")
     assert last(ctx, "Subject") == "[#8] Printer on fire"
 
 

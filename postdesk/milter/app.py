@@ -31,6 +31,7 @@ from postdesk.auth import headers as arheaders
 from postdesk.auth.result import UNCHECKED
 from postdesk.config import Config
 from postdesk.filter.decision import Envelope
+from postdesk.ingest import prepare
 from postdesk.mail import OUTCOME_HEADER, TICKET_HEADER, strip_brackets
 from postdesk.milter import subject as subj
 from postdesk.milter.spool import Spool
@@ -309,7 +310,11 @@ class PostdeskMilter(Milter.Base):
                 result = self.ingest(raw, envelope, self.store, self.config)
             else:
                 # See make_factory: the store runs on real Python threads.
-                result = self.executor.submit(self.ingest, raw, envelope, self.store, self.config).result()
+                # The DNS of SPF/DKIM/DMARC waits here, on this session's own
+                # thread (ingest.prepare): a slow sender holds its session,
+                # never the store threads other support mail needs.
+                prepared = prepare(raw, envelope, self.config)
+                result = self.executor.submit(self.ingest, raw, envelope, self.store, self.config, prepared=prepared).result()
         except Exception as e:
             # Transient or not, the message is not recorded: the sender's MTA
             # must keep it and retry: nothing is accepted that is not recorded.
