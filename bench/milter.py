@@ -14,6 +14,11 @@ Interleaved rounds (bare, milter, then milter, bare, ...) of:
       milter's own ``ms=`` (filter + store) from its log line;
   (e) the milter's RSS after warm-up and after --rss-messages support mails.
 
+The milter checks SPF/DKIM/DMARC against a DNS server on loopback
+(``postdesk.testing.dns``: SPF pass and a DMARC record for the senders'
+domain), never the machine's own resolver; ``--no-verify`` sets
+``[trust] verify = false`` instead (no authentication at all).
+
 Postfix relays everything to ``smtp-sink``; the store is SQLite in a temp
 directory; the milter listens on a unix socket.  Throughput is what the
 clients see (messages accepted per second); the queue is drained between
@@ -44,6 +49,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from postdesk.testing.dns import DNSServer  # noqa: E402
 from postdesk.testing.postfix import PrivatePostfix, available  # noqa: E402
 from postdesk.testing.toml import toml_dumps  # noqa: E402
 from postdesk.testing.wait import free_port, port_open, unix_socket_open, wait_for  # noqa: E402
@@ -153,13 +159,22 @@ class Bench:
         self.sink_port = free_port()
         self.milter_log = self.dir / "milter.log"
         self.procs: list[subprocess.Popen] = []
+        self.dns: DNSServer | None = None
 
     def start(self) -> None:
+        # The senders' domain: SPF passes for loopback clients, DMARC is
+        # published, no DKIM signature (the mails are unsigned).
+        self.dns = DNSServer({
+            "example.org": {"TXT": ["v=spf1 ip4:127.0.0.0/8 -all"]},
+            "_dmarc.example.org": {"TXT": ["v=DMARC1; p=none"]},
+        }).start()
         data = {
             "organization": {"system_addresses": [SUPPORT], "reply_to": SUPPORT, "team": ["team@example.com"], "staff": ["@example.com"]},
             "store": {"url": self.store_url(), "attachments": str(self.dir / "attachments")},
             "milter": {"socket": f"unix:{self.sock}", "socket_group": "postfix", "socket_mode": "0660"},
-            "log": {"level": "INFO"},
+            "log": {"level": self.args.log_level, "target": "stderr"},  # read back by log_ms
+            "trust": {"verify": not self.args.no_verify},
+            "dns": {"nameservers": [self.dns.address]},
         }
         cfg = self.dir / "postdesk.toml"
         cfg.write_text(toml_dumps(data))
@@ -226,6 +241,8 @@ class Bench:
                     except subprocess.TimeoutExpired:
                         p.kill()
             self.drop_pg_schema()
+            if self.dns is not None:
+                self.dns.stop()
             if not self.args.keep:
                 shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -330,6 +347,8 @@ def main(argv=None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the temp directory (logs, database)")
     p.add_argument("--pg", metavar="URL", default="", help="use PostgreSQL (a fresh schema in this database), e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test")
     p.add_argument("--with-minimal", action="store_true", help="also run (a) through a do-nothing pymilter milter (bench/minimal_milter.py)")
+    p.add_argument("--no-verify", action="store_true", help="[trust] verify = false: no SPF/DKIM/DMARC (default: checked against a loopback DNS server)")
+    p.add_argument("--log-level", default="INFO", help="the milter's [log] level; DEBUG adds its per-stage timing line (default INFO)")
     args = p.parse_args(argv)
     ok, why = available()
     if not ok:

@@ -13,10 +13,16 @@ Other processes (notifier, CLI) still meet SQLite's own locking, bounded by
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from postdesk.ingest import MessageStore
+
+
+# Per store thread: how long its last ``record`` waited for the lock and
+# then held it (seconds), for the milter's DEBUG timing line.
+last = threading.local()
 
 
 class SerializedStore:
@@ -27,8 +33,13 @@ class SerializedStore:
         self._lock = threading.Lock()
 
     def record(self, *args: Any, **kwargs: Any) -> Any:
+        asked = time.monotonic()
         with self._lock:
-            return self._store.record(*args, **kwargs)
+            got = time.monotonic()
+            try:
+                return self._store.record(*args, **kwargs)
+            finally:
+                last.wait, last.hold = got - asked, time.monotonic() - got
 
     def close(self) -> None:
         self._store.close()
