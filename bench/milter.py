@@ -140,6 +140,12 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds (proc(5))."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -274,13 +280,16 @@ class Bench:
                     if side == "minimal" and key != "a":
                         continue
                     offset = self.milter_log.stat().st_size
+                    cpu0 = cpu_seconds(self.milter.pid)
                     if key == "a":
                         elapsed, lat, fail, n = smtp_source(self.pf.port, a.pass_messages, a.sessions), [], 0, a.pass_messages
                     else:
                         n = a.messages if key == "b" else max(1, a.messages // 2)
                         elapsed, lat, fail = send_unique(self.pf.port, n, a.sessions, a.attachment_kb if key == "c" else 0)
+                    cpu = cpu_seconds(self.milter.pid) - cpu0
                     self.drain()
-                    r = results.setdefault((key, side), {"n": 0, "t": 0.0, "lat": [], "fail": 0, "ms": []})
+                    r = results.setdefault((key, side), {"n": 0, "t": 0.0, "lat": [], "fail": 0, "ms": [], "cpu": 0.0})
+                    r["cpu"] += cpu
                     r["n"] += n - fail
                     r["t"] += elapsed
                     r["lat"] += lat
@@ -316,7 +325,8 @@ class Bench:
         goals = {"a": ">= 0.85", "b": ">= 0.40", "c": "-"}
         for key, label in cases:
             bare, mil = rate(key, "bare"), rate(key, "milter")
-            print(f"({key}) {label:38} {bare:10.1f} {mil:12.1f} {mil / bare:6.2f}  {goals[key]}")
+            r = results[(key, "milter")]
+            print(f"({key}) {label:38} {bare:10.1f} {mil:12.1f} {mil / bare:6.2f}  {goals[key]:7}  milter CPU {r['cpu'] / max(1, r['n']) * 1000:.2f} ms/msg")
         if a.with_minimal:
             bare, mini = rate("a", "bare"), rate("a", "minimal")
             print(f"(a) pass-through via a do-nothing pymilter milter {'':5} {bare:10.1f} {mini:12.1f} {mini / bare:6.2f}  (the floor of pymilter + libmilter)")
