@@ -111,8 +111,10 @@ class PostdeskMilter(Milter.Base):
         self.config = config
         self.store = store
         if ingest is None:
-            from postdesk.ingest import ingest
-        self.ingest = ingest
+            from postdesk.ingest import ingest as default_ingest
+
+            ingest = default_ingest
+        self.ingest: Callable = ingest
         self.executor = executor
         self.wanted_actions = actions_for(config)
         self.client_addr = ""

@@ -1,9 +1,10 @@
 """One SQLite writer at a time, queued in Python instead of in SQLite.
 
-SQLite allows one write transaction at a time.  When the milter's store
-threads (server.STORE_THREADS) collide on it, the losers wait in SQLite's
-busy handler, which sleeps in growing steps (up to 100 ms) instead of
-waking when the lock is free: bench/milter.py showed a p99 over 1 s.  A
+SQLite allows one write transaction at a time.  The milter runs one store
+thread on SQLite (server.store_threads); should several collide on it, the
+losers would wait in SQLite's busy handler, which sleeps in growing steps
+(up to 100 ms) instead of waking when the lock is free: bench/milter.py
+showed a p99 over 1 s with 4 threads.  A
 Python lock around ``Store.record`` hands the write over at once, while
 parsing (done by ``postdesk.ingest`` before ``record``) still overlaps.
 Other processes (notifier, CLI) still meet SQLite's own locking, bounded by
