@@ -544,3 +544,11 @@ def _envelope():
     from postdesk.filter.decision import Envelope
 
     return Envelope("customer@example.org", ("support@example.com",), queue_id="QRETRY", client_address="198.51.100.9")
+
+
+def test_one_store_thread_on_sqlite_several_on_postgresql():
+    """SQLite has one writer: a second store thread only queues (docs/postfix.md)."""
+    from postdesk.milter import server
+
+    assert server.store_threads("sqlite:////var/lib/postdesk/postdesk.db") == 1
+    assert server.store_threads("postgresql+psycopg://h/db") == server.STORE_THREADS > 1

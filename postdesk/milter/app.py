@@ -33,6 +33,7 @@ from postdesk.config import Config
 from postdesk.filter.decision import Envelope
 from postdesk.ingest import prepare
 from postdesk.mail import OUTCOME_HEADER, TICKET_HEADER, strip_brackets
+from postdesk.milter import serial
 from postdesk.milter import subject as subj
 from postdesk.milter.spool import Spool
 from postdesk.outcomes import ANSWERS, FAILURE, TOO_BIG, Answer, Outcome, too_big_reason
@@ -110,8 +111,10 @@ class PostdeskMilter(Milter.Base):
         self.config = config
         self.store = store
         if ingest is None:
-            from postdesk.ingest import ingest
-        self.ingest = ingest
+            from postdesk.ingest import ingest as default_ingest
+
+            ingest = default_ingest
+        self.ingest: Callable = ingest
         self.executor = executor
         self.wanted_actions = actions_for(config)
         self.client_addr = ""
@@ -313,8 +316,19 @@ class PostdeskMilter(Milter.Base):
                 # The DNS of SPF/DKIM/DMARC waits here, on this session's own
                 # thread (ingest.prepare): a slow sender holds its session,
                 # never the store threads other support mail needs.
+                eom = time.monotonic()
                 prepared = prepare(raw, envelope, self.config)
-                result = self.executor.submit(self.ingest, raw, envelope, self.store, self.config, prepared=prepared).result()
+                submitted = time.monotonic()
+                result, ran, lock_wait, lock_hold, done = self.executor.submit(self._record, raw, envelope, prepared).result()
+                if log.isEnabledFor(logging.DEBUG):
+                    # Where a support message's time went (docs/postfix.md):
+                    # data..eom is Postfix streaming it to us.
+                    back = time.monotonic()
+                    log.debug(
+                        "%s: timing ms data-eom=%.1f prepare=%.1f queue=%.1f lock-wait=%.1f record=%.1f hand-back=%.1f",
+                        envelope.queue_id or "NOQUEUE",
+                        *(1000 * x for x in (eom - self.started, submitted - eom, ran - submitted, lock_wait, done - ran - lock_wait, back - done)),
+                    )
         except Exception as e:
             # Transient or not, the message is not recorded: the sender's MTA
             # must keep it and retry: nothing is accepted that is not recorded.
@@ -329,6 +343,13 @@ class PostdeskMilter(Milter.Base):
         if not self.system_rcpts:
             return Milter.ACCEPT  # a staff direct reply: recorded, sent on untouched
         return self.edit(result)
+
+    def _record(self, raw: bytes, envelope: Envelope, prepared) -> tuple:
+        """On a store thread: ingest, with when it ran and waited (for the DEBUG timing line)."""
+        ran = time.monotonic()
+        serial.last.wait = serial.last.hold = 0.0
+        result = self.ingest(raw, envelope, self.store, self.config, prepared=prepared)
+        return result, ran, serial.last.wait, serial.last.hold, time.monotonic()
 
     def edit(self, result) -> int:
         """Tag and mark the support copy, or drop it (deliver = "discard")."""

@@ -42,12 +42,18 @@ BACKLOG = 128  # SMTP bursts open many milter connections at once
 # milter_content_timeout is 300 s, systemd's TimeoutStopSec 30 s: a message
 # past its end of data is recorded within this, the rest Postfix defers.
 DRAIN_SECONDS = 20.0
-# How many messages are filtered and recorded at once.  SQLite has one
-# writer at a time, yet 4 threads gave the best ticket throughput in
-# bench/milter.py (82 msg/s against 52 with 1 and 56 with 2: parsing overlaps
-# another message's transaction) at the price of a longer p99 (waits on
-# SQLite's busy handler).  PostgreSQL overlaps writers.
+# How many messages are recorded at once (parsing and authentication run
+# before, on the sessions' own threads).  PostgreSQL overlaps writers.
+# SQLite has one writer: more threads only queue on serial.py's lock and
+# take the GIL from the one that holds it; in bench/milter.py, with
+# 1 thread 128-147 new tickets/s with the milter's ms= p99 76-118, 4 threads
+# 119-127/s with p99 119-137, 3-4 runs each (docs/postfix.md, "Where the time goes").
 STORE_THREADS = 4
+SQLITE_STORE_THREADS = 1
+
+
+def store_threads(url: str) -> int:
+    return SQLITE_STORE_THREADS if url.startswith("sqlite") else STORE_THREADS
 
 
 def unix_path(address: str) -> str | None:
@@ -331,7 +337,8 @@ def run(config: Config, store: MessageStore | None = None, ingest: Callable | No
 
     actions = actions_for(config)
     # Filter + store run on these threads, never on libmilter's (see make_factory).
-    executor = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="postdesk-store")
+    threads = store_threads(config.store.url)
+    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="postdesk-store")
     sessions = Sessions()
     register(make_factory(config, serial.for_milter(store, config.store.url), ingest, executor), actions, sessions)
     milter.setconn(address)
@@ -369,7 +376,7 @@ def run(config: Config, store: MessageStore | None = None, ingest: Callable | No
         config.milter.spool_memory,
         config.limits.max_message_bytes,
         redact_url(config.store.url),
-        STORE_THREADS,
+        threads,
         os.getpid(),
     )
     status = EX_OK
