@@ -13,17 +13,9 @@ import Milter
 import pytest
 from auth_support import CLIENT, dns_fixture, envelope, message  # noqa: F401
 from Milter import testctx
+from milter_support import fresh_opts  # noqa: F401 (autouse)
 
 from postdesk.milter.app import PostdeskMilter
-
-NR_BITS = Milter.P_NR_CONN | Milter.P_NR_HELO | Milter.P_NR_MAIL | Milter.P_NR_RCPT | Milter.P_NR_DATA | Milter.P_NR_UNKN | Milter.P_NR_EOH | Milter.P_NR_BODY | Milter.P_NR_HDR
-
-
-@pytest.fixture(autouse=True)
-def fresh_opts(monkeypatch):
-    monkeypatch.setattr(testctx.TestCtx, "default_opts", [Milter.CURR_ACTS, 0x1FFFFF & ~NR_BITS, 0, 0])
-    yield
-    Milter.factory = Milter.Milter
 
 
 class Recording(PostdeskMilter):

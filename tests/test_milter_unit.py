@@ -22,6 +22,7 @@ from datetime import UTC
 import Milter
 import pytest
 from Milter import testctx
+from milter_support import fresh_opts  # noqa: F401 (autouse)
 
 from postdesk.milter import subject as subj
 from postdesk.milter.app import PostdeskMilter, make_factory
@@ -53,16 +54,6 @@ class FakeIngest:
         return self.result
 
 
-NR_BITS = Milter.P_NR_CONN | Milter.P_NR_HELO | Milter.P_NR_MAIL | Milter.P_NR_RCPT | Milter.P_NR_DATA | Milter.P_NR_UNKN | Milter.P_NR_EOH | Milter.P_NR_BODY | Milter.P_NR_HDR
-
-
-@pytest.fixture(autouse=True)
-def fresh_opts(monkeypatch):
-    # An MTA that offers no "no reply" bits: TestCtx stops at the first
-    # NOREPLY it sees, so our @noreply callbacks must answer CONTINUE here.
-    monkeypatch.setattr(testctx.TestCtx, "default_opts", [Milter.CURR_ACTS, 0x1FFFFF & ~NR_BITS, 0, 0])
-    yield
-    Milter.factory = Milter.Milter
 
 
 def drive(config, ingest, raw: bytes, sender="customer@example.org", rcpts=("support@example.com",), macros=None, ip="192.0.2.7"):
