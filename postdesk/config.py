@@ -13,7 +13,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,6 +217,28 @@ def _nameservers(key: str, value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _listen(key: str, value: Any) -> str:
+    """``unix:/absolute/path`` or ``HOST:PORT`` (``[v6]:PORT`` for IPv6)."""
+    value = _str(key, value).strip()
+    if value.startswith("unix:"):
+        if not value[5:].startswith("/"):
+            raise ConfigError(f"{key}: {value!r}: expected unix:/absolute/path or HOST:PORT")
+        return value
+    return _hostport(key, value)
+
+
+def _phrases(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list of words or phrases, got {value!r}")
+    out = []
+    for i, v in enumerate(value):
+        v = " ".join(_str(f"{key}[{i}]", v).lower().split())
+        if not v:
+            raise ConfigError(f"{key}[{i}]: empty phrase")
+        out.append(v)
+    return tuple(out)
+
+
 def _level(key: str, value: Any) -> str:
     return _choice("DEBUG", "INFO", "WARNING", "ERROR")(key, _str(key, value).upper())
 
@@ -238,6 +260,11 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable[[str, Any], Any], str]]] = {
         "url": ("sqlite:////var/lib/postdesk/postdesk.db", _store_url, "SQLAlchemy URL: sqlite:///PATH or postgresql+psycopg://..."),
         "attachments": ("/var/lib/postdesk/attachments", _str, "Directory for attachment files (by content hash)"),
         "busy_timeout": (10.0, _number(0), "Seconds to wait for a locked database before a temporary failure"),
+        "blobs": (
+            "auto",
+            _choice("auto", "database", "directory"),
+            "Where attachment bytes live: database (every host reads them), directory (one host), auto (database on PostgreSQL, directory on SQLite)",
+        ),
     },
     "milter": {
         "socket": ("unix:/var/spool/postfix/postdesk/milter.sock", _socket, "Where the milter listens (unix:PATH or inet:PORT@HOST)"),
@@ -262,6 +289,28 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable[[str, Any], Any], str]]] = {
         "max_wait": (900.0, _number(0), "A customer update waits at most this long for a quiet period"),
         "lease": (300.0, _number(1), "Seconds a claimed outbox row stays claimed by one worker"),
         "retry_max_age": (432000.0, _number(1), "Give up on a temporarily failing mail after this many seconds"),
+    },
+    "lmtp": {
+        "listen": ("unix:/var/spool/postfix/postdesk/lmtp.sock", _listen, "Where postdesk lmtp listens (unix:PATH or HOST:PORT)"),
+        "socket_mode": ("0660", _mode, "Permissions of a unix socket, so Postfix can connect"),
+        "socket_group": ("", _str, "Group of a unix socket (empty: leave as is)"),
+    },
+    "lifecycle": {
+        "pending_reminder": (259200.0, _number(0), "Seconds after the last public staff action before a pending ticket's one reminder (0: none)"),
+        "pending_close": (604800.0, _number(0), "Seconds after the last public staff action before a pending ticket is closed (0: never)"),
+        "reopen_window": (2592000.0, _number(0), "A customer reply within this many seconds of closing reopens; later it opens a follow-up ticket"),
+        "thanks_phrases": (
+            ["thanks", "thank you", "thx", "many thanks", "cheers", "danke", "vielen dank", "merci", "gracias"],
+            _phrases,
+            "A short reply to a closed ticket holding one of these and no question does not reopen it",
+        ),
+        "thanks_max_chars": (200, _int(0), "Replies longer than this (new text, in characters) are never taken for a thank-you"),
+        "take_on_reply": (True, _bool, "The first public reply of verified staff takes an unowned ticket"),
+        "owner_alerts": (
+            "owner",
+            _choice("owner", "owner_and_team"),
+            "Once a ticket has an owner, customer-reply alerts go to the owner only, or to the owner and the team",
+        ),
     },
     "limits": {
         "max_message_bytes": (26214400, _int(1024), "Larger messages are refused with 552 5.3.4"),
@@ -306,6 +355,24 @@ class Section:
 
 
 @dataclass(frozen=True)
+class Department:
+    """Where a ticket belongs: its addresses, its team and its From/Reply-To.
+
+    The ``[organization]`` keys make the default department (``name`` "");
+    each ``[[departments]]`` table adds one (README, "Departments").
+    """
+
+    name: str  # "" for the default ([organization])
+    display_name: str  # the From: display name of its mail
+    addresses: tuple[str, ...]  # mail to these opens its tickets
+    team: tuple[str, ...]  # its alerts
+    reply_to: str  # From: and Reply-To: of its mail
+
+
+DEPARTMENT_KEYS = ("name", "display_name", "addresses", "team", "reply_to")
+
+
+@dataclass(frozen=True)
 class Config:
     """The effective configuration: validated values by section and key."""
 
@@ -317,17 +384,49 @@ class Config:
     trust: Section
     dns: Section
     log: Section
+    lmtp: Section
+    lifecycle: Section
+    departments: tuple[Department, ...] = ()
     source: str = "<defaults>"
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     # Convenience predicates used by the filter, the milter and the notifier.
 
     def is_system_address(self, address: str) -> bool:
-        return address.lower() in self.organization.system_addresses
+        a = address.lower()
+        return a in self.organization.system_addresses or any(a in d.addresses for d in self.departments)
 
     def is_own_address(self, address: str) -> bool:
         a = address.lower()
-        return a in self.organization.system_addresses or a == self.organization.reply_to
+        return self.is_system_address(a) or a == self.organization.reply_to or any(a == d.reply_to for d in self.departments)
+
+    @property
+    def default_department(self) -> Department:
+        org = self.organization
+        return Department("", org.name, org.system_addresses, org.team, org.reply_to)
+
+    def department(self, name: str | None) -> Department:
+        """The department called ``name``; the default for "" or a name no
+        longer configured (a ticket keeps its department's name when the
+        config drops it: its mail then goes out as the default's)."""
+        for d in self.departments:
+            if name and d.name == name:
+                return d
+        return self.default_department
+
+    def department_for(self, recipients: Iterable[str]) -> Department:
+        """The department of a message sent to ``recipients``.
+
+        A configured department wins over the default ([organization]
+        addresses); among departments, the one listed first in the config
+        file wins, whatever the order of the recipients (README,
+        "Departments").
+        """
+        wanted = {r.lower() for r in recipients}
+        for d in self.departments:
+            if wanted.intersection(d.addresses):
+                return d
+        return self.default_department
 
     def matches_staff(self, address: str) -> bool:
         a = address.lower()
@@ -362,6 +461,11 @@ class Config:
                 elif key == "socket_mode":
                     value = f"{value:04o}"
                 out[section][key] = value
+        if self.departments:
+            out["departments"] = [  # type: ignore[assignment]
+                {"name": d.name, "display_name": d.display_name, "addresses": list(d.addresses), "team": list(d.team), "reply_to": d.reply_to}
+                for d in self.departments
+            ]
         return out
 
 
@@ -369,7 +473,7 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
     """Validate ``data`` (parsed TOML) against SCHEMA, filling in defaults."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a table at top level")
-    unknown = set(data) - set(SCHEMA)
+    unknown = set(data) - set(SCHEMA) - {"departments"}
     if unknown:
         raise ConfigError(f"unknown section [{sorted(unknown)[0]}] (known: {', '.join(SCHEMA)})")
     sections = {}
@@ -384,9 +488,44 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
         for key, (default, check, _help) in keys.items():
             values[key] = check(f"{name}.{key}", given.get(key, default))
         sections[name] = Section(values)
-    config = Config(**sections, source=source, raw=data)
+    departments = _departments(data.get("departments", []), sections["organization"])
+    config = Config(**sections, departments=departments, source=source, raw=data)
     _check_consistency(config)
     return config
+
+
+def _departments(value: Any, org: Section) -> tuple[Department, ...]:
+    """The ``[[departments]]`` tables, validated; team and reply_to default
+    to the organization's, the display name to the organization's name."""
+    if not isinstance(value, list):
+        raise ConfigError("departments: expected [[departments]] tables")
+    out: list[Department] = []
+    seen_addresses: dict[str, str] = {a: "[organization] system_addresses" for a in org.system_addresses}
+    for i, table in enumerate(value):
+        where = f"departments[{i}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: expected a table")
+        extra = set(table) - set(DEPARTMENT_KEYS)
+        if extra:
+            raise ConfigError(f"{where}.{sorted(extra)[0]}: unknown key (known: {', '.join(DEPARTMENT_KEYS)})")
+        name = _str(f"{where}.name", table.get("name", "")).strip()
+        if not name or len(name) > 64 or any(c in name for c in "\r\n\t"):
+            raise ConfigError(f"{where}.name: a name of 1-64 characters is needed")
+        where = f"departments[{name}]"
+        if any(d.name.lower() == name.lower() for d in out):
+            raise ConfigError(f"{where}: the name is used twice")
+        addresses = _addresses(f"{where}.addresses", table.get("addresses", []))
+        if not addresses:
+            raise ConfigError(f"{where}.addresses: at least one address is needed")
+        for a in addresses:
+            if a in seen_addresses:
+                raise ConfigError(f"{where}.addresses: {a} is already in {seen_addresses[a]}")
+            seen_addresses[a] = f"departments[{name}]"
+        team = _addresses(f"{where}.team", table["team"]) if "team" in table else org.team
+        reply_to = _address(f"{where}.reply_to", table["reply_to"]) if "reply_to" in table else addresses[0]
+        display = _str(f"{where}.display_name", table.get("display_name", org.name))
+        out.append(Department(name, display, addresses, team, reply_to))
+    return tuple(out)
 
 
 def _check_consistency(config: Config) -> None:

@@ -81,6 +81,7 @@ class Decision:
     flags: frozenset[str] = field(default_factory=frozenset)
     reason: str = ""  # for IGNORE and DEFER: why, for the log and the SMTP reply
     auth: AuthResult = UNCHECKED  # who really wrote it (SPF/DKIM/DMARC), see postdesk.auth
+    department: str = ""  # NEW: the department the message was sent to (config.department_for); "" = the default
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,13 @@ class TicketInfo:
     """What the filter may know of an existing ticket."""
 
     number: int
-    status: str  # "open" | "closed"
+    status: str  # "open" | "pending" | "closed"
     requester: str
     participants: frozenset[str]  # lower-cased addresses, requester included
+    department: str = ""  # its [[departments]] name, "" for the default
+    owner: str = ""  # the owner's address, "" when unowned
+    merged_into: int | None = None  # the ticket it was merged into
+    closed_at: datetime | None = None  # when it was last closed
 
 
 class Known(Protocol):

@@ -129,6 +129,7 @@ class Draft:
     text: str = ""
     new_text: str = ""
     attachments: tuple[Attachment, ...] = ()
+    department: str = ""  # set by rule "recipients": the department the mail was sent to
 
     @classmethod
     def start(cls, parsed: Parsed, envelope: Envelope, known: Known, config: Config, now: datetime | None, auth: AuthResult) -> Draft:
@@ -194,5 +195,6 @@ class Draft:
             notify_team=self.notify_team,
             cc=self.cc,
             flags=frozenset(self.flags),
+            department=self.department,
             **self._base(),
         )

@@ -318,6 +318,7 @@ def apply(
                 "requester_id": requester[0],
                 "created_at": now,
                 "updated_at": now,
+                "department": d.department,
             },
         ).scalar_one()
     else:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -57,17 +58,38 @@ class Person(Base):
 
 
 class Ticket(Base):
+    """A ticket.  status: open | pending (waiting for the customer) | closed.
+
+    Revision 0004 (departments and the lifecycle): ``department`` is the
+    name of its ``[[departments]]`` table ("" for the default), ``owner_id``
+    the staff member who owns it, ``merged_into`` the number of the ticket
+    it was merged into, ``closed_at`` when it was last closed (the reopen
+    window runs from it), ``last_public_staff_at`` when staff last acted
+    publicly on it (the pending reminder and auto-close run from it), and
+    ``reminded_at`` when the one pending reminder was queued.
+    """
+
     __tablename__ = "tickets"
+    # ix_tickets_pending: the notifier's due query (pending tickets by the
+    # time of their last public staff action) reads only the due rows.
+    __table_args__ = (Index("ix_tickets_pending", "status", "last_public_staff_at"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[int] = mapped_column(Integer, unique=True)
     subject: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | pending | closed
     visible_to_customers: Mapped[bool] = mapped_column(Boolean, default=True)
     requester_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    department: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", name="fk_tickets_owner_id_people"), nullable=True)
+    merged_into: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_public_staff_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    reminded_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
-    requester: Mapped[Person] = relationship()
+    requester: Mapped[Person] = relationship(foreign_keys=[requester_id])
+    owner: Mapped[Person | None] = relationship(foreign_keys=[owner_id])
     actions: Mapped[list[Action]] = relationship(back_populates="ticket", order_by="Action.id")
     participants: Mapped[list[Participant]] = relationship(back_populates="ticket")
 
@@ -116,6 +138,8 @@ class Action(Base):
     # Revision 0003: the authentication verdict of the message, as JSON
     # ({"spf", "dkim", "dmarc", "verified"}, RFC 8601 words); "" when none.
     auth: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Revision 0004: the message's HTML, sanitised ("" when it had none).
+    html: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
     ticket: Mapped[Ticket] = relationship(back_populates="actions")
@@ -135,6 +159,8 @@ class Attachment(Base):
     content_type: Mapped[str] = mapped_column(String(255), default="application/octet-stream")
     filename: Mapped[str] = mapped_column(String(255), default="")
     content_id: Mapped[str] = mapped_column(String(255), default="")
+    # Revision 0004: an inline part (an image the HTML shows by its cid:).
+    inline: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     path: Mapped[str] = mapped_column(String(255))
 
     action: Mapped[Action] = relationship(back_populates="attachments")

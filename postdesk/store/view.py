@@ -24,9 +24,11 @@ _PE = Person.__table__
 _A = Action.__table__
 _O = Outbox.__table__
 
+_OWNER = _PE.alias("owner")
 _TICKET = (
-    select(_T.c.id, _T.c.number, _T.c.status, _PE.c.address)
+    select(_T.c.id, _T.c.number, _T.c.status, _PE.c.address, _T.c.department, _OWNER.c.address, _T.c.merged_into, _T.c.closed_at)
     .join(_PE, _PE.c.id == _T.c.requester_id)
+    .outerjoin(_OWNER, _OWNER.c.id == _T.c.owner_id)
     .where(_T.c.number == bindparam("number"))
 )
 _PARTICIPANT_ADDRESSES = (
@@ -94,13 +96,17 @@ class KnownView:
         row = self._conn.execute(_TICKET, {"number": number}).first()
         if row is None:
             return None
-        t_id, number, status, requester = row
+        t_id, number, status, requester, department, owner, merged_into, closed_at = row
         addresses = self._conn.execute(_PARTICIPANT_ADDRESSES, {"t_id": t_id}).scalars().all()
         return TicketInfo(
             number=number,
             status=status,
             requester=requester,
             participants=frozenset(addresses) | {requester},
+            department=department or "",
+            owner=owner or "",
+            merged_into=merged_into,
+            closed_at=closed_at,
         )
 
     def ticket_for_message_ids(self, message_ids: Sequence[str]) -> int | None:

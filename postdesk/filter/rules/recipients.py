@@ -7,6 +7,11 @@ an existing ticket in the subject (so the history stays complete and the
 customer's reply threads).  That action is flagged ``direct``, and the
 people who got it directly (envelope recipients, To, Cc) are not mailed it
 again.  Everything else is ignored.
+
+The department of the message is decided here too: the first
+``[[departments]]`` table (in config order) holding one of the envelope
+recipients, else the default (``Config.department_for``); a new ticket
+belongs to it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from postdesk.filter.draft import Draft, not_ours
 def apply(d: Draft) -> Decision | None:
     config, envelope = d.config, d.envelope
     d.cc = not_ours(d.headers.to_cc, config)
-    if any(config.is_system_address(hdr.clean_address(r)) for r in envelope.recipients):
+    recipients = [hdr.clean_address(r) for r in envelope.recipients]
+    if any(config.is_system_address(r) for r in recipients):
+        d.department = config.department_for(recipients).name
         return None
     number = threadmod.find_tag(d.headers.original_subject, config.organization.tag)
     if not (d.trust.staff and d.trust.sasl and number is not None and d.known.ticket(number) is not None):
