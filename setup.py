@@ -25,10 +25,13 @@ setup(
         "authres>=1.2",
         "publicsuffixlist>=1.0",
         "flufl.bounce>=4.0",  # non-standard bounce formats (postdesk.filter.rules.bounce)
+        "aiosmtpd>=1.4",  # postdesk lmtp: the resident after-queue path (its LMTP server)
+        "nh3>=0.2",  # sanitising HTML mail (ammonia's rules: no script, handlers, forms, remote loads)
+        "charset-normalizer>=3.0",  # guessing the charset of raw 8-bit headers and unlabelled bodies
     ],
     extras_require={
         "pg": ["psycopg[binary]>=3.1"],
-        "test": ["pytest>=7", "aiosmtpd>=1.4", "dnslib>=0.9.24", "hypothesis>=6.100", "mypy>=1.10", "ruff>=0.5"],
+        "test": ["pytest>=7", "dnslib>=0.9.24", "hypothesis>=6.100", "mypy>=1.10", "ruff>=0.5"],
     },
     entry_points={"console_scripts": ["postdesk = postdesk.cli:main"]},
 )
