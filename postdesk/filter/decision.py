@@ -82,6 +82,16 @@ class Decision:
     reason: str = ""  # for IGNORE and DEFER: why, for the log and the SMTP reply
     auth: AuthResult = UNCHECKED  # who really wrote it (SPF/DKIM/DMARC), see postdesk.auth
     department: str = ""  # NEW: the department the message was sent to (config.department_for); "" = the default
+    # The lifecycle (docs/commands.md): set by the staff commands and by the
+    # reopen rules; the store applies them in the message's transaction.
+    status: str = ""  # the ticket's new status: "open" | "pending" | "closed"; "" = unchanged
+    owner: str | None = None  # the new owner's address ([take], [assign ADDRESS]); "" = none; None = unchanged
+    merge_into: int | None = None  # [merge #N]: merge this message's ticket into N
+    follow_up_of: int | None = None  # NEW: a reply to a ticket closed longer than the reopen window
+    requester: str = ""  # NEW by [fwd]: the customer the forwarded mail came from ("" = the author)
+    requester_name: str = ""
+    note: str = ""  # [fwd]: the staff member's own text, a private action beside the customer's
+    refused: tuple[str, ...] = ()  # commands not honoured, each "COMMAND: why", for the private reply to staff
 
 
 @dataclass(frozen=True)
