@@ -239,6 +239,24 @@ def _phrases(key: str, value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
+
+
+def _language(key: str, value: Any) -> str:
+    """A language tag as templates are filed: ``en``, ``de``, ``pt-br`` (lower case)."""
+    value = _str(key, value).strip().lower().replace("_", "-")
+    if not _LANGUAGE.match(value):
+        raise ConfigError(f"{key}: {value!r} is not a language tag (expected e.g. \"en\", \"de\" or \"pt-br\")")
+    return value
+
+
+def _directory(key: str, value: Any) -> str:
+    value = _str(key, value).strip()
+    if value and not value.startswith("/"):
+        raise ConfigError(f"{key}: {value!r}: expected an absolute path (or \"\" for none)")
+    return value
+
+
 def _level(key: str, value: Any) -> str:
     return _choice("DEBUG", "INFO", "WARNING", "ERROR")(key, _str(key, value).upper())
 
@@ -312,6 +330,10 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable[[str, Any], Any], str]]] = {
             "Once a ticket has an owner, customer-reply alerts go to the owner only, or to the owner and the team",
         ),
     },
+    "templates": {
+        "directory": ("", _directory, "Directory of edited mail templates, LANG/KIND.subject|txt|html (empty: the shipped ones only)"),
+        "language": ("en", _language, "Language of mail when a ticket's own is unknown or has no templates (en, de, ...)"),
+    },
     "limits": {
         "max_message_bytes": (26214400, _int(1024), "Larger messages are refused with 552 5.3.4"),
         "max_attachments": (100, _int(0), "Attachments kept per message; the rest are listed, not stored"),
@@ -367,9 +389,11 @@ class Department:
     addresses: tuple[str, ...]  # mail to these opens its tickets
     team: tuple[str, ...]  # its alerts
     reply_to: str  # From: and Reply-To: of its mail
+    language: str = ""  # its mail's default language ("": [templates] language)
+    templates: str = ""  # its own template directory ("": [templates] directory)
 
 
-DEPARTMENT_KEYS = ("name", "display_name", "addresses", "team", "reply_to")
+DEPARTMENT_KEYS = ("name", "display_name", "addresses", "team", "reply_to", "language", "templates")
 
 
 @dataclass(frozen=True)
@@ -386,6 +410,7 @@ class Config:
     log: Section
     lmtp: Section
     lifecycle: Section
+    templates: Section
     departments: tuple[Department, ...] = ()
     source: str = "<defaults>"
     raw: dict = field(default_factory=dict, repr=False, compare=False)
@@ -463,7 +488,15 @@ class Config:
                 out[section][key] = value
         if self.departments:
             out["departments"] = [  # type: ignore[assignment]
-                {"name": d.name, "display_name": d.display_name, "addresses": list(d.addresses), "team": list(d.team), "reply_to": d.reply_to}
+                {
+                    "name": d.name,
+                    "display_name": d.display_name,
+                    "addresses": list(d.addresses),
+                    "team": list(d.team),
+                    "reply_to": d.reply_to,
+                    "language": d.language,
+                    "templates": d.templates,
+                }
                 for d in self.departments
             ]
         return out
@@ -524,7 +557,9 @@ def _departments(value: Any, org: Section) -> tuple[Department, ...]:
         team = _addresses(f"{where}.team", table["team"]) if "team" in table else org.team
         reply_to = _address(f"{where}.reply_to", table["reply_to"]) if "reply_to" in table else addresses[0]
         display = _str(f"{where}.display_name", table.get("display_name", org.name))
-        out.append(Department(name, display, addresses, team, reply_to))
+        language = _language(f"{where}.language", table["language"]) if "language" in table else ""
+        templates = _directory(f"{where}.templates", table.get("templates", ""))
+        out.append(Department(name, display, addresses, team, reply_to, language, templates))
     return tuple(out)
 
 

@@ -43,6 +43,7 @@ class AttachmentInfo:
     size: int
     sha256: str
     content_id: str = ""
+    inline: bool = False  # shown in the HTML by its Content-ID
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Entry:
     created_at: datetime
     flags: frozenset[str] = frozenset()
     attachments: tuple[AttachmentInfo, ...] = ()
+    html: str = ""  # the sanitised HTML of the new text, "" for none
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class Job:
     since_action_id: int = 0  # update: the participant's mark it started from
     created_at: datetime | None = None  # when the row was queued (gives up after retry_max_age)
     new_ticket: bool = True  # alert: a new ticket, or a reply on one
+    department: str = ""  # the ticket's department ("" the default)
+    language: str = ""  # the ticket's language ("" unknown)
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,7 @@ class ActionRow:
     message_id: str = ""
     delivered_to: frozenset[str] = frozenset()  # got it directly (To/Cc)
     attachments: tuple[AttachmentInfo, ...] = ()
+    html: str = ""  # the message's sanitised HTML as stored, "" for none
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,8 @@ class Claimed:
     candidates: tuple[ActionRow, ...] = ()
     past: tuple[PastUpdate, ...] = ()
     sent_in_window: tuple[datetime, ...] = ()
+    department: str = ""
+    language: str = ""
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,7 @@ class Decision:
     requester_name: str = ""
     note: str = ""  # [fwd]: the staff member's own text, a private action beside the customer's
     refused: tuple[str, ...] = ()  # commands not honoured, each "COMMAND: why", for the private reply to staff
+    language: str = ""  # a new ticket's language (rule "language"), "" unknown
 
 
 @dataclass(frozen=True)

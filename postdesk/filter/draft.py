@@ -130,6 +130,7 @@ class Draft:
     new_text: str = ""
     attachments: tuple[Attachment, ...] = ()
     department: str = ""  # set by rule "recipients": the department the mail was sent to
+    language: str = ""  # set by rule "language": a new ticket's language
 
     @classmethod
     def start(cls, parsed: Parsed, envelope: Envelope, known: Known, config: Config, now: datetime | None, auth: AuthResult) -> Draft:
@@ -196,5 +197,6 @@ class Draft:
             cc=self.cc,
             flags=frozenset(self.flags),
             department=self.department,
+            language=self.language,
             **self._base(),
         )

@@ -32,20 +32,27 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from email import encoders
 from email.charset import QP, Charset
 from email.header import Header
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
+from email.message import Message
 from email.mime.text import MIMEText
 from email.utils import format_datetime
 from urllib.parse import quote
+
+from markupsafe import Markup
 
 from postdesk.config import Config
 from postdesk.filter import clean_header
 from postdesk.mail import LOOP_HEADER, REPLY_MARKER, TICKET_HEADER
 from postdesk.msgid import make_message_id
+from postdesk.notifier.templates import Rendered, Templates
+from postdesk.notifier.templates import for_config as templates_for
 from postdesk.outbox_rows import Entry, Job, Person
+from postdesk.sanitise import cid_references, sanitise_html
 
 # The filter cuts a reply at this line, so customers' quoted history of our
 # own mail never becomes part of the ticket.
@@ -205,19 +212,11 @@ def _percent(value: str) -> str:
 
 
 # --- bodies ------------------------------------------------------------------
+# The words are in template files (postdesk.notifier.templates); here is
+# what the templates are given: cleaned values, never markup from mail
+# except each action's sanitised HTML (``e.html``, marked safe).
 
-
-def _when(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("bytes", "KB", "MB"):
-        if size < 1024 or unit == "MB":
-            return f"{n} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(n)
+_STATUS = re.compile(r"^Status changed from (\w+) to (\w+)$")
 
 
 def _tag(config: Config, job: Job) -> str:
@@ -233,74 +232,66 @@ def _who(person: Person | None, config: Config) -> str:
     return clean(person.label())
 
 
-def _attachment_lines(entry: Entry) -> list[str]:
-    return [f"  - {clean(a.filename) or 'attachment'} ({clean(a.content_type)}, {_size(a.size)})" for a in entry.attachments]
+def _entry(entry: Entry, config: Config, html: bool) -> dict[str, Any]:
+    status = _STATUS.match(entry.text.strip()) if entry.kind == "status" else None
+    return {
+        "id": entry.id,
+        "kind": entry.kind,
+        "public": entry.public,
+        "who": _who(entry.author, config),
+        "who_full": clean(entry.author.label()) if entry.author else "",
+        "when": entry.created_at,
+        "text": entry.text.strip() if entry.kind == "status" else entry.text.rstrip(),
+        "html": Markup(sanitise_html(entry.html)) if html and entry.html else Markup(""),
+        "flags": sorted(entry.flags),
+        "old_status": status.group(1) if status else "",
+        "new_status": status.group(2) if status else "",
+        "attachments": [
+            {"filename": clean(a.filename), "content_type": clean(a.content_type), "size": a.size, "inline": a.inline} for a in entry.attachments
+        ],
+    }
+
+
+def context(job: Job, config: Config, html: bool = False) -> dict[str, Any]:
+    """What every template of ``job.kind`` is given (docs/templates.md)."""
+    department = config.department(job.department)
+    return {
+        "kind": job.kind,
+        "org_name": clean(department.display_name or config.organization.name),
+        "department": department.name,
+        "tag": _tag(config, job),
+        "ticket": job.ticket,
+        "subject": clean(job.subject)[:MAX_SUBJECT],
+        "status": job.status,
+        "recipient_name": clean(job.recipient.name),
+        "recipient_address": job.recipient.address,
+        "new_ticket": job.new_ticket,
+        "language": job.language,
+        "reply_marker": REPLY_MARKER,
+        "entries": [_entry(e, config, html) for e in job.entries],
+    }
+
+
+def render(job: Job, config: Config, html: bool = False, templates: Templates | None = None) -> Rendered:
+    """Subject, text (our reply marker first) and HTML of ``job``'s mail."""
+    templates = templates or templates_for(config)
+    department = config.department(job.department)
+    out = templates.render(job.kind, context(job, config, html), department, job.language, html)
+    # The marker is not left to the templates: the filter cuts replies at it.
+    text = f"{REPLY_MARKER}\n\n{out.text.lstrip(chr(10))}"
+    return Rendered(subject=out.subject, text=text, html=out.html)
 
 
 def ack_text(job: Job, config: Config) -> str:
-    hello = f"Hello {clean(job.recipient.name)}," if clean(job.recipient.name) else "Hello,"
-    tag = _tag(config, job)
-    return "\n".join(
-        [
-            REPLY_MARKER,
-            "",
-            hello,
-            "",
-            f"we have received your message and opened ticket {tag}:",
-            f"  {clean(job.subject) or '(no subject)'}",
-            "",
-            "Our team will get back to you. To add anything, reply to this mail",
-            f"and keep {tag} in the subject.",
-            "",
-            "-- ",
-            clean(config.organization.name),
-            "",
-        ]
-    )
+    return render(job, config).text
 
 
 def alert_text(job: Job, config: Config) -> str:
-    tag = _tag(config, job)
-    lines = [REPLY_MARKER, ""]
-    for entry in job.entries:
-        who = entry.author.label() if entry.author else "(unknown sender)"
-        what = "New ticket" if job.new_ticket else "New reply on ticket"
-        lines.append(f"{what} {tag} from {clean(who)}")
-        lines.append(f"Subject: {clean(job.subject) or '(no subject)'}")
-        lines.append(f"Received: {_when(entry.created_at)}")
-        if not entry.public:
-            flags = ", ".join(sorted(entry.flags)) or "private"
-            lines.append(f"Private action ({flags}): customers are not told about it.")
-        lines += ["", entry.text.rstrip() or "(no text)", ""]
-        if entry.attachments:
-            lines.append("Attachments:")
-            lines += _attachment_lines(entry)
-            lines.append("")
-    lines += [
-        "-- ",
-        f"Reply to this mail to answer on {tag}; put [pvt] in your reply to keep it",
-        "internal, [closed] to close the ticket.",
-        "",
-    ]
-    return "\n".join(lines)
+    return render(job, config).text
 
 
 def update_text(job: Job, config: Config) -> str:
-    tag = _tag(config, job)
-    lines = [REPLY_MARKER, "", f"Ticket {tag}: {clean(job.subject) or '(no subject)'}", ""]
-    for entry in job.entries:
-        if entry.kind == "status":
-            lines.append(f"{_when(entry.created_at)}: {entry.text.strip() or 'status changed to ' + job.status}")
-            lines.append("")
-            continue
-        lines.append(f"{_who(entry.author, config)} wrote on {_when(entry.created_at)}:")
-        lines += ["", entry.text.rstrip() or "(no text)", ""]
-        if entry.attachments:
-            lines.append("Attached:")
-            lines += _attachment_lines(entry)
-            lines.append("")
-    lines += ["-- ", f"To answer, reply to this mail and keep {tag} in the subject.", clean(config.organization.name), ""]
-    return "\n".join(lines)
+    return render(job, config).text
 
 
 # --- the message ---------------------------------------------------------------
@@ -375,6 +366,80 @@ def _mixed_entity(text: str, parts: list[MIMEBase]) -> bytes:
     return msg.as_bytes(policy=_SMTP_COMPAT)
 
 
+def _html_part(html: str) -> MIMEText:
+    cs = Charset("utf-8")
+    cs.body_encoding = QP  # soft line breaks: no line over 76 octets, whatever the HTML
+    return MIMEText(html, "html", cs)  # type: ignore[arg-type]  # as _text_part
+
+
+def _inline_part(info, data: bytes, cid: str) -> MIMEBase:
+    part = _attachment_part(info, data)
+    part["Content-ID"] = f"<{cid}>"
+    part.replace_header("Content-Disposition", "inline" + filename_param(info.filename).removeprefix("attachment"))
+    return part
+
+
+def _bare(part: Message) -> Message:
+    del part["MIME-Version"]  # RFC 2045 4: on the message, not on each part
+    return part
+
+
+def _entity(job: Job, rendered: Rendered, read_attachment: Callable[[str], bytes] | None) -> bytes:
+    """The body entity of ``job``'s mail.
+
+    Text only: text/plain.  With attachments (updates): multipart/mixed,
+    the text first.  With HTML::
+
+        multipart/mixed                      (when other attachments go too)
+          multipart/alternative              (RFC 2046 5.1.4: the plainest first)
+            text/plain
+            multipart/related                (RFC 2387; only with inline images)
+              text/html
+              image/...  Content-ID: <cid>   (the same bytes and cid as received)
+          attachments...
+
+    An inline image goes in the related part when the HTML shows it by its
+    cid (``sanitise.cid_references``); otherwise, and in text-only mail, it
+    is an attachment like any other.  A team alert carries only the
+    inline images its HTML shows (its attachments are listed, as before).
+    """
+    read = read_attachment
+    html = rendered.html
+    shown = set(cid_references(html)) if html else set()
+    inline: list[Message] = []
+    attached: list[Message] = []
+    seen: set[str] = set()
+    for entry in job.entries:
+        for info in entry.attachments:
+            cid = info.content_id.strip().strip("<>")
+            if html and info.inline and cid in shown and read is not None and msgid(cid):
+                if cid not in seen:  # one part per cid: the HTML can show it twice
+                    seen.add(cid)
+                    inline.append(_inline_part(info, read(info.sha256), cid))
+            elif job.kind == "update" and read is not None:
+                attached.append(_attachment_part(info, read(info.sha256)))
+    if html is None:
+        if not attached:
+            return _text_entity(rendered.text)
+        return _mixed_entity(rendered.text, attached)  # type: ignore[arg-type]
+    html_entity: Message = _html_part(html)
+    if inline:
+        related = MIMEMultipart("related", type="text/html")
+        for p in [html_entity, *inline]:
+            related.attach(_bare(p))
+        html_entity = related
+    alternative = MIMEMultipart("alternative")
+    for p in [_text_part(rendered.text), html_entity]:
+        alternative.attach(_bare(p))
+    top = alternative
+    if attached:
+        top = MIMEMultipart("mixed")
+        for p in [alternative, *attached]:
+            top.attach(_bare(p))
+    del top["MIME-Version"]
+    return top.as_bytes(policy=_SMTP_COMPAT)
+
+
 def compose(
     job: Job,
     config: Config,
@@ -388,24 +453,21 @@ def compose(
     domain = reply_to.rpartition("@")[2]
     recipient = address(job.recipient.address)
 
-    if job.kind == "ack":
-        text, auto = ack_text(job, config), "auto-replied"
-    elif job.kind == "alert":
-        text, auto = alert_text(job, config), "auto-generated"
-    elif job.kind == "update":
-        text, auto = update_text(job, config), "auto-generated"
-    else:
+    autos = {"ack": "auto-replied", "alert": "auto-generated", "update": "auto-generated"}
+    if job.kind not in autos:
         raise ComposeError(f"unknown outbox kind {job.kind!r}")
-
-    parts = []
-    if job.kind == "update" and read_attachment is not None:
-        for entry in job.entries:
-            for info in entry.attachments:
-                parts.append(_attachment_part(info, read_attachment(info.sha256)))
-    entity = _mixed_entity(text, parts) if parts else _text_entity(text)
+    auto = autos[job.kind]
+    # HTML only when an action has some (an ack carries the customer's own
+    # words back, never HTML); the text part always says everything.
+    wants_html = job.kind in ("alert", "update") and any(e.html for e in job.entries)
+    rendered = render(job, config, html=wants_html)
+    entity = _entity(job, rendered, read_attachment)
 
     own = make_message_id(job.ticket, secret, domain)
-    subject = f"{_tag(config, job)} {clean(job.subject)[:MAX_SUBJECT]}".rstrip()
+    subject = clean(rendered.subject)[: MAX_SUBJECT + 40]
+    if _tag(config, job) not in subject:
+        # Replies find their ticket by the tag (docs/filter.md): a template cannot drop it.
+        subject = f"{_tag(config, job)} {subject}".rstrip()
 
     # A staff reply to an alert must reach a system address to become an action.
     answer_to = reply_to if job.kind != "alert" or config.is_system_address(reply_to) else org.system_addresses[0]

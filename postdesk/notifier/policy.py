@@ -51,9 +51,6 @@ NO_ACK_FLAGS = frozenset({"auto", "list", "bulk", "bounce", "loop"})
 # Local parts that are the mail system itself (RFC 5321 section 4.5.5, RFC 3834 section 2).
 SYSTEM_LOCALS = ("mailer-daemon", "postmaster")
 
-NO_TEXT = "(no text)"
-NO_TEXT_ATTACHED = "(no text; see the attachments)"
-
 Decision = Job | Skip | Defer
 
 
@@ -71,16 +68,21 @@ def entry(action: ActionRow, customer: bool = False) -> Entry:
 
     Never the whole text in customer mail: it holds the quoted history,
     which may quote a private team alert or another customer's words.  An
-    update carries only public actions, so their attachments are public.  A
-    status entry without text is worded by compose.  A team alert shows
-    staff the whole text when the filter found nothing new.
+    update carries only public actions, so their attachments are public.  An
+    entry without text is worded by the templates ("(no text)").  A team
+    alert shows staff the whole text when the filter found nothing new.
+    The HTML, when the message had some, has its quoted history cut the
+    same way (``postdesk.notifier.html.new_html``).
     """
+    from postdesk.notifier.html import new_html
+
     if action.new_text.strip():
         text = action.new_text
     elif customer:
-        text = "" if action.kind == "status" else NO_TEXT_ATTACHED if action.attachments else NO_TEXT
+        text = ""
     else:
         text = action.text
+    html = new_html(action.html) if action.html and action.kind == "message" else ""
     return Entry(
         id=action.id,
         kind=action.kind,
@@ -90,6 +92,7 @@ def entry(action: ActionRow, customer: bool = False) -> Entry:
         created_at=action.created_at,
         flags=action.flags,
         attachments=action.attachments,
+        html=html,
     )
 
 
@@ -271,6 +274,8 @@ def _job(c: Claimed, entries: list[Entry], *, in_reply_to: str = "", **kw) -> Jo
         entries=tuple(entries),
         created_at=c.created_at,
         in_reply_to=in_reply_to or "",
+        department=c.department,
+        language=c.language,
         **kw,
     )
 

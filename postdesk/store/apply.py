@@ -319,6 +319,7 @@ def apply(
                 "created_at": now,
                 "updated_at": now,
                 "department": d.department,
+                "language": d.language,
             },
         ).scalar_one()
     else:

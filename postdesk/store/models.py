@@ -87,6 +87,8 @@ class Ticket(Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_public_staff_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     reminded_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Revision 0007: the language of the customer's first mail ("" unknown).
+    language: Mapped[str] = mapped_column(String(16), default="", server_default="")
 
     requester: Mapped[Person] = relationship(foreign_keys=[requester_id])
     owner: Mapped[Person | None] = relationship(foreign_keys=[owner_id])

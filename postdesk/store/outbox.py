@@ -146,9 +146,11 @@ def _action_row(a: Action) -> ActionRow:
                 size=x.size,
                 sha256=x.sha256,
                 content_id=x.content_id or "",
+                inline=bool(x.inline),
             )
             for x in a.attachments
         ),
+        html=a.html or "",
     )
 
 
@@ -258,6 +260,8 @@ def _claimed(s: Session, row: Outbox, pre: _Preload) -> Claimed:
         visible=bool(ticket.visible_to_customers),
         recipient=pre.person(to),
         created_at=row.created_at,
+        department=ticket.department or "",
+        language=ticket.language or "",
     )
     if row.kind in ("ack", "alert"):
         action = s.get(Action, row.action_id) if row.action_id else None

@@ -21,6 +21,7 @@ from postdesk.filter.rules import (
     content,
     duplicate,
     identity,
+    language,
     loop,
     new_tickets,
     recipients,
@@ -44,6 +45,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("identity", identity.apply),  # forged or unverified authors
     ("new_tickets", new_tickets.apply),  # a sender's new-ticket rate: defer
     ("content", content.apply),  # body, new text, attachments
+    ("language", language.apply),  # a new ticket's language (Content-Language, else the words)
     ("commands", commands.apply),  # [pvt] / [closed] from staff
     ("stranger", stranger.apply),  # newcomers on a ticket stay private
     ("team_alert", team_alert.apply),  # who alerts the team
