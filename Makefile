@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := postfix libmilter-dev swaks time
+APT_PACKAGES := postfix libmilter-dev swaks time mutt
 PYTEST_ARGS ?=
 
 .PHONY: all deps venv lint test demo bench clean

@@ -11,7 +11,10 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     packages=find_packages(include=["postdesk", "postdesk.*"]),
-    package_data={"postdesk.store": ["migrations/*.py", "migrations/versions/*.py"]},
+    package_data={
+        "postdesk.store": ["migrations/*.py", "migrations/versions/*.py"],
+        "postdesk": ["templates/*/*.subject", "templates/*/*.txt", "templates/*/*.html"],
+    },
     install_requires=[
         "pymilter>=1.0.5",
         "dnspython>=2.3",
@@ -28,6 +31,7 @@ setup(
         "aiosmtpd>=1.4",  # postdesk lmtp: the resident after-queue path (its LMTP server)
         "nh3>=0.2",  # sanitising HTML mail (ammonia's rules: no script, handlers, forms, remote loads)
         "charset-normalizer>=3.0",  # guessing the charset of raw 8-bit headers and unlabelled bodies
+        "jinja2>=3.1",  # the mail templates, in its sandbox (postdesk.notifier.templates)
     ],
     extras_require={
         "pg": ["psycopg[binary]>=3.1"],

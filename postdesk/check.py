@@ -2,6 +2,9 @@
 
 The checks, each skippable with ``--skip NAME``:
 
+- ``templates``: every mail template (shipped, ``[templates] directory``,
+  departments' ``templates``) compiles and renders with sample data; a
+  problem names the file and line (``postdesk.notifier.templates``).
 - ``store``: the database opens and ``postdesk init`` has run.
 - ``postfix``: what ``postconf`` (main.cf) and ``postconf -F``/``-P``
   (master.cf) say.  Every smtpd service must reach our socket through
@@ -54,7 +57,7 @@ from postdesk.outcomes import EX_CONFIG, EX_OK, EX_UNAVAILABLE
 
 CONFIG = "config"  # the fix is a setting or a permission
 DOWN = "unavailable"  # the fix is to start or repair something
-STEPS = ("store", "postfix", "socket", "permissions", "dns")
+STEPS = ("templates", "store", "postfix", "socket", "permissions", "dns")
 GROUP_FIX = "adduser postfix {group} && postfix reload"
 
 
@@ -499,6 +502,19 @@ def _group_name(gid: int) -> str:
 # -- the store ----------------------------------------------------------------------
 
 
+def check_templates(config: Config, report: Report) -> None:
+    """Every mail template compiles and renders with sample data (file:line when not)."""
+    from postdesk.notifier.templates import TemplateProblem, load
+
+    try:
+        templates = load(config)
+    except TemplateProblem as e:
+        for problem in e.problems:
+            report.problem(CONFIG, f"template {problem}", "fix the template (the notifier does not start until every template renders)")
+        return
+    report.ok(f"{len(templates.compiled)} mail templates render (languages: {', '.join(sorted(templates.languages))})")
+
+
 def check_store(config: Config, report: Report) -> None:
     from postdesk.config import redact_url
 
@@ -674,6 +690,7 @@ def run(config: Config, *, skip: frozenset[str] | set[str] = frozenset(), postfi
         view[0] = check_postfix(config, report, postfix_config)
 
     steps = {
+        "templates": lambda: check_templates(config, report),
         "store": lambda: check_store(config, report),
         "postfix": postfix_step,
         "socket": lambda: check_socket(config, report, view[0].queue_directory if view[0] else None),

@@ -33,7 +33,7 @@ from postdesk.notifier import policy
 from postdesk.notifier.compose import ComposeError, compose
 from postdesk.notifier.smtp import SubmitError, Submitter
 from postdesk.outbox_rows import Defer, Done, Job, Skip
-from postdesk.outcomes import EX_OK, EX_SOFTWARE, EX_TEMPFAIL
+from postdesk.outcomes import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_TEMPFAIL
 from postdesk.store import outbox
 
 log = logging.getLogger("postdesk.notifier")
@@ -219,6 +219,17 @@ def run(config: Config, once: bool = False, clock: Callable[[], datetime] = utcn
 
     from postdesk.store import Store, StoreUnavailable
 
+    from postdesk.notifier.templates import TemplateProblem, for_config
+
+    try:
+        # Every template, tried with sample data before the first mail: a
+        # broken one stops start-up here, never a mail at send time.
+        for_config(config)
+    except TemplateProblem as e:
+        for problem in e.problems:
+            log.error("template %s", problem)
+        log.error("not started: fix the templates (postdesk check lists them)")
+        return EX_CONFIG
     own_store = store is None
     store = store or Store.from_config(config)
     try:
