@@ -446,3 +446,10 @@ def test_json_is_parseable_by_scripts(shared_desk):
     p = shared_desk.cli("ticket", "show", "1000", "--json")
     data = json.loads(p.stdout)
     assert json.loads(json.dumps(data)) == data
+
+
+def test_a_new_ticket_records_the_customers_language(desk):
+    desk.record(make_mail(body="Hallo, der Drucker in Raum 4 brennt und ich kann nicht drucken. Bitte helfen Sie mir.\n"))
+    desk.record(make_mail(subject="Other", body="x\n").replace(b"Subject: Other\n", b"Subject: Other\nContent-Language: fr\n"))
+    assert json.loads(desk.cli("ticket", "show", "1000", "--json").stdout)["language"] == "de"
+    assert json.loads(desk.cli("ticket", "show", "1001", "--json").stdout)["language"] == "fr"

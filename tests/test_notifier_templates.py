@@ -97,8 +97,9 @@ def test_override_directory_wins_file_by_file_and_keeps_the_tag(make_config, tmp
     cfg = make_config(templates={"directory": str(tmp_path / "t")})
     out = render(dataclasses.replace(jobs()["update"][0], language="de"), cfg)
     # The tag is what threads a reply: put back when a template leaves it out.
-    from postdesk.notifier.compose import compose
     from datetime import datetime
+
+    from postdesk.notifier.compose import compose
 
     mail = compose(dataclasses.replace(jobs()["update"][0], language="de"), cfg, b"k" * 32, datetime(2026, 1, 2), lambda s: b"x")
     assert out.subject.strip() == "Neuigkeiten zu Ihrer Anfrage"

@@ -32,15 +32,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 from email import encoders
 from email.charset import QP, Charset
 from email.header import Header
+from email.message import Message
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
-from email.message import Message
 from email.mime.text import MIMEText
 from email.utils import format_datetime
+from typing import Any
 from urllib.parse import quote
 
 from markupsafe import Markup

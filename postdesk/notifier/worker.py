@@ -217,9 +217,8 @@ def run(config: Config, once: bool = False, clock: Callable[[], datetime] = utcn
     75 (EX_TEMPFAIL) when a single pass could not reach the store."""
     import schedule
 
-    from postdesk.store import Store, StoreUnavailable
-
     from postdesk.notifier.templates import TemplateProblem, for_config
+    from postdesk.store import Store, StoreUnavailable
 
     try:
         # Every template, tried with sample data before the first mail: a

@@ -44,6 +44,7 @@ def ticket_dict(t: Ticket) -> dict[str, Any]:
         "requester": t.requester.address,
         "created_at": _iso(t.created_at),
         "updated_at": _iso(t.updated_at),
+        "language": t.language or "",
     }
 
 
