@@ -23,6 +23,13 @@ deployment, synchronous=FULL) in a temp directory.  Needs root and Postfix.
     .venv/bin/python bench/notifier.py                 # ~1 min
     .venv/bin/python bench/notifier.py --tickets 1000 --rounds 5
     .venv/bin/python bench/notifier.py --no-pipelining     # the classic exchange, for comparison
+    .venv/bin/python bench/notifier.py --html              # HTML alerts against text-only, same run
+
+``--html``: interleaved rounds of the same tickets as text-only mail and
+with HTML stored on each action (an Outlook-like reply with a table and a
+quoted history, as the inbound path stores it), so each alert goes as
+multipart/alternative (quote cut, sanitised again, the HTML template);
+prints each side's delivered rate and the ratio HTML / text.
 """
 
 from __future__ import annotations
@@ -51,6 +58,17 @@ from postdesk.notifier.worker import Worker  # noqa: E402
 from postdesk.store import Store  # noqa: E402
 from postdesk.testing.postfix import PrivatePostfix, available  # noqa: E402
 from postdesk.testing.wait import free_port, port_open, wait_for  # noqa: E402
+
+# A staff member's Outlook reply, as the inbound path stores it (sanitised:
+# no classes or ids left): formatting, a table, and the quoted history.
+HTML = (
+    "<div><p>Hello,</p><p>we have <b>re-sent</b> your order. Tracking:</p>"
+    "<table border=\"1\" cellpadding=\"4\"><tr><th>Item</th><th>Qty</th><th>Carrier</th></tr>"
+    + "".join(f"<tr><td>Item {i}</td><td>{i}</td><td>DHL 00340434{i:06d}</td></tr>" for i in range(12))
+    + "</table><p>Kind regards,<br><i>Bob</i></p></div>"
+    "<div style=\"border:none;border-top:solid #E1E1E1 1.0pt;padding:3.0pt 0cm 0cm 0cm\"><p><b>From:</b> Customer<br>"
+    "<b>Sent:</b> Monday</p></div>" + "<p>" + "Hello, my order did not arrive. " * 40 + "</p>"
+)
 
 
 class Measuring(Submitter):
@@ -108,9 +126,11 @@ class Bench:
         wait_for(lambda: self.delivered() >= target, 300, f"{target} mails relayed to smtp-sink", interval=0.02)
         return time.perf_counter()
 
-    def make_rows(self, tickets: int) -> int:
-        """Record ``tickets`` new tickets: 2 due rows each (ack + alert)."""
+    def make_rows(self, tickets: int, html: bool = False) -> int:
+        """Record ``tickets`` new tickets: 2 due rows each (ack + alert);
+        ``html``: with HTML on each action (``HTML``)."""
         when = now() - timedelta(seconds=1)
+        keys: list[str] = []
         for _ in range(tickets):
             self.serial += 1
             i = self.serial
@@ -128,10 +148,19 @@ class Bench:
             )
             env = Envelope(sender=d.author, recipients=("support@example.com",), queue_id="BENCH")
             self.store.record(lambda known, d=d: d, env, self.config, when)
+            if html:
+                keys.append(key)
+        if keys:
+            from sqlalchemy import update
+
+            from postdesk.store.models import Action
+
+            with self.store.session() as s:
+                s.execute(update(Action).where(Action.message_id.in_(keys)).values(html=HTML))
         return tickets * 2
 
-    def run_notifier(self, tickets: int) -> tuple[float, float]:
-        count = self.make_rows(tickets)
+    def run_notifier(self, tickets: int, html: bool = False) -> tuple[float, float]:
+        count = self.make_rows(tickets, html)
         base = self.delivered()
         def submitter():
             sub = Measuring.from_config(self.config)
@@ -172,6 +201,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--keep", action="store_true", help="keep the temp directory")
     ap.add_argument("--no-pipelining", action="store_true", help="classic MAIL/RCPT/DATA, one reply at a time (for comparison)")
+    ap.add_argument("--html", action="store_true", help="HTML alerts against text-only, interleaved, in one run")
     args = ap.parse_args()
     ok, why = available()
     if not ok:
@@ -182,6 +212,8 @@ def main() -> int:
     b.start()
     try:
         b.run_notifier(20)  # warm-up: imports, connections, page cache
+        if args.html:
+            return html_rounds(b, args)
         size = int(statistics.mean(Measuring.sizes))
         results = []
         for r in range(args.rounds):
@@ -203,6 +235,32 @@ def main() -> int:
         )
     finally:
         b.stop()
+    return 0
+
+
+def html_rounds(b: Bench, args) -> int:
+    """Text-only and HTML rounds interleaved; the ratio HTML / text (delivered)."""
+    b.run_notifier(20, html=True)  # warm-up of the HTML path
+    text_rates, html_rates = [], []
+    for r in range(args.rounds):
+        Measuring.sizes.clear()
+        t_sub, t_del = b.run_notifier(args.tickets)
+        t_size = int(statistics.mean(Measuring.sizes))
+        Measuring.sizes.clear()
+        h_sub, h_del = b.run_notifier(args.tickets, html=True)
+        h_size = int(statistics.mean(Measuring.sizes))
+        text_rates.append(t_del)
+        html_rates.append(h_del)
+        print(
+            f"round {r + 1}: text {t_del:7.1f} msg/s delivered ({t_sub:7.1f} submitted, ~{t_size} bytes)   "
+            f"html {h_del:7.1f} msg/s delivered ({h_sub:7.1f} submitted, ~{h_size} bytes)   ratio {h_del / t_del:.2f}"
+        )
+    ratios = [h / t for h, t in zip(html_rates, text_rates)]
+    print(
+        f"\n{args.tickets * 2} notifications per side x {args.rounds} rounds (acks stay text; alerts multipart/alternative on the HTML side)\n"
+        f"text: {statistics.median(text_rates):.1f} msg/s delivered (median)   html: {statistics.median(html_rates):.1f} msg/s delivered (median)\n"
+        f"ratio html/text: {statistics.median(ratios):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)})"
+    )
     return 0
 
 

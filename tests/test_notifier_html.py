@@ -161,3 +161,10 @@ def test_mutt_shows_the_same_text_images_and_attachments(config, tmp_path):
     assert text.replace("\r\n", "\n").strip() in body
     assert "Subject: [#1042] Printer" in shown
     assert files == {"screenshot.png": PNG, "invoice.pdf": PDF}
+
+
+def test_huge_html_goes_as_text_only():
+    from postdesk.notifier.policy import MAX_HTML
+
+    a = ActionRow(1, "message", True, BOB, "t", "t", NOW, html="<p>" + "x" * MAX_HTML + "</p>")
+    assert entry(a, customer=True).html == ""

@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import html as htmlmod
 import re
-from dataclasses import dataclass, field
+from functools import lru_cache
 from html.parser import HTMLParser
 
-from postdesk.filter.body import _FROM, _ORIGINAL, _WROTE
+from postdesk.filter.body import _FROM, _ORIGINAL, _WROTE, MAX_LINE_CHECK
 from postdesk.mail import REPLY_MARKER
 
 VOID = frozenset("area base br col embed hr img input link meta param source track wbr".split())
@@ -40,23 +40,22 @@ _BORDER_TOP = re.compile(r"border-top\s*:", re.I)
 _SPACE = re.compile(r"\s+")
 
 
-@dataclass
 class Node:
-    tag: str  # "" for text
-    attrs: list[tuple[str, str | None]] = field(default_factory=list)
-    children: list[Node] = field(default_factory=list)
-    text: str = ""  # text nodes: already escaped as it came
+    """An element (``tag``) or a text node (``tag`` "", ``text`` escaped as it came)."""
+
+    __slots__ = ("tag", "attrs", "children", "text")
+
+    def __init__(self, tag: str, attrs: list[tuple[str, str | None]] | None = None, text: str = ""):
+        self.tag = tag
+        self.attrs = attrs or []
+        self.children: list[Node] = []
+        self.text = text
 
     def attr(self, name: str) -> str:
         for k, v in self.attrs:
             if k == name:
                 return v or ""
         return ""
-
-    def plain(self) -> str:
-        if not self.tag:
-            return htmlmod.unescape(self.text)
-        return "".join(c.plain() if c.tag != "br" else "\n" for c in self.children)
 
 
 class _Builder(HTMLParser):
@@ -107,22 +106,37 @@ def _is_quote(node: Node) -> bool:
     return node.tag == "blockquote" and (node.attr("type").lower() == "cite" or bool(_BORDER_LEFT.search(node.attr("style"))))
 
 
-def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
+def _chunks(nodes: list[Node]):
+    """The text of ``nodes`` in document order, a line break for ``<br>`` and block ends."""
+    for node in nodes:
+        if not node.tag:
+            yield htmlmod.unescape(node.text)
+        elif node.tag == "br":
+            yield "\n"
+        else:
+            yield from _chunks(node.children)
+            if node.tag in ("div", "p", "tr", "li", "hr"):
+                yield "\n"
 
 
-def _starts_history(node: Node, following: str) -> bool:
-    """Does the earlier message start at ``node`` (``following``: the text from it on)?"""
-    own = node.plain()
-    if REPLY_MARKER in own:
-        return True
-    if node.tag in ("div", "p") and _ORIGINAL.match(_first_line(own)):
+def _first_line(nodes: list[Node]) -> str:
+    """The first non-blank line of the text of ``nodes`` (at most MAX_LINE_CHECK characters looked at)."""
+    seen = ""
+    for chunk in _chunks(nodes):
+        seen += chunk
+        stripped = seen.lstrip()
+        if "\n" in stripped or len(stripped) > MAX_LINE_CHECK:
+            break
+    return seen.strip().split("\n", 1)[0].strip()[:MAX_LINE_CHECK]
+
+
+def _starts_history(children: list[Node], i: int) -> bool:
+    """Does the earlier message start at ``children[i]``?"""
+    node = children[i]
+    if node.tag in ("div", "p") and _ORIGINAL.match(_first_line([node])):
         return True
     separator = node.tag == "hr" or (node.tag == "div" and bool(_BORDER_TOP.search(node.attr("style"))))
-    return separator and bool(_FROM.match(_first_line(following)))
+    return separator and bool(_FROM.match(_first_line(children[i:])))
 
 
 def _cut(node: Node) -> bool:
@@ -140,8 +154,7 @@ def _cut(node: Node) -> bool:
         if _is_quote(child):
             _drop_attribution(kept)
             continue
-        following = "".join(c.plain() for c in children[i:])
-        if _starts_history(child, following):
+        if _starts_history(children, i):
             node.children = kept
             _drop_attribution(kept)
             return True
@@ -163,12 +176,13 @@ def _drop_attribution(kept: list[Node]) -> None:
     if not kept:
         return
     last = kept[-1]
-    lines = [ln.strip() for ln in last.plain().splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in "".join(_chunks([last])).splitlines() if ln.strip()]
     if lines and _WROTE.match(_SPACE.sub(" ", lines[-1])):
         if len(lines) == 1 or not last.tag:
             kept.pop()
 
 
+@lru_cache(maxsize=64)  # an update to several customers and its team alert cut the same HTML
 def new_html(html: str) -> str:
     """``html`` without its quoted history ("" when nothing is left but whitespace)."""
     if not html:
@@ -180,4 +194,4 @@ def new_html(html: str) -> str:
     out: list[str] = []
     _serialise(builder.root, out)
     result = "".join(out).strip()
-    return result if _SPACE.sub("", builder.root.plain()) or "<img" in result else ""
+    return result if any(c.strip() for c in _chunks(builder.root.children)) or "<img" in result else ""
