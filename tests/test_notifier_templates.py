@@ -33,7 +33,7 @@ def test_golden(config, lang, kind, i):
     cfg = dataclasses.replace(config, templates=tmpl_section(config, language=lang))  # alerts follow the configured language
     out = render(job, cfg, html=True)
     got = {"subject": out.subject, "txt": out.text, "html": out.html}
-    assert (out.html is None) == (kind == "ack")  # an acknowledgement is text only
+    assert (out.html is None) == (kind not in ("alert", "update"))  # HTML only where actions' HTML goes
     for part, text in got.items():
         if text is None:
             continue

@@ -252,9 +252,27 @@ def _entry(entry: Entry, config: Config, html: bool) -> dict[str, Any]:
     }
 
 
+REFUSED_LINES = 20  # commands listed in a refusal; the note on the ticket keeps them all
+
+
+def _duration(seconds: float) -> dict[str, Any]:
+    """``{"n", "unit"}`` (unit day, hour, minute or second), rounded, for the templates to word."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            return {"n": round(seconds / size), "unit": unit}
+    return {"n": max(1, round(seconds)), "unit": "second"}
+
+
+def _close_in(config: Config) -> dict[str, Any] | None:
+    """How long after the reminder a pending ticket closes (None: it does not)."""
+    close, remind = float(config.lifecycle.pending_close), float(config.lifecycle.pending_reminder)
+    return _duration(close - remind) if close and close > remind else None
+
+
 def context(job: Job, config: Config, html: bool = False) -> dict[str, Any]:
     """What every template of ``job.kind`` is given (docs/templates.md)."""
     department = config.department(job.department)
+    refused = [clean(line.strip())[:300] for e in job.entries for line in e.text.splitlines()[1 : REFUSED_LINES + 1]] if job.kind == "refusal" else []
     return {
         "kind": job.kind,
         "org_name": clean(department.display_name or config.organization.name),
@@ -269,6 +287,8 @@ def context(job: Job, config: Config, html: bool = False) -> dict[str, Any]:
         "language": job.language,
         "reply_marker": REPLY_MARKER,
         "entries": [_entry(e, config, html) for e in job.entries],
+        "refused": refused,  # refusal: the commands not done, one line each with why
+        "close_in": _close_in(config) if job.kind == "reminder" else None,  # reminder: {"n", "unit"} or None
     }
 
 
@@ -453,7 +473,15 @@ def compose(
     domain = reply_to.rpartition("@")[2]
     recipient = address(job.recipient.address)
 
-    autos = {"ack": "auto-replied", "alert": "auto-generated", "update": "auto-generated"}
+    # RFC 3834 section 5: a reply to one message is auto-replied, the rest auto-generated.
+    autos = {
+        "ack": "auto-replied",
+        "alert": "auto-generated",
+        "update": "auto-generated",
+        "reminder": "auto-generated",
+        "refusal": "auto-replied",
+        "bounce-alert": "auto-generated",
+    }
     if job.kind not in autos:
         raise ComposeError(f"unknown outbox kind {job.kind!r}")
     auto = autos[job.kind]

@@ -3,7 +3,9 @@
 A template set is a directory of ``LANG/KIND.PART`` files:
 
 - ``KIND``: ``ack`` (acknowledgement to the customer), ``alert`` (to the
-  team), ``update`` (to customers);
+  team), ``update`` (to customers), ``reminder`` (a pending ticket's one
+  reminder to the customer), ``refusal`` (to a staff member whose command
+  was not done), ``bounce-alert`` (to the owner or team: our mail bounced);
 - ``PART``: ``subject`` (one line), ``txt`` (the text/plain body), ``html``
   (the text/html body, used when an action carries HTML; optional: without
   it the mail is text only).
@@ -17,7 +19,8 @@ for each language of the mail's chain, the department's directory, then
 a customer is the ticket's language (from the customer's first mail), the
 department's ``language``, ``[templates] language``, then ``en``; a team
 alert goes in the staff's language, so its chain starts at the
-department's.  ``pt-br`` also tries ``pt``.
+department's (so do the refusal and the bounce alert).  ``pt-br`` also
+tries ``pt``.
 
 Templates are Jinja2 in a ``SandboxedEnvironment`` (a template reads the
 values it is given, and cannot call into Python to do anything else),
@@ -51,11 +54,12 @@ from postdesk.config import Config, Department
 log = logging.getLogger("postdesk.notifier")
 
 SHIPPED = Path(__file__).resolve().parent.parent / "templates"
-KINDS = ("ack", "alert", "update")
+KINDS = ("ack", "alert", "update", "reminder", "refusal", "bounce-alert")
+STAFF_KINDS = frozenset({"alert", "refusal", "bounce-alert"})  # in the staff's language, not the ticket's
 PARTS = ("subject", "txt", "html")
 REQUIRED = ("subject", "txt")  # per kind, in the shipped English set; html is optional
 FALLBACK = "en"
-_NAME = re.compile(r"^(?P<kind>[a-z]+)\.(?P<part>[a-z]+)$")
+_NAME = re.compile(r"^(?P<kind>[a-z-]+)\.(?P<part>[a-z]+)$")
 _LANG = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 
 
@@ -154,7 +158,7 @@ class Templates:
 
     def render(self, kind: str, context: Mapping[str, Any], department: Department, language: str, html: bool) -> Rendered:
         """Subject, text and (when ``html`` and a template exists) HTML of one mail."""
-        staff = kind == "alert"
+        staff = kind in STAFF_KINDS
         out: dict[str, str | None] = {}
         for part in PARTS:
             if part == "html" and not html:
