@@ -120,7 +120,7 @@ def test_html_template_escapes_mail_data(config):
         ("ack.txt", "Hello\n\n{{ recipient_nme }}\n", ":3: UndefinedError"),
         ("update.html", "{{ ''.__class__.__mro__[1].__subclasses__() }}\n", ":1: SecurityError"),
         ("ack.text", "x", "not a template"),
-        ("reminder.txt", "x", "not a template"),
+        ("survey.txt", "x", "not a template"),
     ],
 )
 def test_broken_template_is_named_with_file_and_line(make_config, tmp_path, name, source, expect):
