@@ -174,3 +174,16 @@ def test_bad_language_is_a_config_error(make_config, bad):
 
     with pytest.raises(ConfigError, match="templates.language"):
         make_config(templates={"language": bad})
+
+
+def test_a_template_failing_at_send_time_falls_back_to_the_shipped_one(make_config, tmp_path, caplog):
+    (tmp_path / "t" / "de").mkdir(parents=True)
+    path = tmp_path / "t" / "de" / "ack.txt"
+    path.write_text('Eigener Text\n{% if subject == "boom" %}{{ nope }}{% endif %}\n')  # the samples never say "boom"
+    cfg = make_config(templates={"directory": str(tmp_path / "t")})
+    job = dataclasses.replace(jobs()["ack"][0], language="de")
+    assert "Eigener Text" in render(job, cfg).text
+    with caplog.at_level(logging.ERROR, logger="postdesk.notifier"):
+        text = render(dataclasses.replace(job, subject="boom"), cfg).text
+    assert "wir haben Ihre Nachricht erhalten" in text  # the shipped German words
+    assert f"{path}:2" in caplog.text
