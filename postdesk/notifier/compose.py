@@ -223,22 +223,22 @@ def _tag(config: Config, job: Job) -> str:
     return f"[{config.organization.tag}{job.ticket}]"
 
 
-def _who(person: Person | None, config: Config) -> str:
+def _who(person: Person | None, signature: str) -> str:
     if person is None:
-        return config.organization.name
+        return signature
     if person.staff:
         # Customers see staff by name, not by address: replies go to the desk.
-        return clean(person.name) or config.organization.name
+        return clean(person.name) or signature
     return clean(person.label())
 
 
-def _entry(entry: Entry, config: Config, html: bool) -> dict[str, Any]:
+def _entry(entry: Entry, signature: str, html: bool) -> dict[str, Any]:
     status = _STATUS.match(entry.text.strip()) if entry.kind == "status" else None
     return {
         "id": entry.id,
         "kind": entry.kind,
         "public": entry.public,
-        "who": _who(entry.author, config),
+        "who": _who(entry.author, signature),
         "who_full": clean(entry.author.label()) if entry.author else "",
         "when": entry.created_at,
         "text": entry.text.strip() if entry.kind == "status" else entry.text.rstrip(),
@@ -272,10 +272,11 @@ def _close_in(config: Config) -> dict[str, Any] | None:
 def context(job: Job, config: Config, html: bool = False) -> dict[str, Any]:
     """What every template of ``job.kind`` is given (docs/templates.md)."""
     department = config.department(job.department)
+    signature = clean(department.display_name) or clean(config.organization.name)
     refused = [clean(line.strip())[:300] for e in job.entries for line in e.text.splitlines()[1 : REFUSED_LINES + 1]] if job.kind == "refusal" else []
     return {
         "kind": job.kind,
-        "org_name": clean(department.display_name or config.organization.name),
+        "org_name": signature,  # the ticket's department's name
         "department": department.name,
         "tag": _tag(config, job),
         "ticket": job.ticket,
@@ -286,7 +287,7 @@ def context(job: Job, config: Config, html: bool = False) -> dict[str, Any]:
         "new_ticket": job.new_ticket,
         "language": job.language,
         "reply_marker": REPLY_MARKER,
-        "entries": [_entry(e, config, html) for e in job.entries],
+        "entries": [_entry(e, signature, html) for e in job.entries],
         "refused": refused,  # refusal: the commands not done, one line each with why
         "close_in": _close_in(config) if job.kind == "reminder" else None,  # reminder: {"n", "unit"} or None
     }
