@@ -49,8 +49,9 @@ def _insert_blob(conn: Connection, sha256: str, size: int) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING; whether this call inserted it."""
     values = {"sha256": sha256, "size": size, "created_at": utcnow()}
     ins = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    result = conn.execute(ins(BLOBS).values(**values).on_conflict_do_nothing(index_elements=["sha256"]))
-    return bool(result.rowcount)
+    # RETURNING, not rowcount: the drivers report -1 for this statement.
+    stmt = ins(BLOBS).values(**values).on_conflict_do_nothing(index_elements=["sha256"]).returning(BLOBS.c.sha256)
+    return conn.execute(stmt).first() is not None
 
 
 class DatabaseBlobs(BlobBackend):
