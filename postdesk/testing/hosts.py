@@ -128,10 +128,11 @@ class Host:
             try:
                 s.sendmail(sender, list(rcpts), raw)
             except smtplib.SMTPResponseException as e:
-                return e.smtp_code, e.smtp_error.decode(errors="replace")
+                error = e.smtp_error
+                return e.smtp_code, error.decode(errors="replace") if isinstance(error, bytes) else error
             except smtplib.SMTPRecipientsRefused as e:
                 code, text = next(iter(e.recipients.values()))
-                return code, text.decode(errors="replace")
+                return code, text.decode(errors="replace") if isinstance(text, bytes) else text
         return 250, "ok"
 
     def queue_empty(self) -> bool:
