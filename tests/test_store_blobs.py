@@ -332,3 +332,28 @@ def test_notifier_streams_attachments_and_retries_a_missing_one(make_config, sto
         store.close()
     finally:
         sink.stop()
+
+
+def test_a_blob_found_corrupt_while_sending_ends_the_session_unsent(make_config, store_url):
+    """The bytes change after the mail was announced: the session is dropped
+    before the message is complete, so the server queues nothing; the row is
+    retried, and the bad blob named in its error."""
+    sink = Sink().start()
+    try:
+        cfg = make_config(store_url, store={"blobs": "directory"}, notifier={"smtp": f"127.0.0.1:{sink.port}", "quiet_period": 0, "max_wait": 0})
+        store = Store.from_config(cfg)
+        store.init()
+        r = record(store, new(), cfg)
+        assert Worker(cfg, store, lambda: T0).run_pass().sent == 2  # ack and alert out of the way
+        record(store, staff_reply(r.ticket, attachments=(attachment(BIG, "big.bin"),)), cfg)
+        path = store.attachment_path(BIG_SHA)
+        path.write_bytes(BIG[:-1] + b"\0")  # same size: only the digest tells
+        sink.clear()
+        stats = Worker(cfg, store, lambda: T0).run_pass()
+        assert (stats.sent, stats.deferred) == (0, 1), stats
+        assert sink.messages == []
+        (row,) = [o for o in store.list_outbox() if o["kind"] == "update"]
+        assert row["state"] == "queued" and BIG_SHA in row["last_error"]
+        store.close()
+    finally:
+        sink.stop()

@@ -24,8 +24,6 @@ from collections.abc import Iterable, Iterator
 from typing import cast
 
 from sqlalchemy import Table, bindparam, delete, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from postdesk.clock import utcnow
@@ -47,8 +45,13 @@ _DELETE_BLOB = delete(BLOBS).where(BLOBS.c.sha256 == bindparam("sha"))
 
 def _insert_blob(conn: Connection, sha256: str, size: int) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING; whether this call inserted it."""
+    # Imported here: the dialect in use is loaded already, the other one
+    # need not be (postdesk filter starts once per message).
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as ins
+    else:
+        from sqlalchemy.dialects.sqlite import insert as ins  # type: ignore[assignment]
     values = {"sha256": sha256, "size": size, "created_at": utcnow()}
-    ins = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     # RETURNING, not rowcount: the drivers report -1 for this statement.
     stmt = ins(BLOBS).values(**values).on_conflict_do_nothing(index_elements=["sha256"]).returning(BLOBS.c.sha256)
     return conn.execute(stmt).first() is not None
