@@ -522,3 +522,24 @@ def test_an_unproven_staff_address_never_renames_the_staff_member(store, cfg):
     record(store, followup(n, author="bob@example.com", author_name="Scammer", auth=VERIFIED, public=False, flags=frozenset({"untrusted"})), cfg)
     with store.session(read_only=True) as s:
         assert s.scalar(select(Person.name).where(Person.address == "bob@example.com")) == "Bob Staff"
+
+
+def test_decision_lifecycle_fields_are_applied_and_reported(store, cfg):
+    """status and owner from a Decision change the ticket, the clocks follow,
+    and Result.changes names what changed (for the log line)."""
+    n = record(store, new(), cfg).ticket
+    later = T0 + timedelta(minutes=5)
+    r = record(store, staff_reply(n, status="pending", owner="bob@example.com"), cfg, later)
+    assert r.changes == {"owner": "bob@example.com", "status": "pending"}
+    with store.session(read_only=True) as s:
+        t = s.scalar(select(Ticket))
+        assert (t.status, t.owner.address, t.last_public_staff_at, t.closed_at) == ("pending", "bob@example.com", later, None)
+    # The same again changes nothing; a private staff note does not move the timer.
+    r = record(store, staff_reply(n, public=False, status="pending", owner="bob@example.com"), cfg, later + timedelta(minutes=1))
+    assert r.changes == {}
+    closing = later + timedelta(minutes=2)
+    r = record(store, staff_reply(n, public=False, status="closed", owner=""), cfg, closing)
+    assert r.changes == {"owner": "none", "status": "closed"}
+    with store.session(read_only=True) as s:
+        t = s.scalar(select(Ticket))
+        assert (t.status, t.owner_id, t.last_public_staff_at, t.closed_at) == ("closed", None, later, closing)

@@ -70,10 +70,22 @@ _LOCK_TICKET = (
 )
 _INSERT_TICKET = _TICKETS.insert().returning(_TICKETS.c.id)
 _TOUCH_TICKET = _TICKETS.update().where(_TICKETS.c.id == bindparam("t_id")).values(updated_at=bindparam("t_updated"))
+# A status change starts the clocks again: closed_at for the reopen window,
+# and a fresh pending period gets its own reminder (reminded_at cleared).
 _SET_STATUS = (
     _TICKETS.update()
     .where(_TICKETS.c.id == bindparam("t_id"))
-    .values(status=bindparam("t_status"), updated_at=bindparam("t_updated"))
+    .values(
+        status=bindparam("t_status"),
+        updated_at=bindparam("t_updated"),
+        closed_at=bindparam("t_closed_at"),
+        reminded_at=None,
+    )
+)
+_SET_OWNER = _TICKETS.update().where(_TICKETS.c.id == bindparam("t_id")).values(owner_id=bindparam("t_owner"))
+_OWNER_OF = select(_TICKETS.c.owner_id).where(_TICKETS.c.id == bindparam("t_id"))
+_PUBLIC_STAFF_ACTED = (
+    _TICKETS.update().where(_TICKETS.c.id == bindparam("t_id")).values(last_public_staff_at=bindparam("t_at"))
 )
 _PERSON = select(_PEOPLE.c.id, _PEOPLE.c.name, _PEOPLE.c.staff).where(_PEOPLE.c.address == bindparam("address"))
 _INSERT_PERSON = _PEOPLE.insert().returning(_PEOPLE.c.id)
@@ -173,8 +185,20 @@ def change_status(conn: Connection, ticket_id: int, old: str, new: str, author_i
             "created_at": now,
         },
     ).scalar_one()
-    conn.execute(_SET_STATUS, {"t_id": ticket_id, "t_status": new, "t_updated": now})
+    # closed_at only while closed: a reopened ticket is not "closed long ago".
+    closed_at = now if new == "closed" else None
+    conn.execute(_SET_STATUS, {"t_id": ticket_id, "t_status": new, "t_updated": now, "t_closed_at": closed_at})
     return action_id
+
+
+def set_owner(conn: Connection, ticket_id: int, owner_id: int | None) -> bool:
+    """Make ``owner_id`` (a person id, None: nobody) the ticket's owner;
+    False when it already was.  The one path for the ``[take]`` and
+    ``[assign]`` commands, the first staff reply and ``ticket assign``."""
+    if conn.execute(_OWNER_OF, {"t_id": ticket_id}).scalar_one_or_none() == owner_id:
+        return False
+    conn.execute(_SET_OWNER, {"t_id": ticket_id, "t_owner": owner_id})
+    return True
 
 
 def existing_ticket_number(conn: Connection | Session, key: str, digest: str | None = None) -> int | None:
@@ -413,11 +437,24 @@ def apply(
     if public:
         # A ticket created just now has no queued update to postpone.
         queue_updates(conn, ticket_id, visible, now, config, {author_address, *cc}, participants.for_updates(), postpone=not created)
-    if d.close and status != "closed":
-        change_status(conn, ticket_id, status, "closed", author[0] if author else None, now, flags="closed")
+    changes: dict[str, str] = {}
+    if d.staff and public:
+        # The pending reminder and auto-close are timed from here
+        # (docs/lifecycle.md), not from any update of the ticket.
+        conn.execute(_PUBLIC_STAFF_ACTED, {"t_id": ticket_id, "t_at": now})
+    if d.owner is not None:
+        owner = _person(conn, d.owner, staff=True, rename="never") if d.owner else None
+        if set_owner(conn, ticket_id, owner[0] if owner else None):
+            changes["owner"] = owner[1] if owner else "none"
+    new_status = d.status or ("closed" if d.close else "")
+    if new_status and new_status != status:
+        change_status(conn, ticket_id, status, new_status, author[0] if author else None, now, flags=new_status)
+        changes["status"] = new_status
         if config.organization.status_change_emails:
             queue_updates(conn, ticket_id, visible, now, config, author_address, participants.for_updates())
-    return Result(Outcome.CREATED if created else Outcome.UPDATED, ticket=number, action_id=action_id, decision=d)
+    return Result(
+        Outcome.CREATED if created else Outcome.UPDATED, ticket=number, action_id=action_id, decision=d, changes=changes
+    )
 
 
 def _outbox_row(kind: str, ticket_id: int, action_id: int, recipient: str, now: datetime) -> dict:
