@@ -21,7 +21,17 @@ read have their bidirectional controls neutralised (``clean``): a
 right-to-left override makes "invoice<RLO>fdp.exe" display as
 "invoiceexe.pdf" (Unicode TR #36, section 2.5).
 Writing the headers and the text entity directly is also four times faster
-than the email package's folding; multipart bodies still use the package.
+than the email package's folding.  The words come from templates
+(``postdesk.notifier.templates``); an alert or update about an action with
+HTML is multipart/alternative (``_entity``).
+
+Attachments are streamed, never held whole: a mail is a ``Body``, literal
+pieces and base64 streams of blobs read a chunk at a time when the mail is
+written to the SMTP connection, whose exact length is known before the
+first byte (BDAT needs it, RFC 3030).  The multipart structure is written
+here too, with a boundary that starts with ``=_``, which neither base64 nor
+quoted-printable can produce (RFC 2045 section 6.7 rule 1: "=" is always
+followed by two hex digits or a line break), so no part can contain it.
 """
 
 from __future__ import annotations
@@ -29,18 +39,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import encoders
-from email.charset import QP, Charset
 from email.header import Header
-from email.message import Message
-from email.mime.base import MIMEBase
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from markupsafe import Markup
@@ -51,7 +56,7 @@ from postdesk.mail import LOOP_HEADER, REPLY_MARKER, TICKET_HEADER
 from postdesk.msgid import make_message_id
 from postdesk.notifier.templates import Rendered, Templates
 from postdesk.notifier.templates import for_config as templates_for
-from postdesk.outbox_rows import Entry, Job, Person
+from postdesk.outbox_rows import AttachmentInfo, Entry, Job, Person
 from postdesk.sanitise import cid_references, sanitise_html
 
 # The filter cuts a reply at this line, so customers' quoted history of our
@@ -76,12 +81,101 @@ class ComposeError(ValueError):
     """The row cannot become a mail (e.g. an unusable recipient address): permanent."""
 
 
+class StreamError(Exception):
+    """An attachment gave other bytes than announced while the mail was written."""
+
+
+class Source(Protocol):
+    """An attachment's bytes as the store hands them over (``store.Blob``):
+    its size, and its chunks, read (and checked) anew on each iteration."""
+
+    @property
+    def size(self) -> int: ...
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+
+B64_LINE = 57  # bytes per base64 line of 76 characters (RFC 2045 section 6.8)
+
+
+def base64_length(size: int) -> int:
+    """Octets of ``size`` bytes in base64 lines of 76 characters plus CRLF."""
+    full, rest = divmod(size, B64_LINE)
+    return full * 78 + ((rest + 2) // 3 * 4 + 2 if rest else 0)
+
+
+@dataclass(frozen=True)
+class Base64Stream:
+    """A source written as base64 lines, a chunk at a time."""
+
+    source: Source
+
+    def __len__(self) -> int:
+        return base64_length(self.source.size)
+
+    def __iter__(self) -> Iterator[bytes]:
+        pending = b""
+        written = 0
+        for chunk in self.source:
+            data = pending + bytes(chunk)
+            cut = len(data) - len(data) % B64_LINE
+            pending = data[cut:]
+            if cut:
+                out = base64.encodebytes(data[:cut]).replace(b"\n", b"\r\n")
+                written += len(out)
+                yield out
+        if pending:
+            out = base64.encodebytes(pending).replace(b"\n", b"\r\n")
+            written += len(out)
+            yield out
+        if written != len(self):
+            # The announced length is wrong (the bytes changed under us):
+            # the writer must not finish this mail.
+            raise StreamError(f"{written} octets of base64 written, {len(self)} announced")
+
+
+class Body:
+    """A mail's bytes: literal pieces and ``Base64Stream``s, each ending in
+    CRLF.  ``len()`` is exact before anything is read; iterating yields the
+    pieces, reading the streams as it goes."""
+
+    def __init__(self, pieces: Iterable[bytes | Base64Stream]):
+        self.pieces = tuple(pieces)
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.pieces)
+
+    def __iter__(self) -> Iterator[bytes]:
+        for piece in self.pieces:
+            if isinstance(piece, bytes):
+                yield piece
+            else:
+                yield from piece
+
+    @property
+    def streamed(self) -> bool:
+        return any(not isinstance(p, bytes) for p in self.pieces)
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self)
+
+
 @dataclass(frozen=True)
 class Mail:
     sender: str  # envelope MAIL FROM
     recipient: str  # envelope RCPT TO
     message_id: str  # without <>
-    data: bytes  # the message, CRLF line ends
+    body: Body  # the message, CRLF line ends
+
+    @property
+    def data(self) -> bytes:
+        """The whole message in memory: for small mails and tests (``payload`` for sending)."""
+        return bytes(self.body)
+
+    @property
+    def payload(self) -> bytes | Body:
+        """What to submit: the bytes, or the Body when it streams attachments."""
+        return self.body if self.body.streamed else bytes(self.body)
 
 
 # --- header values -----------------------------------------------------------
@@ -344,69 +438,81 @@ def fold(name: str, value: str) -> bytes:
     return "\r\n".join(out).encode("ascii") + b"\r\n"
 
 
-def _text_entity(text: str) -> bytes:
-    """A text/plain UTF-8 MIME entity, quoted-printable (readable in logs and
-    queues, 7bit-safe for any relay; RFC 2045 6.7)."""
+def _text_entity(text: str, subtype: str = "plain") -> bytes:
+    """A text/plain (or text/html) UTF-8 MIME entity, quoted-printable
+    (readable in logs and queues, 7bit-safe for any relay, and no line over
+    76 octets whatever the text; RFC 2045 6.7)."""
     body = binascii.b2a_qp(text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8"), istext=True)
     return (
-        b"Content-Type: text/plain; charset=utf-8\r\n"
-        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + body.replace(b"\n", b"\r\n")
+        f"Content-Type: text/{subtype}; charset=utf-8\r\n".encode("ascii")
+        + b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        + body.replace(b"\n", b"\r\n")
     )
 
 
-def _text_part(text: str) -> MIMEText:
-    cs = Charset("utf-8")
-    cs.body_encoding = QP
-    return MIMEText(text, "plain", cs)  # type: ignore[arg-type]  # a Charset works (it picks QP); the stubs allow only str
-
-
-def _attachment_part(info, data: bytes) -> MIMEBase:
+def _attachment_headers(info: AttachmentInfo) -> bytes:
+    """The MIME header of one attachment part (ours; nothing re-parses it)."""
     ctype = info.content_type.lower().strip()
     if not _MIMETYPE.fullmatch(ctype) or ctype.startswith(("multipart/", "message/")):
         # message/* and multipart/* must not be base64-encoded (RFC 2046 5.2.1,
         # 5.1); shipping them as opaque bytes keeps them byte-identical.
         ctype = "application/octet-stream"
-    maintype, subtype = ctype.split("/", 1)
-    part = MIMEBase(maintype, subtype)
-    part.set_payload(data)
-    encoders.encode_base64(part)
-    # Folded by us (compat32 writes a folded value as it is): see filename_param.
-    part["Content-Disposition"] = filename_param(info.filename)
-    return part
+    disposition = filename_param(info.filename).replace("\n", "\r\n")
+    return (
+        f"Content-Type: {ctype}\r\nContent-Transfer-Encoding: base64\r\n"
+        f"Content-Disposition: {disposition}\r\n\r\n"
+    ).encode("ascii")
 
 
-def _mixed_entity(text: str, parts: list[MIMEBase]) -> bytes:
-    """multipart/mixed: the text, then the attachments (email package; compat32
-    writes what it is given, and no value here comes from a header we read
-    except file names, which go as RFC 2231 parameters)."""
-    msg = MIMEMultipart("mixed")
-    for p in [_text_part(text), *parts]:
-        del p["MIME-Version"]  # RFC 2045 4: on the message, not on each part
-        msg.attach(p)
-    del msg["MIME-Version"]
-    return msg.as_bytes(policy=_SMTP_COMPAT)
+@dataclass(frozen=True)
+class _Bytes:
+    """A ``Source`` over bytes in memory (a caller that has them whole)."""
+
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.data
 
 
-def _html_part(html: str) -> MIMEText:
-    cs = Charset("utf-8")
-    cs.body_encoding = QP  # soft line breaks: no line over 76 octets, whatever the HTML
-    return MIMEText(html, "html", cs)  # type: ignore[arg-type]  # as _text_part
+Piece = bytes | Base64Stream
 
 
-def _inline_part(info, data: bytes, cid: str) -> MIMEBase:
-    part = _attachment_part(info, data)
-    part["Content-ID"] = f"<{cid}>"
-    part.replace_header("Content-Disposition", "inline" + filename_param(info.filename).removeprefix("attachment"))
-    return part
+def _multipart(subtype: str, parts: list[list[Piece]], params: str = "") -> list[Piece]:
+    """A multipart entity of ``parts`` (each its pieces, headers first), with
+    a boundary no base64 or quoted-printable part can contain (see above)."""
+    boundary = "=_postdesk_" + secrets.token_hex(12)
+    out: list[Piece] = [f'Content-Type: multipart/{subtype}; boundary="{boundary}"{params}\r\n\r\n'.encode("ascii")]
+    for i, part in enumerate(parts):
+        out.append(f"{'' if i == 0 else chr(13) + chr(10)}--{boundary}\r\n".encode("ascii"))
+        out += part
+        last = part[-1]
+        if isinstance(last, bytes) and not last.endswith(b"\r\n"):
+            out.append(b"\r\n")
+    out.append(f"\r\n--{boundary}--\r\n".encode("ascii"))
+    return out
 
 
-def _bare(part: Message) -> Message:
-    del part["MIME-Version"]  # RFC 2045 4: on the message, not on each part
-    return part
+def _mixed_entity(text: str, attachments: list[tuple[AttachmentInfo, Source]]) -> list[Piece]:
+    """multipart/mixed: the text, then the attachments, streamed (RFC 2046 5.1.1)."""
+    return _multipart("mixed", [[_text_entity(text)], *(_attachment_part(info, src) for info, src in attachments)])
 
 
-def _entity(job: Job, rendered: Rendered, read_attachment: Callable[[str], bytes] | None) -> bytes:
-    """The body entity of ``job``'s mail.
+def _attachment_part(info: AttachmentInfo, src: Source) -> list[Piece]:
+    return [_attachment_headers(info), Base64Stream(src)]
+
+
+def _inline_headers(info: AttachmentInfo, cid: str) -> bytes:
+    """An inline image's part header: its Content-ID as received (RFC 2392), shown inline."""
+    head = _attachment_headers(info)
+    return head.replace(b"Content-Disposition: attachment", f"Content-ID: <{cid}>\r\nContent-Disposition: inline".encode("ascii"), 1)
+
+
+def _entity(job: Job, rendered: Rendered, read_attachment: Callable[[str], bytes | Source] | None) -> list[Piece]:
+    """The body entity of ``job``'s mail, as pieces (attachments streamed).
 
     Text only: text/plain.  With attachments (updates): multipart/mixed,
     the text first.  With HTML::
@@ -420,45 +526,40 @@ def _entity(job: Job, rendered: Rendered, read_attachment: Callable[[str], bytes
           attachments...
 
     An inline image goes in the related part when the HTML shows it by its
-    cid (``sanitise.cid_references``); otherwise, and in text-only mail, it
-    is an attachment like any other.  A team alert carries only the
-    inline images its HTML shows (its attachments are listed, as before).
+    cid (``sanitise.cid_references``), once however often it is shown;
+    otherwise, and in text-only mail, it is an attachment like any other.
+    A team alert carries only the inline images its HTML shows (its
+    attachments are listed, as before).
     """
-    read = read_attachment
+
+    def source(info: AttachmentInfo) -> Source:
+        assert read_attachment is not None
+        got = read_attachment(info.sha256)
+        return _Bytes(got) if isinstance(got, bytes) else got
+
     html = rendered.html
     shown = set(cid_references(html)) if html else set()
-    inline: list[Message] = []
-    attached: list[Message] = []
+    inline: list[list[Piece]] = []
+    attached: list[tuple[AttachmentInfo, Source]] = []
     seen: set[str] = set()
     for entry in job.entries:
         for info in entry.attachments:
             cid = info.content_id.strip().strip("<>")
-            if html and info.inline and cid in shown and read is not None and msgid(cid):
-                if cid not in seen:  # one part per cid: the HTML can show it twice
+            if html and info.inline and cid in shown and read_attachment is not None and msgid(cid):
+                if cid not in seen:
                     seen.add(cid)
-                    inline.append(_inline_part(info, read(info.sha256), cid))
-            elif job.kind == "update" and read is not None:
-                attached.append(_attachment_part(info, read(info.sha256)))
+                    inline.append([_inline_headers(info, cid), Base64Stream(source(info))])
+            elif job.kind == "update" and read_attachment is not None:
+                attached.append((info, source(info)))
     if html is None:
-        if not attached:
-            return _text_entity(rendered.text)
-        return _mixed_entity(rendered.text, attached)  # type: ignore[arg-type]
-    html_entity: Message = _html_part(html)
+        return _mixed_entity(rendered.text, attached) if attached else [_text_entity(rendered.text)]
+    html_part: list[Piece] = [_text_entity(html, "html")]
     if inline:
-        related = MIMEMultipart("related", type="text/html")
-        for p in [html_entity, *inline]:
-            related.attach(_bare(p))
-        html_entity = related
-    alternative = MIMEMultipart("alternative")
-    for p in [_text_part(rendered.text), html_entity]:
-        alternative.attach(_bare(p))
-    top = alternative
-    if attached:
-        top = MIMEMultipart("mixed")
-        for p in [alternative, *attached]:
-            top.attach(_bare(p))
-    del top["MIME-Version"]
-    return top.as_bytes(policy=_SMTP_COMPAT)
+        html_part = _multipart("related", [html_part, *inline], '; type="text/html"')
+    alternative = _multipart("alternative", [[_text_entity(rendered.text)], html_part])
+    if not attached:
+        return alternative
+    return _multipart("mixed", [alternative, *(_attachment_part(info, src) for info, src in attached)])
 
 
 def compose(
@@ -466,9 +567,10 @@ def compose(
     config: Config,
     secret: bytes,
     now: datetime,
-    read_attachment: Callable[[str], bytes] | None = None,
+    read_attachment: Callable[[str], bytes | Source] | None = None,
 ) -> Mail:
-    """The mail for ``job``.  ``read_attachment(sha256) -> bytes`` for updates."""
+    """The mail for ``job``.  ``read_attachment(sha256)`` gives an update's
+    attachments: a ``Source`` (streamed when the mail is written) or bytes."""
     org = config.organization
     reply_to = org.reply_to
     domain = reply_to.rpartition("@")[2]
@@ -490,7 +592,7 @@ def compose(
     # words back, never HTML); the text part always says everything.
     wants_html = job.kind in ("alert", "update") and any(e.html for e in job.entries)
     rendered = render(job, config, html=wants_html)
-    entity = _entity(job, rendered, read_attachment)
+    pieces = _entity(job, rendered, read_attachment)
 
     own = make_message_id(job.ticket, secret, domain)
     subject = clean(rendered.subject)[: MAX_SUBJECT + 40]
@@ -521,16 +623,7 @@ def compose(
         (TICKET_HEADER, str(job.ticket)),
     ]
     headers.append(("MIME-Version", "1.0"))
-    data = b"".join(fold(name, value) for name, value in headers) + entity
-    return Mail(sender=reply_to, recipient=recipient, message_id=own, data=data)
-
-
-def _smtp_compat():
-    from email.policy import compat32
-
-    # compat32 writes header values as given (no re-parsing, so no second
-    # RFC 2047 decoding); CRLF line ends as SMTP wants (RFC 5321 2.3.8).
-    return compat32.clone(linesep="\r\n", max_line_length=78)
-
-
-_SMTP_COMPAT = _smtp_compat()
+    head = b"".join(fold(name, value) for name, value in headers)
+    first = pieces[0]
+    assert isinstance(first, bytes)  # every entity starts with its header
+    return Mail(sender=reply_to, recipient=recipient, message_id=own, body=Body([head + first, *pieces[1:]]))
