@@ -76,7 +76,7 @@ def shared_desk(tmp_path_factory):
         ["ticket"],
         ["ticket", "show"],
         ["ticket", "show", "x"],
-        ["ticket", "list", "--status", "pending"],
+        ["ticket", "list", "--status", "resolved"],
         ["ticket", "status", "1000", "resolved"],
         ["ticket", "visibility", "1000", "everyone"],
         ["action", "toggle"],

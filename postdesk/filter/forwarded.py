@@ -66,7 +66,10 @@ def sender(value: str) -> tuple[str, str]:
     if not m:
         return "", ""
     address = hdr.clean_address(m.group(0))
-    name = value[: m.start()].rstrip(" <[(").replace("mailto:", "").strip().strip('"').strip()
+    name = value[: m.start()].rstrip()
+    if name.lower().endswith("mailto:"):
+        name = name[:-7]
+    name = name.rstrip(" <[(").strip().strip('"').strip()
     if "@" in name:
         name = ""
     return hdr.clean_header(name)[:200], address
