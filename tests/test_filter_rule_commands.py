@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 from filter_support import MemoryKnown, make_draft
-from postdesk.filter.decision import TicketInfo
 
 from postdesk.filter import commands as cmds
+from postdesk.filter.decision import TicketInfo
 from postdesk.filter.rules import commands
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "commands.md"

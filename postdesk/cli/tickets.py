@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from postdesk.cli import render
 from postdesk.cli.common import open_store
-from postdesk.clock import utcnow as now  # read here, at the edge, and passed in
 from postdesk.cli.errors import CommandError
+from postdesk.clock import utcnow as now  # read here, at the edge, and passed in
 from postdesk.outcomes import EX_DATAERR, EX_OK
 
 TICKET_LIST_COLUMNS = ("number", "status", "visible", "requester", "created", "subject")

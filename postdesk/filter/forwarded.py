@@ -86,11 +86,11 @@ def _unquote(lines: list[str]) -> list[str]:
 def _header_block(lines: list[str], start: int) -> tuple[str, int] | None:
     """The From: value of the header block starting near ``start`` and where it ends."""
     i = start
-    while i < len(lines) and not lines[i].strip() and i - start < 3:
+    while i < len(lines) and not lines[i].strip(" \t>") and i - start < 3:
         i += 1
     value = ""
     j = i
-    while j < len(lines) and j - i < HEADER_LINES and lines[j].strip():
+    while j < len(lines) and j - i < HEADER_LINES and lines[j].strip(" \t>"):
         if not _HEADER.match(lines[j]) and not value:
             return None
         m = _FROM.match(lines[j])

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 from postdesk.config import Config
 from postdesk.filter.decision import Decision, Envelope, Kind
 from postdesk.outcomes import Outcome, Result
-from postdesk.store.blobs import write_blob
 from postdesk.store import merge as mergemod
+from postdesk.store.blobs import write_blob
 from postdesk.store.errors import INIT_HINT, StoreNotInitialised
 from postdesk.store.merge import MergeRefused
 from postdesk.store.models import Action, Attachment, Counter, MessageId, Outbox, Participant, Person, Ticket
@@ -467,7 +467,7 @@ def apply(
         if config.organization.status_change_emails:
             queue_updates(conn, ticket_id, visible, now, config, author_address, participants.for_updates())
     refused = list(d.refused)
-    if d.merge_into is not None and d.staff:
+    if d.merge_into is not None and d.staff and number is not None:
         try:
             changes["merged_into"] = str(mergemod.merge(conn, number, d.merge_into, now, author[0] if author else None, config.organization.tag))
         except (MergeRefused, LookupError) as e:
