@@ -96,6 +96,7 @@ def test_fwd_requester_note_and_ack(store, cfg):
     assert (note["author"], note["public"], note["text"]) == ("bob@example.com", False, "She called.")
     assert {(p["address"], p["role"]) for p in t["participants"]} == {("jana@kunde.example", "requester"), ("bob@example.com", "staff")}
     assert outbox(store, "ack") == [("ack", n, "jana@kunde.example")]
+    assert record(store, new(author="bob@example.com", staff=True, requester="x@y.example", key="k2@x"), cfg).changes == {"requester": "x@y.example"}
 
 
 def test_follow_up_ticket_names_the_old_one(store, cfg):

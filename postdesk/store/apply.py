@@ -452,6 +452,10 @@ def apply(
         # A ticket created just now has no queued update to postpone.
         queue_updates(conn, ticket_id, visible, now, config, {author_address, *cc}, participants.for_updates(), postpone=not created)
     changes: dict[str, str] = {}
+    if forwarder is not None:
+        changes["requester"] = author_address
+    if created and d.follow_up_of is not None:
+        changes["follow_up_of"] = str(d.follow_up_of)
     if d.staff and public:
         # The pending reminder and auto-close are timed from here
         # (docs/lifecycle.md), not from any update of the ticket.
