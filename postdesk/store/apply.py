@@ -334,7 +334,7 @@ def apply(
     # [fwd]: the forwarded customer is the requester and wrote the first
     # action; the staff member who forwarded it adds a private note.
     forwarder = None
-    if created and d.requester:
+    if created and d.requester and d.staff:
         forwarder = author
         author = _person(conn, d.requester, d.requester_name, rename="new")
         author_address = author[1]
