@@ -177,3 +177,10 @@ def test_commands_leave_a_new_tickets_subject(config):
     d = staff_draft(config, "Fwd: [fwd] [pending] Invoice 7", ticket=None)
     commands.apply(d)
     assert d.finish().subject == "Invoice 7"
+
+
+def test_a_customers_commands_leave_the_subject_too(config):
+    # Else every alert's subject, and so every staff reply's, would carry them.
+    d = make_draft("From: c@cust.org\nSubject: [merge #1] [closed] Help [EXTERNAL]\n\nx", config)
+    commands.apply(d)
+    assert d.finish().subject == "Help [EXTERNAL]" and d.merge_into is None

@@ -169,12 +169,14 @@ class Draft:
         return staff_proof(self.author, self.envelope, self.config, self.auth)
 
     def _subject(self) -> str:
-        """The subject a new ticket gets: prefixes and our tag removed, and
-        verified staff's commands too ("[fwd] Invoice" opens "Invoice")."""
-        subject = threadmod.strip_subject(self.headers.original_subject, self.config.organization.tag)
-        if self.staff:
-            from postdesk.filter.commands import strip_commands  # the rules import this module
+        """The subject a new ticket gets: prefixes, our tag and the commands
+        of docs/commands.md removed ("[fwd] Invoice" opens "Invoice").
+        Anyone's commands: a customer's subject "[merge #1] help" must not
+        come back in every alert, where each staff reply would repeat it."""
+        from postdesk.filter.commands import strip_commands  # the rules import this module
 
+        subject = threadmod.strip_subject(self.headers.original_subject, self.config.organization.tag)
+        if "[" in subject:
             subject = threadmod.strip_subject(strip_commands(subject), self.config.organization.tag)
         return subject
 
