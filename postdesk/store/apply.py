@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import cast
 
 from sqlalchemy import Table, bindparam, select
@@ -29,7 +28,7 @@ from postdesk.config import Config
 from postdesk.filter.decision import Decision, Envelope, Kind
 from postdesk.outcomes import Outcome, Result
 from postdesk.store import merge as mergemod
-from postdesk.store.blobs import write_blob
+from postdesk.store.blobs import BlobBackend
 from postdesk.store.errors import INIT_HINT, StoreNotInitialised
 from postdesk.store.merge import MergeRefused
 from postdesk.store.models import Action, Attachment, Counter, MessageId, Outbox, Participant, Person, Ticket
@@ -291,7 +290,7 @@ def apply(
     envelope: Envelope,
     config: Config,
     now: datetime,
-    attachments_root: Path,
+    blobs: BlobBackend,
 ) -> Result:
     if d.kind is Kind.IGNORE:
         return Result(Outcome.IGNORED, ticket=d.ticket, decision=d, reason=d.reason)
@@ -312,7 +311,10 @@ def apply(
     if key:
         key_id = conn.execute(_INSERT_KEY, {"key": key, "digest": d.digest, "ours": False, "created_at": now}).scalar_one()
 
-    stored = [(a, write_blob(attachments_root, a.data)) for a in d.attachments]
+    # Through the blob backend, in this transaction (database rows roll
+    # back with the message; a file written for a rolled-back message is
+    # an unreferenced blob, harmless).
+    stored = [(a, blobs.put(a.data, conn)) for a in d.attachments]
 
     ticket = None
     if d.kind is Kind.FOLLOWUP and d.ticket is not None:
@@ -395,9 +397,9 @@ def apply(
                     "content_type": clean(a.content_type, 255) or "application/octet-stream",
                     "filename": clean(a.filename, 255),
                     "content_id": clean(a.content_id, 255),
-                    "path": rel,
+                    "path": blobs.location(sha),
                 }
-                for a, (sha, rel) in stored
+                for a, sha in stored
             ],
         )
     if forwarder is not None and d.note.strip():
