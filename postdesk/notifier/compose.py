@@ -54,6 +54,7 @@ from postdesk.config import Config
 from postdesk.filter import clean_header
 from postdesk.mail import LOOP_HEADER, REPLY_MARKER, TICKET_HEADER
 from postdesk.msgid import make_message_id
+from postdesk.notifier.refusal import MAX_LINES as REFUSED_LINES
 from postdesk.notifier.templates import Rendered, Templates
 from postdesk.notifier.templates import for_config as templates_for
 from postdesk.outbox_rows import AttachmentInfo, Entry, Job, Person
@@ -346,7 +347,6 @@ def _entry(entry: Entry, signature: str, html: bool) -> dict[str, Any]:
     }
 
 
-REFUSED_LINES = 20  # commands listed in a refusal; the note on the ticket keeps them all
 
 
 def _duration(seconds: float) -> dict[str, Any]:
@@ -601,7 +601,7 @@ def compose(
         subject = f"{_tag(config, job)} {subject}".rstrip()
 
     # A staff reply to an alert must reach a system address to become an action.
-    answer_to = reply_to if job.kind != "alert" or config.is_system_address(reply_to) else org.system_addresses[0]
+    answer_to = reply_to if job.kind not in ("alert", "refusal", "bounce-alert") or config.is_system_address(reply_to) else org.system_addresses[0]
 
     headers: list[tuple[str, str]] = [
         ("From", mailbox(org.name, reply_to)),

@@ -20,11 +20,13 @@ from postdesk.filter.rules import (
     commands,
     content,
     duplicate,
+    forwarded,
     identity,
     language,
     loop,
     new_tickets,
     recipients,
+    reopen,
     stranger,
     team_alert,
     thread,
@@ -46,7 +48,9 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("new_tickets", new_tickets.apply),  # a sender's new-ticket rate: defer
     ("content", content.apply),  # body, new text, attachments
     ("language", language.apply),  # a new ticket's language (Content-Language, else the words)
-    ("commands", commands.apply),  # [pvt] / [closed] from staff
+    ("commands", commands.apply),  # staff's commands (docs/commands.md)
+    ("forwarded", forwarded.apply),  # [fwd]: the forwarded customer's ticket
+    ("reopen", reopen.apply),  # a customer's reply to a pending or closed ticket
     ("stranger", stranger.apply),  # newcomers on a ticket stay private
     ("team_alert", team_alert.apply),  # who alerts the team
     ("ack", ack.apply),  # whether and where to acknowledge
