@@ -62,7 +62,8 @@ def read_headers(parsed: Parsed, envelope: Envelope) -> Headers:
             refs.append(i)
     author, name = "", ""
     for header in ("from", "sender"):
-        found = hdr.addresses(parsed.raw_headers(header))
+        raw = parsed.raw_headers(header)
+        found = hdr.addresses(raw, parsed.charset_hint if not all(v.isascii() for v in raw) else "")
         if found:
             name, author = found[0]
             break

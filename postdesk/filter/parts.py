@@ -10,9 +10,9 @@ Header parameters (filename, charset) are read with the same guards.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from email.message import EmailMessage, Message
-from typing import cast
+from email.message import Message
 
 from postdesk.filter import headers as hdr
 
@@ -88,26 +88,30 @@ def payload_bytes(part: Message) -> bytes:
     return b""
 
 
+# HTML from web forms often declares its charset only inside the document.
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,300}?charset\s*=\s*["']?\s*([A-Za-z0-9_:.+-]{1,40})""", re.IGNORECASE)
+
+
+def declared_charset(part: Message, data: bytes = b"") -> str:
+    """The part's charset label: the Content-Type parameter, else (HTML) a <meta> in the first 4 KB."""
+    charset = param(part, "charset")
+    if (not charset or charset.strip().lower() in ("us-ascii", "ascii")) and content_type(part) == "text/html":
+        m = _META_CHARSET.search(data[:4096])
+        if m:
+            return m.group(1).decode("ascii")
+    return charset
+
+
 def text(part: Message) -> str:
     """A text part's content as str; never raises.
 
-    ``get_content()`` first (it knows the charset); on the failures named in
-    the module docstring, or when the declared charset is missing or ASCII and the
-    bytes are 8-bit (old clients), a lenient decode of the payload.
+    ``get_content()`` would raise on an unknown charset and trusts a label
+    that real mail often gets wrong; the transfer-decoded bytes go through
+    ``headers.lenient_decode`` instead (aliases, valid UTF-8 under a wrong
+    label, a guess for unlabelled 8-bit text).
     """
-    charset = param(part, "charset")
-    if charset and charset.lower() not in ("us-ascii", "ascii"):
-        try:
-            content = cast(EmailMessage, part).get_content()  # parsed with policy.default: an EmailMessage
-            if isinstance(content, str):
-                # get_content replaces undecodable bytes; a wrong label then shows U+FFFD.
-                if "\ufffd" not in content:
-                    return content
-        except (KeyError, LookupError, ValueError, TypeError, AssertionError, UnicodeError):
-            pass
-        except Exception:
-            pass
-    return hdr.lenient_decode(payload_bytes(part), charset or None)
+    data = payload_bytes(part)
+    return hdr.lenient_decode(data, declared_charset(part, data) or None)
 
 
 def leaves(msg: Message) -> Iterator[tuple[Message, bool]]:
