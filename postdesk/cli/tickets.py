@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from postdesk.cli import render
 from postdesk.cli.common import open_store
 from postdesk.clock import utcnow as now  # read here, at the edge, and passed in
@@ -41,9 +43,21 @@ def cmd_list(args, config) -> int:
 
 
 def cmd_show(args, config) -> int:
-    ticket = ticket_or_fail(open_store(config), args.number)
+    store = open_store(config)
+    ticket = ticket_or_fail(store, args.number)
     if args.json:
         render.print_json(ticket)
+    elif getattr(args, "html", False):
+        from postdesk.cli.htmlpage import ticket_page
+
+        def read(attachment_id: int) -> bytes | None:
+            try:
+                _meta, path = store.attachment(attachment_id)
+                return path.read_bytes()
+            except (LookupError, OSError):
+                return None  # a missing file shows as a missing image, not an error page
+
+        sys.stdout.write(ticket_page(ticket, config.organization.tag, read))
     else:
         print(render.ticket_text(ticket, config.organization.tag))
     return EX_OK

@@ -129,6 +129,7 @@ class Draft:
     ack_to: str = ""
     text: str = ""
     new_text: str = ""
+    html: str = ""
     attachments: tuple[Attachment, ...] = ()
     department: str = ""  # set by rule "recipients": the department the mail was sent to
 
@@ -187,6 +188,7 @@ class Draft:
             ticket=self.ticket,
             text=self.text,
             new_text=self.new_text,
+            html=self.html,
             attachments=self.attachments,
             public=self.public,
             close=self.close,

@@ -102,6 +102,41 @@ def declared_charset(part: Message, data: bytes = b"") -> str:
     return charset
 
 
+def transfer_encoding(part: Message) -> str:
+    try:
+        return str(part.get("content-transfer-encoding", "") or "").strip().lower()
+    except Exception:
+        return ""
+
+
+def encoded_message_bytes(part: Message) -> bytes:
+    """The bytes of a message/rfc822 part sent with a base64 or quoted-printable
+    transfer encoding (against RFC 2046 5.2.1): the parser made a sub-message
+    of the encoded text, so the raw text is taken back and decoded here."""
+    import base64
+    import quopri
+
+    raw = b""
+    inner = children(part)
+    try:
+        if inner:
+            raw = inner[0].as_bytes()
+        else:
+            payload = part.get_payload()
+            raw = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else b""
+    except Exception:
+        return payload_bytes(part)
+    cte = transfer_encoding(part)
+    try:
+        if cte == "base64":
+            return base64.b64decode(b"".join(raw.split()), validate=False)
+        if cte == "quoted-printable":
+            return quopri.decodestring(raw)
+    except Exception:
+        pass
+    return raw
+
+
 def text(part: Message) -> str:
     """A text part's content as str; never raises.
 
