@@ -177,7 +177,29 @@ def filename(part: Message) -> str:
         name = part.get_filename() or ""
     except Exception:
         name = param(part, "filename", "content-disposition") or param(part, "name")
-    return hdr.decode_words(hdr.fix_8bit(str(name)))
+    name = str(name)
+    if "\ufffd" in name:
+        name = _raw_8bit_filename(part) or name
+    return hdr.decode_words(hdr.fix_8bit(name))
+
+
+def _raw_8bit_filename(part: Message) -> str:
+    """A filename sent as raw 8-bit bytes: the header registry has already
+    replaced them by U+FFFD, so the raw header is decoded (UTF-8, else the
+    part's charset, else a guess) and its parameter read again."""
+    for header, key in (("content-disposition", "filename"), ("content-type", "name")):
+        for name, value in _raw_items(part):
+            if name.lower() != header:
+                continue
+            fixed = hdr.fix_8bit(hdr.unfold(str(value)[: hdr.MAX_HEADER]), param(part, "charset"))
+            probe = Message()
+            probe[header] = fixed
+            found = probe.get_param(key, None, header=header)
+            if isinstance(found, tuple):
+                found = found[-1]
+            if found:
+                return str(found)
+    return ""
 
 
 def content_id(part: Message) -> str:
