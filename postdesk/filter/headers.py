@@ -63,6 +63,7 @@ _CHARSET_ALIASES = {
     "x-unknown": "", "unknown": "", "default": "", "charset": "", "us-ascii": "us-ascii", "ascii": "us-ascii",
 }  # fmt: skip
 _CHARSET_CACHE: dict[str, str] = {}
+_SINGLE_BYTE = ("cp125", "iso8859-", "latin", "mac-", "koi8", "cp437", "cp85", "cp86")
 # Below this many bytes a statistical guess is noise (charset-normalizer calls
 # a 6-byte KOI8-R word Shift_JIS); a short legacy text is most often cp1252.
 MIN_GUESS_BYTES = 64
@@ -144,12 +145,20 @@ def lenient_decode(data: bytes, charset: str | None = None, hint: str = "") -> s
     A missing or ASCII charset on 8-bit data is the common lie of old
     clients, and an unknown charset tells us nothing: valid UTF-8 is read
     as UTF-8, anything else with ``hint`` (the charset the rest of the
-    message uses), else a guess (``guess_charset``).  When the bytes are not
+    message uses), else a guess (``guess_charset``).  Valid UTF-8 under a
+    single-byte label is UTF-8.  When the bytes are not
     valid in a known declared charset: valid UTF-8 wins; then mostly-UTF-8
     (some multi-byte characters decode) keeps U+FFFD for the bad bytes;
     otherwise the declared charset with replacement.
     """
     cs = resolve_charset(charset)
+    if cs.startswith(_SINGLE_BYTE) and not data.isascii():
+        # Valid multi-byte UTF-8 under a single-byte label is a mislabel
+        # (legacy text almost never forms valid UTF-8): "GrÃ¼ÃŸe" helps nobody.
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
     if cs and cs != "us-ascii":
         try:
             return data.decode(cs)

@@ -1,10 +1,10 @@
 """Walking a MIME tree and getting a part's content, safely.
 
-Shared by the body and attachment steps.  ``get_content()`` raises
+Shared by the body, HTML and attachment steps.  ``get_content()`` raises
 ``KeyError`` on a part declared ``multipart/*`` without a usable boundary and
-``LookupError`` on an unknown charset (both seen in real-world mail); here
-it is guarded,
-with ``get_payload(decode=True)`` and a lenient decode as the fallback.
+``LookupError`` on an unknown charset (both seen in real-world mail), and
+trusts charset labels real mail gets wrong; text is read here as
+``get_payload(decode=True)`` and a lenient decode (``headers.lenient_decode``).
 Header parameters (filename, charset) are read with the same guards.
 """
 
