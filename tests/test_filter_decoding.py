@@ -188,7 +188,9 @@ def test_html_body_mixed_keeps_plain_pieces_escaped_in_order():
     assert "<i>" not in out
 
 
-def test_html_body_is_bounded():
+def test_html_body_is_bounded_and_says_so(caplog):
     big = _mail(b"Content-Type: text/html\n\n<p>" + b"a" * (htmlbody.MAX_HTML + 1000) + b"</p>")
-    out = htmlbody.extract(parse(big).message)
-    assert len(out) <= htmlbody.MAX_HTML + 20
+    with caplog.at_level(logging.INFO, logger="postdesk.filter"):
+        out = htmlbody.extract(parse(big).message)
+    assert len(out) <= htmlbody.MAX_HTML + 20 and out.startswith("<p>aaa")
+    assert "cut to" in caplog.text

@@ -18,6 +18,7 @@ they name as inline.
 from __future__ import annotations
 
 import html as htmllib
+import logging
 from email.message import Message
 
 from postdesk.filter import parts
@@ -26,6 +27,8 @@ from postdesk.sanitise import sanitise_html
 # Past this, HTML is cut before sanitising: the text is kept whole anyway,
 # and 2 MB of markup is no mail a person wrote.
 MAX_HTML = 2 * 1024 * 1024
+
+log = logging.getLogger("postdesk.filter")
 
 
 def _leaf(part: Message) -> tuple[str, bool]:
@@ -77,6 +80,9 @@ def extract(msg: Message) -> str:
     if not is_html:
         return ""
     cleaned: list[str] = []
+    size = sum(len(p) for p in pieces)
+    if size > MAX_HTML:
+        log.info("HTML body of %d characters cut to %d before sanitising", size, MAX_HTML)
     budget = MAX_HTML
     for piece in pieces:
         if budget <= 0:
