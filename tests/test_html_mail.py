@@ -135,8 +135,9 @@ def test_ticket_show_html_and_json_exclude_each_other(desk):
     assert p.returncode == 64, (p.returncode, p.stderr)
 
 
-def test_show_html_without_the_image_file(desk):
+def test_show_html_without_the_image_file(tmp_path, store_url):
     """A blob gone from disk shows as a missing image, not as an error or a remote load."""
+    desk = make_desk(tmp_path / "files", store_url, store={"blobs": "directory"})
     desk.record(HTML_MAIL)
     blob = next(p for p in desk.attachments.rglob("*") if p.is_file() and p.read_bytes() == PNG)
     blob.unlink()

@@ -50,13 +50,14 @@ def cmd_show(args, config) -> int:
         render.print_json(ticket)
     elif getattr(args, "html", False):
         from postdesk.cli.htmlpage import ticket_page
+        from postdesk.store.blobs import BlobError
 
         def read(attachment_id: int) -> bytes | None:
             try:
-                _meta, path = store.attachment(attachment_id)
-                return path.read_bytes()
-            except (LookupError, OSError):
-                return None  # a missing file shows as a missing image, not an error page
+                _meta, blob = store.attachment(attachment_id)
+                return blob.read()  # checked against its sha256 as it is read
+            except (LookupError, BlobError, OSError):
+                return None  # missing or corrupt bytes show as a missing image, not an error page
 
         sys.stdout.write(ticket_page(ticket, config.organization.tag, read))
     else:
