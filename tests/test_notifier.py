@@ -747,3 +747,28 @@ def test_a_later_cc_does_not_get_the_history(desk, sink):
     worker.run_pass()
     (dave,) = sink.to("dave@customer.org")
     assert "Hello Dave." in dave.text and "First answer." not in dave.text and "Adding Dave." not in dave.text
+
+
+def test_staff_html_reply_reaches_customers_as_html_with_its_inline_image(desk, sink):
+    """End to end through the store and the worker: a staff reply recorded
+    with its sanitised HTML and a pasted screenshot goes to the customers as
+    text + HTML, the image by its cid, the quoted history cut from both."""
+    from postdesk.filter.decision import Attachment
+
+    cfg, store, worker, clock = _ticket_with_cc(desk)
+    sink.got.clear()
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    shot = Attachment(filename="image001.png", content_type="image/png", data=png, content_id="image001.png@01DA", inline=True)
+    html = '<p>Fixed, see <b>this</b>:</p><img src="cid:image001.png@01DA"><blockquote type="cite">It is on fire.</blockquote>'
+    record(store, staff_reply(1000, text="Fixed, see this:\n> It is on fire.\n", new_text="Fixed, see this:", html=html, attachments=(shot,)), cfg, now=clock.at(10))
+    clock.now = clock.at(200)
+    worker.run_pass()
+    (alice,) = sink.to("alice@customer.org")
+    m = alice.message
+    assert m.get_content_type() == "multipart/alternative"
+    text, related = m.get_payload()
+    assert "Fixed, see this:" in text.get_content() and "image001.png (image/png" in text.get_content()
+    body, image = related.get_payload()
+    assert "<b>this</b>" in body.get_content() and "It is on fire" not in body.get_content()
+    assert image["Content-ID"] == "<image001.png@01DA>" and image.get_content() == png
+    assert m["Subject"] == "[#1000] Printer on fire" and m["In-Reply-To"]
