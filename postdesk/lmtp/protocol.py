@@ -84,7 +84,7 @@ class Sessions:
         if self.open:
             try:
                 await asyncio.wait_for(self._idle.wait(), drain)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         left = len(self.open)
         for session in list(self.open):

@@ -103,9 +103,13 @@ async def serve(
 
     signals = stop is None
     stopped = stop or asyncio.Event()
+    def on_signal(signum: int) -> None:
+        log.info("%s: stopping", signal.Signals(signum).name)
+        stopped.set()
+
     if signals:
         for sig in STOP_SIGNALS:
-            loop.add_signal_handler(sig, lambda s=sig: (log.info("%s: stopping", signal.Signals(s).name), stopped.set()))
+            loop.add_signal_handler(sig, on_signal, sig)
     log.info(
         "starting: listen=%s mode=%s group=%s xforward=%s max_message_bytes=%d store=%s workers=%d pid=%d",
         config.lmtp.listen,
@@ -167,8 +171,9 @@ def run(config: Config, store: MessageStore | None = None, ingest: Callable | No
             log.error("cannot set up the store %s: %s", redact_url(config.store.url), e)
             return EX_CONFIG
     if ingest is None:
-        from postdesk.ingest import ingest  # fail at start-up, not per message
+        from postdesk.ingest import ingest as default_ingest  # fail at start-up, not per message
 
+        ingest = default_ingest
     executor = ThreadPoolExecutor(max_workers=worker_threads(config.store.url), thread_name_prefix="postdesk-lmtp")
     handler = Handler(config, serial.for_milter(store, config.store.url), ingest, executor)
     try:

@@ -50,7 +50,9 @@ class LmtpServer:
         from postdesk.milter import serial
 
         if ingest is None:
-            from postdesk.ingest import ingest
+            from postdesk.ingest import ingest as default_ingest
+
+            ingest = default_ingest
         self.config = config
         self.listen = config.lmtp.listen
         self.drain = drain
