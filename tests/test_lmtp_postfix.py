@@ -143,3 +143,21 @@ def test_too_big_bounces_with_5_3_4(tmp_path):
         assert bounce.recipients == ["customer@example.org"]
     finally:
         e.close()
+
+
+def test_check_recognises_the_lmtp_deployment(lenv):
+    import io
+
+    from postdesk import check
+
+    out = io.StringIO()
+    status = check.run(lenv.config, skip={"store", "permissions", "dns"}, postfix_config=str(lenv.postfix.etc), out=out)
+    text = out.getvalue()
+    assert "ok: after-queue deployment: lmtp(8) delivers to postdesk lmtp on " in text, text
+    assert f"ok: postdesk lmtp answers on {lenv.listen}" in text and "user postfix may open" in text, text
+    assert "not in smtpd_milters" not in text and "milter socket" not in text, text
+    assert status == 0, text
+    lenv.lmtp.kill()
+    out = io.StringIO()
+    assert check.run(lenv.config, skip={"store", "permissions", "dns"}, postfix_config=str(lenv.postfix.etc), out=out) == 69
+    assert "problem: postdesk lmtp does not answer" in out.getvalue() or "problem: no postdesk lmtp socket" in out.getvalue(), out.getvalue()
