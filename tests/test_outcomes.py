@@ -49,7 +49,8 @@ def _documented() -> set[tuple[str, str]]:
 
 
 def test_the_docs_name_only_replies_the_table_gives():
-    table = {(a.smtp_code, a.dsn) for a in ALL.values() if a.smtp_code}
+    # postdesk lmtp says its own 250 (the milter leaves it to the MTA).
+    table = {(a.smtp_code, a.dsn) for a in ALL.values() if a.smtp_code} | {(a.lmtp_code, a.dsn) for a in ALL.values()}
     documented = _documented()
     assert documented, "no SMTP replies found in the docs: did the wording change?"
     assert documented <= table, f"documented but not in postdesk.outcomes: {sorted(documented - table)}"

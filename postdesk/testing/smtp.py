@@ -14,7 +14,6 @@ Needs aiosmtpd, from the ``test`` extra (``pip install 'postdesk[test]'``).
 from __future__ import annotations
 
 import asyncio
-
 import os
 import threading
 import time
