@@ -22,6 +22,13 @@ Needs root and Postfix.
 
     .venv/bin/python bench/after_queue.py                 # ~1-2 min on 2 cores
     .venv/bin/python bench/after_queue.py --messages 400 --rounds 3
+
+pipe(8) runs ``postdesk`` as user nobody, who must be able to run its
+interpreter: a virtualenv made from a Python under root's home (pyenv) is
+not, so point --pipe-postdesk at one made from the system Python:
+
+    /usr/bin/python3 -m venv /tmp/pd && /tmp/pd/bin/pip install .
+    .venv/bin/python bench/after_queue.py --pipe-postdesk /tmp/pd/bin/postdesk
 """
 
 from __future__ import annotations
@@ -108,6 +115,7 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=200, help="support mails per run (default 200)")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--pipe-postdesk", default=str(POSTDESK), help="the postdesk script pipe(8) runs (user nobody must be able to run it)")
     args = ap.parse_args()
     ok, why = available()
     if not ok:
@@ -128,7 +136,7 @@ def main() -> int:
         procs.append(subprocess.Popen([sink, "-u", "postfix", f"127.0.0.1:{sink_port}", "1024"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_for(lambda: port_open(sink_port), 10, "smtp-sink")
         pipe_service = (ROOT / "contrib" / "postfix" / "master.cf").read_text().replace("user=postdesk", "user=nobody").replace(
-            "argv=/usr/bin/postdesk filter", f"argv={POSTDESK} --config {pipe_cfg} filter"
+            "argv=/usr/bin/postdesk filter", f"argv={args.pipe_postdesk} --config {pipe_cfg} filter"
         )
         pf = PrivatePostfix(
             root / "postfix", free_port(), sink_port,
@@ -137,11 +145,11 @@ def main() -> int:
         ).start()
         lmtp = LmtpProcess(lmtp_cfg, listen, root / "lmtp.log").start()
         routes = {"bare": "", "pipe": f"inline:{{ {SUPPORT}=postdesk: }}", "lmtp": f"inline:{{ {SUPPORT}=postdesk-lmtp:{listen} }}"}
-        probe = subprocess.run(["runuser", "-u", "nobody", "--", str(POSTDESK), "--help"], capture_output=True, text=True)
+        probe = subprocess.run(["runuser", "-u", "nobody", "--", args.pipe_postdesk, "--help"], capture_output=True, text=True)
         if probe.returncode != 0:
             # pipe(8) refuses root; an interpreter under a 0700 home cannot run as anyone else.
-            print(f"  pipe side skipped: user nobody cannot run {POSTDESK} ({(probe.stderr or probe.stdout).strip()[:120]}); "
-                  "use a virtualenv made from a system Python (e.g. /usr/bin/python3 -m venv)")
+            print(f"  pipe side skipped: user nobody cannot run {args.pipe_postdesk} ({(probe.stderr or probe.stdout).strip()[:120]}); "
+                  "see --pipe-postdesk")
             del routes["pipe"]
         rates: dict[str, list[float]] = {side: [] for side in routes}
         for rnd in range(args.rounds):
@@ -159,7 +167,7 @@ def main() -> int:
         print(f"\nafter-queue delivery of {args.messages} new-ticket mails (2 KB), median of {args.rounds} rounds, one run:")
         for side in routes:
             r = statistics.median(rates[side])
-            print(f"  {side:5} {r:7.1f} msg/s  ratio to bare Postfix {r / base:5.2f}")
+            print(f"  {side:5} {r:7.1f} msg/s  ratio to bare Postfix {r / base:6.3f}")
         if "pipe" in routes:
             print(f"  lmtp / pipe: {statistics.median(rates['lmtp']) / statistics.median(rates['pipe']):.1f}x")
         if bounced:

@@ -25,7 +25,7 @@ from postdesk.testing.milter import MilterProcess
 from postdesk.testing.postfix import available
 from postdesk.testing.wait import wait_for
 from tests.conftest import SUITE_DNS, need
-from tests.test_milter_postfix import Env, mail
+from tests.test_milter_postfix import Env, mail, settled
 
 pytestmark = pytest.mark.postfix
 
@@ -139,6 +139,41 @@ def test_postgresql_restart_under_load(tmp_path):
         retry_until_accepted(env, codes)
         assert set(codes.values()) == {250}
         assert tickets_by_subject(env) == Counter(subjects)
+    finally:
+        if env is not None:
+            env.close()
+        pg.close()
+
+
+def test_postgresql_restart_under_lmtp_load(tmp_path):
+    """The same restart behind postdesk lmtp: each recipient gets 451 4.3.0
+    while the database is down, Postfix keeps the mail, and it lands once."""
+    import re
+
+    from tests.test_lmtp_postfix import LmtpEnv
+
+    ok, why = available()
+    need(ok, why)
+    ok, why = pgcluster.available()
+    need(ok, why)
+    pg = pgcluster.PrivatePostgres().start()
+    env = None
+    try:
+        env = LmtpEnv(tmp_path, store_url=pg.url, extra={"limits": {"new_tickets_per_sender": 0}}).start()
+        subjects = [f"LMTP PG {i}" for i in range(30)]
+        for s in subjects[:10]:
+            env.send(mail(s))
+        settled(env.postfix)
+        pg.stop()
+        for s in subjects[10:20]:
+            env.send(mail(s))  # Postfix takes it: the queue is the buffer
+        wait_for(lambda: len(re.findall(r"status=deferred \(host .*lmtp\.sock.* said: 451 4\.3\.0 ", env.postfix.log())) >= 10, 60, "451 4.3.0 for each message")
+        pg.start()
+        for s in subjects[20:]:
+            env.send(mail(s))
+        env.postfix.flush()
+        wait_for(env.postfix.queue_empty, 60, "Postfix's queue to empty")
+        assert Counter(t["subject"] for t in env.tickets()) == Counter(subjects)
     finally:
         if env is not None:
             env.close()

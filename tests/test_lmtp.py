@@ -282,3 +282,13 @@ def test_a_live_socket_is_not_taken_over(served, lmtp_config):
     config = lmtp_config()
     served(config)
     assert run(config) == 69  # EX_UNAVAILABLE: another postdesk lmtp answers there
+
+
+def test_null_sender_is_taken(served):
+    """Bounces come with MAIL FROM:<>; they are the filter's to judge, not the protocol's."""
+    seen = []
+    server = served(ingest=_recording_ingest(seen))
+    dsn = make_mail(subject="Undelivered Mail Returned to Sender", sender="MAILER-DAEMON <postmaster@customer.example>", body="It bounced.\n")
+    (reply,) = lmtp_send(server.listen, "", ["support@example.com"], dsn)
+    assert reply.startswith("250 2.0.0 "), reply
+    assert seen[-1].sender == ""

@@ -161,3 +161,24 @@ def test_check_recognises_the_lmtp_deployment(lenv):
     out = io.StringIO()
     assert check.run(lenv.config, skip={"store", "permissions", "dns"}, postfix_config=str(lenv.postfix.etc), out=out) == 69
     assert "problem: postdesk lmtp does not answer" in out.getvalue() or "problem: no postdesk lmtp socket" in out.getvalue(), out.getvalue()
+
+
+def test_sigterm_under_load_defers_the_rest_and_it_lands_once(tmp_path):
+    ok, why = available()
+    need(ok, why)
+    e = LmtpEnv(tmp_path, extra={"limits": {"new_tickets_per_sender": 0}})
+    try:
+        e.start()
+        subjects = [f"Burst {i}" for i in range(60)]
+        for s in subjects:
+            e.send(mail(s))
+        wait_for(lambda: len(e.tickets()) >= 3, 30, "the first tickets")
+        assert e.lmtp.stop() == 0  # SIGTERM: 421 to idle sessions, replies for those recording, exit 0
+        assert "stopped" in e.lmtp.text()
+        e.lmtp = LmtpProcess(e.config_path, e.listen, tmp_path / "lmtp2.log").start()
+        e.postfix.flush()
+        wait_for(e.postfix.queue_empty, 60, "Postfix's queue to empty")
+        assert sorted(t["subject"] for t in e.tickets()) == sorted(subjects)  # every one, once
+        assert "status=bounced" not in e.postfix.log()
+    finally:
+        e.close()
