@@ -43,6 +43,16 @@ def _skip_list(value: str) -> frozenset[str]:
     return names
 
 
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
 def handler(name: str) -> Callable:
     """``"tickets.cmd_list"`` -> postdesk.cli.tickets.cmd_list."""
     import importlib
@@ -120,6 +130,13 @@ def build_parser() -> Parser:
     p.add_argument("id", type=int, metavar="ID")
     p.add_argument("-o", "--output", required=True, metavar="FILE")
     p.add_argument("--force", action="store_true", help="replace FILE if it exists (otherwise: exit 73)")
+
+    blobs = add(sub, "blobs", None, "attachment bytes: database rows or files ([store] blobs)")
+    bsub = blobs.add_subparsers(dest="blobs_command", metavar="SUBCOMMAND", required=True)
+    p = add(bsub, "migrate", "blobs.cmd_migrate", "move every attachment's bytes into one backend (rerun to continue)")
+    p.add_argument("--to", required=True, choices=("database", "directory"), help="the backend to move them into")
+    p.add_argument("--batch", type=_positive, default=100, metavar="N", help="blobs per batch (default 100)")
+    p.add_argument("--remove-source", action="store_true", help="delete each blob from the other backend once moved")
 
     box = add(sub, "outbox", None, "the notifications queue")
     osub = box.add_subparsers(dest="outbox_command", metavar="SUBCOMMAND", required=True)

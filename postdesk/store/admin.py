@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from postdesk.store.apply import change_status
+from postdesk.store.blobs import Blob, BlobMissing
 from postdesk.store.models import Action, Attachment, Outbox, Ticket
 from postdesk.store.updates import queue_updates
 
@@ -106,13 +106,13 @@ def outbox_dict(o: Outbox, number: int | None) -> dict[str, Any]:
 
 
 class AdminMixin:
-    """Needs ``self.session(read_only=...)`` and ``self.attachments``."""
-
-    attachments: Path
+    """Needs ``self.session(read_only=...)`` and ``self.blob(sha256)``."""
 
     if TYPE_CHECKING:
         # Provided by postdesk.store.core.Store.
         def session(self, *, read_only: bool = False) -> contextlib.AbstractContextManager[Session]: ...
+
+        def blob(self, sha256: str) -> Blob: ...
 
     def list_tickets(self, status: str | None = None) -> list[dict[str, Any]]:
         if status is not None and status not in STATUSES:
@@ -192,8 +192,10 @@ class AdminMixin:
                 queue_updates(s.connection(), t.id, bool(t.visible_to_customers), now, config, exclude)
             return bool(a.public)
 
-    def attachment(self, attachment_id: int) -> tuple[dict[str, Any], Path]:
-        """Metadata and the file holding attachment ``attachment_id``."""
+    def attachment(self, attachment_id: int) -> tuple[dict[str, Any], Blob]:
+        """Metadata of attachment ``attachment_id`` and its bytes (a Blob,
+        read in chunks and checked against its sha256 when iterated, from
+        whichever backend holds it); LookupError when either is missing."""
         with self.session(read_only=True) as s:
             a = s.get(Attachment, attachment_id)
             if a is None:
@@ -201,10 +203,11 @@ class AdminMixin:
             info = attachment_dict(a)
             info["action_id"] = a.action_id
             info["ticket"] = a.action.ticket.number
-            path = Path(self.attachments) / a.path
-        if not path.is_file():
-            raise LookupError(f"attachment {attachment_id}: file {path} is missing")
-        return info, path
+        try:
+            blob = self.blob(info["sha256"])
+        except BlobMissing as e:
+            raise LookupError(f"attachment {attachment_id}: its bytes are missing ({e})") from None
+        return info, blob
 
     def list_outbox(self) -> list[dict[str, Any]]:
         with self.session(read_only=True) as s:

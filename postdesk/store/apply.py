@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import cast
 
 from sqlalchemy import Table, bindparam, select
@@ -28,7 +27,7 @@ from sqlalchemy.orm import Session
 from postdesk.config import Config
 from postdesk.filter.decision import Decision, Envelope, Kind
 from postdesk.outcomes import Outcome, Result
-from postdesk.store.blobs import write_blob
+from postdesk.store.blobs import BlobBackend
 from postdesk.store.errors import INIT_HINT, StoreNotInitialised
 from postdesk.store.models import Action, Attachment, Counter, MessageId, Outbox, Participant, Person, Ticket
 from postdesk.store.text import KEY_MAX, clean, message_key
@@ -71,10 +70,22 @@ _LOCK_TICKET = (
 )
 _INSERT_TICKET = _TICKETS.insert().returning(_TICKETS.c.id)
 _TOUCH_TICKET = _TICKETS.update().where(_TICKETS.c.id == bindparam("t_id")).values(updated_at=bindparam("t_updated"))
+# A status change starts the clocks again: closed_at for the reopen window,
+# and a fresh pending period gets its own reminder (reminded_at cleared).
 _SET_STATUS = (
     _TICKETS.update()
     .where(_TICKETS.c.id == bindparam("t_id"))
-    .values(status=bindparam("t_status"), updated_at=bindparam("t_updated"))
+    .values(
+        status=bindparam("t_status"),
+        updated_at=bindparam("t_updated"),
+        closed_at=bindparam("t_closed_at"),
+        reminded_at=None,
+    )
+)
+_SET_OWNER = _TICKETS.update().where(_TICKETS.c.id == bindparam("t_id")).values(owner_id=bindparam("t_owner"))
+_OWNER_OF = select(_TICKETS.c.owner_id).where(_TICKETS.c.id == bindparam("t_id"))
+_PUBLIC_STAFF_ACTED = (
+    _TICKETS.update().where(_TICKETS.c.id == bindparam("t_id")).values(last_public_staff_at=bindparam("t_at"))
 )
 _PERSON = select(_PEOPLE.c.id, _PEOPLE.c.name, _PEOPLE.c.staff).where(_PEOPLE.c.address == bindparam("address"))
 _INSERT_PERSON = _PEOPLE.insert().returning(_PEOPLE.c.id)
@@ -174,8 +185,20 @@ def change_status(conn: Connection, ticket_id: int, old: str, new: str, author_i
             "created_at": now,
         },
     ).scalar_one()
-    conn.execute(_SET_STATUS, {"t_id": ticket_id, "t_status": new, "t_updated": now})
+    # closed_at only while closed: a reopened ticket is not "closed long ago".
+    closed_at = now if new == "closed" else None
+    conn.execute(_SET_STATUS, {"t_id": ticket_id, "t_status": new, "t_updated": now, "t_closed_at": closed_at})
     return action_id
+
+
+def set_owner(conn: Connection, ticket_id: int, owner_id: int | None) -> bool:
+    """Make ``owner_id`` (a person id, None: nobody) the ticket's owner;
+    False when it already was.  The one path for the ``[take]`` and
+    ``[assign]`` commands, the first staff reply and ``ticket assign``."""
+    if conn.execute(_OWNER_OF, {"t_id": ticket_id}).scalar_one_or_none() == owner_id:
+        return False
+    conn.execute(_SET_OWNER, {"t_id": ticket_id, "t_owner": owner_id})
+    return True
 
 
 def existing_ticket_number(conn: Connection | Session, key: str, digest: str | None = None) -> int | None:
@@ -265,7 +288,7 @@ def apply(
     envelope: Envelope,
     config: Config,
     now: datetime,
-    attachments_root: Path,
+    blobs: BlobBackend,
 ) -> Result:
     if d.kind is Kind.IGNORE:
         return Result(Outcome.IGNORED, ticket=d.ticket, decision=d, reason=d.reason)
@@ -286,7 +309,10 @@ def apply(
     if key:
         key_id = conn.execute(_INSERT_KEY, {"key": key, "digest": d.digest, "ours": False, "created_at": now}).scalar_one()
 
-    stored = [(a, write_blob(attachments_root, a.data)) for a in d.attachments]
+    # Through the blob backend, in this transaction (database rows roll
+    # back with the message; a file written for a rolled-back message is
+    # an unreferenced blob, harmless).
+    stored = [(a, blobs.put(a.data, conn)) for a in d.attachments]
 
     ticket = None
     if d.kind is Kind.FOLLOWUP and d.ticket is not None:
@@ -359,9 +385,9 @@ def apply(
                     "content_type": clean(a.content_type, 255) or "application/octet-stream",
                     "filename": clean(a.filename, 255),
                     "content_id": clean(a.content_id, 255),
-                    "path": rel,
+                    "path": blobs.location(sha),
                 }
-                for a, (sha, rel) in stored
+                for a, sha in stored
             ],
         )
     if key_id is not None:
@@ -411,11 +437,24 @@ def apply(
     if public:
         # A ticket created just now has no queued update to postpone.
         queue_updates(conn, ticket_id, visible, now, config, {author_address, *cc}, participants.for_updates(), postpone=not created)
-    if d.close and status != "closed":
-        change_status(conn, ticket_id, status, "closed", author[0] if author else None, now, flags="closed")
+    changes: dict[str, str] = {}
+    if d.staff and public:
+        # The pending reminder and auto-close are timed from here
+        # (docs/lifecycle.md), not from any update of the ticket.
+        conn.execute(_PUBLIC_STAFF_ACTED, {"t_id": ticket_id, "t_at": now})
+    if d.owner is not None:
+        owner = _person(conn, d.owner, staff=True, rename="never") if d.owner else None
+        if set_owner(conn, ticket_id, owner[0] if owner else None):
+            changes["owner"] = owner[1] if owner else "none"
+    new_status = d.status or ("closed" if d.close else "")
+    if new_status and new_status != status:
+        change_status(conn, ticket_id, status, new_status, author[0] if author else None, now, flags=new_status)
+        changes["status"] = new_status
         if config.organization.status_change_emails:
             queue_updates(conn, ticket_id, visible, now, config, author_address, participants.for_updates())
-    return Result(Outcome.CREATED if created else Outcome.UPDATED, ticket=number, action_id=action_id, decision=d)
+    return Result(
+        Outcome.CREATED if created else Outcome.UPDATED, ticket=number, action_id=action_id, decision=d, changes=changes
+    )
 
 
 def _outbox_row(kind: str, ticket_id: int, action_id: int, recipient: str, now: datetime) -> dict:
