@@ -3,7 +3,8 @@
 Each ``NAME.eml`` has a ``NAME.json`` beside it::
 
     {"envelope": {"sender", "recipients", "client_address", "sasl_username"},
-     "known": {"tickets": [{"number", "status", "requester", "participants"}],
+     "known": {"tickets": [{"number", "status", "requester", "participants",
+                            "closed_at" (ISO, optional), "merged_into" (optional)}],
                "message_ids": {"<id without <>>": ticket}, "seen": ["<message key>"]},
      "expect": {...}}
 
@@ -11,7 +12,7 @@ Only the keys present in "expect" are checked, so a file states exactly what
 it is about.  "flags" is compared as an exact set, "cc" and "references" as
 sets; "kind" is the Kind value; any other Decision field is compared as is.
 Extra keys: "text_contains"/"text_excludes", "new_text_contains"/
-"new_text_excludes", "subject_contains" (lists of substrings),
+"new_text_excludes", "html_contains"/"html_excludes" (the sanitised HTML), "subject_contains" (lists of substrings),
 "reason_contains", "attachment_count", and "attachments" (a list in message
 order; each item may give filename, filename_endswith, content_type, size,
 sha256, data_startswith, content_id, inline).  A new bug in the field adds a
@@ -35,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -58,7 +60,11 @@ def corpus_known(block: dict | None = None, made: dict[int, list[str]] | None = 
     ``{{msgid:N}}`` of the .eml, listed in ``made``) went to that address."""
     block = block or {}
     tickets = [
-        ticket_info(int(t["number"]), t["requester"], t.get("participants", ()), t.get("status", "open"))
+        replace(
+            ticket_info(int(t["number"]), t["requester"], t.get("participants", ()), t.get("status", "open")),
+            closed_at=datetime.fromisoformat(t["closed_at"]) if t.get("closed_at") else None,
+            merged_into=t.get("merged_into"),
+        )
         for t in block.get("tickets", [])
     ]
     sent = {
@@ -148,17 +154,19 @@ def test_mail(eml: Path, make_config):
             check(key, d.kind.value, want)
         elif key == "flags":
             check(key, sorted(d.flags), sorted(want))
+        elif key == "refused":
+            check(key, list(d.refused), want)
         elif key in ("cc", "references"):
             # compared as sets: order and repeats (In-Reply-To is usually also in References) don't matter
             check(key, sorted(set(getattr(d, key))), sorted({x.lower() if key == "cc" else x for x in want}))
         elif key == "message_key" and want == "sha256:raw":
             check(key, d.message_key, "sha256:" + hashlib.sha256(raw).hexdigest())
-        elif key in ("text_contains", "new_text_contains"):
+        elif key in ("text_contains", "new_text_contains", "html_contains"):
             field = key.removesuffix("_contains")
             for s in want:
                 if s not in getattr(d, field):
                     problems.append(f"{field} lacks {s!r}: {getattr(d, field)[:600]!r}")
-        elif key in ("text_excludes", "new_text_excludes"):
+        elif key in ("text_excludes", "new_text_excludes", "html_excludes"):
             field = key.removesuffix("_excludes")
             for s in want:
                 if s in getattr(d, field):

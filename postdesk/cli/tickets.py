@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 from postdesk.cli import render
 from postdesk.cli.common import open_store
+from postdesk.cli.errors import CommandError
 from postdesk.clock import utcnow as now  # read here, at the edge, and passed in
-from postdesk.outcomes import EX_OK
+from postdesk.outcomes import EX_DATAERR, EX_OK
 
 TICKET_LIST_COLUMNS = ("number", "status", "visible", "requester", "created", "subject")
 
@@ -41,9 +44,22 @@ def cmd_list(args, config) -> int:
 
 
 def cmd_show(args, config) -> int:
-    ticket = ticket_or_fail(open_store(config), args.number)
+    store = open_store(config)
+    ticket = ticket_or_fail(store, args.number)
     if args.json:
         render.print_json(ticket)
+    elif getattr(args, "html", False):
+        from postdesk.cli.htmlpage import ticket_page
+        from postdesk.store.blobs import BlobError
+
+        def read(attachment_id: int) -> bytes | None:
+            try:
+                _meta, blob = store.attachment(attachment_id)
+                return blob.read()  # checked against its sha256 as it is read
+            except (LookupError, BlobError, OSError):
+                return None  # missing or corrupt bytes show as a missing image, not an error page
+
+        sys.stdout.write(ticket_page(ticket, config.organization.tag, read))
     else:
         print(render.ticket_text(ticket, config.organization.tag))
     return EX_OK
@@ -52,6 +68,18 @@ def cmd_show(args, config) -> int:
 def cmd_status(args, config) -> int:
     changed = open_store(config).set_status(args.number, args.status, config, now())
     print(f"ticket {args.number}: {'status' if changed else 'already'} {args.status}")
+    return EX_OK
+
+
+def cmd_merge(args, config) -> int:
+    from postdesk.store.merge import MergeRefused
+
+    try:
+        into = open_store(config).merge_tickets(args.source, args.into, config, now())
+    except MergeRefused as e:
+        raise CommandError(f"postdesk: ticket {args.source} not merged: {e}", EX_DATAERR) from None
+    chain = f" (ticket {args.into} was merged into {into})" if into != args.into else ""
+    print(f"ticket {args.source}: merged into {into}{chain}")
     return EX_OK
 
 

@@ -50,6 +50,7 @@ from postdesk.config import Config
 from postdesk.filter import clean_header
 from postdesk.mail import LOOP_HEADER, REPLY_MARKER, TICKET_HEADER
 from postdesk.msgid import make_message_id
+from postdesk.notifier import refusal
 from postdesk.outbox_rows import AttachmentInfo, Entry, Job, Person
 
 # The filter cuts a reply at this line, so customers' quoted history of our
@@ -499,6 +500,8 @@ def compose(
         text, auto = alert_text(job, config), "auto-generated"
     elif job.kind == "update":
         text, auto = update_text(job, config), "auto-generated"
+    elif job.kind == "refusal":
+        text, auto = refusal.text(job, config, clean), "auto-replied"
     else:
         raise ComposeError(f"unknown outbox kind {job.kind!r}")
 
@@ -512,9 +515,11 @@ def compose(
 
     own = make_message_id(job.ticket, secret, domain)
     subject = f"{_tag(config, job)} {clean(job.subject)[:MAX_SUBJECT]}".rstrip()
+    if job.kind == "refusal":
+        subject = f"Not done: {subject}"
 
     # A staff reply to an alert must reach a system address to become an action.
-    answer_to = reply_to if job.kind != "alert" or config.is_system_address(reply_to) else org.system_addresses[0]
+    answer_to = reply_to if job.kind not in ("alert", "refusal") or config.is_system_address(reply_to) else org.system_addresses[0]
 
     headers: list[tuple[str, str]] = [
         ("From", mailbox(org.name, reply_to)),

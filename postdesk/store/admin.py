@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from sqlalchemy.orm import selectinload
 
 from postdesk.store.apply import change_status
 from postdesk.store.blobs import Blob, BlobMissing
+from postdesk.store.merge import merge
 from postdesk.store.models import Action, Attachment, Outbox, Ticket
 from postdesk.store.updates import queue_updates
 
@@ -28,7 +30,8 @@ if TYPE_CHECKING:
 
     from postdesk.config import Config
 
-STATUSES = ("open", "closed")
+STATUSES = ("open", "pending", "closed")
+_FOLLOW_UP = re.compile(r"(\d{1,10})\]")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -44,7 +47,20 @@ def ticket_dict(t: Ticket) -> dict[str, Any]:
         "requester": t.requester.address,
         "created_at": _iso(t.created_at),
         "updated_at": _iso(t.updated_at),
+        "department": t.department or "",
+        "owner": t.owner.address if t.owner is not None else None,
+        "merged_into": t.merged_into,
+        "closed_at": _iso(t.closed_at),
     }
+
+
+def follow_up_of(t: Ticket) -> int | None:
+    """The ticket this one follows up: named by its first action (rule "reopen")."""
+    for a in t.actions[:1]:
+        m = _FOLLOW_UP.search(a.text or "") if a.kind == "system" and "follow-up" in (a.flags or "").split() else None
+        if m:
+            return int(m.group(1))
+    return None
 
 
 def attachment_dict(a: Attachment) -> dict[str, Any]:
@@ -55,6 +71,7 @@ def attachment_dict(a: Attachment) -> dict[str, Any]:
         "size": a.size,
         "sha256": a.sha256,
         "content_id": a.content_id,
+        "inline": bool(a.inline),  # shown in the action's HTML by its cid:
     }
 
 
@@ -76,6 +93,7 @@ def action_dict(a: Action) -> dict[str, Any]:
         "public": bool(a.public),
         "text": a.text,
         "new_text": a.new_text,
+        "html": a.html or "",  # sanitised (postdesk.sanitise); "" for a text-only mail
         "flags": a.flags.split() if a.flags else [],
         "message_id": a.message_id,
         "queue_id": a.queue_id,
@@ -118,7 +136,7 @@ class AdminMixin:
         if status is not None and status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         with self.session(read_only=True) as s:
-            q = select(Ticket).options(selectinload(Ticket.requester)).order_by(Ticket.number)
+            q = select(Ticket).options(selectinload(Ticket.requester), selectinload(Ticket.owner)).order_by(Ticket.number)
             if status is not None:
                 q = q.where(Ticket.status == status)
             return [ticket_dict(t) for t in s.scalars(q)]
@@ -137,6 +155,7 @@ class AdminMixin:
             if t is None:
                 return None
             out = ticket_dict(t)
+            out["follow_up_of"] = follow_up_of(t)
             out["participants"] = [
                 {"address": p.person.address, "name": p.person.name, "role": p.role, "last_update_action_id": p.last_update_action_id}
                 for p in sorted(t.participants, key=lambda p: p.id)
@@ -162,6 +181,13 @@ class AdminMixin:
             if config.organization.status_change_emails:
                 queue_updates(s.connection(), t.id, bool(t.visible_to_customers), now, config)
             return True
+
+    def merge_tickets(self, source: int, into: int, config: Config, now: datetime) -> int:
+        """``postdesk ticket merge M N`` (postdesk.store.merge); returns the
+        number merged into (the end of N's chain).  Raises MergeRefused or
+        LookupError with a message fit for the terminal."""
+        with self.session() as s:
+            return merge(s.connection(), source, into, now, None, config.organization.tag)
 
     def set_visibility(self, number: int, visible: bool, config: Config, now: datetime) -> bool:
         """The ticket-level "visible to customers" flag; True when it changed."""
