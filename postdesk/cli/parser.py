@@ -82,6 +82,7 @@ def build_parser() -> Parser:
 
     add(sub, "init", "services.cmd_init", "create or upgrade the database, create the attachment directory")
     add(sub, "milter", "services.cmd_milter", "run the milter on [milter] socket")
+    add(sub, "lmtp", "services.cmd_lmtp", "run the LMTP server on [lmtp] listen (after-queue, for Postfix lmtp(8))")
 
     p = add(sub, "filter", None, "read one message on stdin (Postfix pipe(8)); exit 0, 75 or a sysexits code")
     p.add_argument("--sender", required=True, help="envelope sender (${sender}); empty or <> for the null sender")
