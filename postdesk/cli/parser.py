@@ -43,6 +43,16 @@ def _skip_list(value: str) -> frozenset[str]:
     return names
 
 
+def _count(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {n}")
+    return n
+
+
 def handler(name: str) -> Callable:
     """``"tickets.cmd_list"`` -> postdesk.cli.tickets.cmd_list."""
     import importlib
@@ -98,6 +108,8 @@ def build_parser() -> Parser:
     p = add(tsub, "list", "tickets.cmd_list", "list tickets")
     p.add_argument("--status", choices=("open", "closed"), help="only tickets with this status")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--limit", type=_count, default=50, metavar="N", help="at most N tickets, a page (default: 50; 0: all)")
+    p.add_argument("--after", type=int, default=None, metavar="N", help="start after ticket number N (the next page; the command says which)")
     p = add(tsub, "show", "tickets.cmd_show", "one ticket with its actions and attachments")
     p.add_argument("number", type=int, metavar="N")
     p.add_argument("--json", action="store_true", help="machine-readable output")
