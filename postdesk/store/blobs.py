@@ -11,17 +11,33 @@ one file system), and the directory is fsynced, so a reader never sees a
 partial file and a crash leaves either nothing or the whole file.  Blobs are
 written before the database commit: a committed row always has its bytes; a
 rolled-back message may leave an unreferenced blob, which is harmless.
+
+Removal (``postdesk purge``, ``unlink_unused``) races with a message that
+needs the same bytes again: it may find the file, skip writing it, and
+commit its row after the purge decided the blob was unused.  So a blob in
+use is touched (its mtime set) whenever a message reuses it, and removal
+first renames the file aside, then keeps it (renamed back) if it was touched
+within ``GRACE`` or a row references it again; a message that looks for
+the file after the rename writes it anew.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import tempfile
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+log = logging.getLogger("postdesk.store")
+
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+# A blob touched this recently (seconds) is never removed: far longer than
+# any transaction lives (the store's busy_timeout is seconds).
+GRACE = 3600.0
 
 
 def relative_path(sha256: str) -> str:
@@ -68,7 +84,11 @@ def write_blob(root: Path, data: bytes) -> tuple[str, str]:
     rel = relative_path(sha)
     final = Path(root) / rel
     if final.exists() and final.stat().st_size == len(data):
-        return sha, rel
+        try:
+            os.utime(final)  # in use again: see the module docstring
+            return sha, rel
+        except FileNotFoundError:
+            pass  # removed meanwhile: write it again
     _make_dirs(final.parent)
     fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
     try:
@@ -86,3 +106,33 @@ def write_blob(root: Path, data: bytes) -> tuple[str, str]:
         raise
     _fsync_dir(final.parent)
     return sha, rel
+
+
+def unlink_unused(root: Path, shas: Iterable[str], referenced: Callable[[str], bool], grace: float = GRACE) -> int:
+    """Remove the files of ``shas``, which no committed row references,
+    unless a message touched one within ``grace`` seconds or ``referenced``
+    says a row names it again.  Returns how many files went.  A missing
+    file is no error (removed before, or never written)."""
+    gone = 0
+    for sha in sorted(set(shas)):
+        final = blob_path(root, sha)
+        aside = final.with_name(f".purge-{sha}")
+        try:
+            os.replace(final, aside)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            log.warning("purge: cannot remove blob %s: %s", sha, e.strerror)
+            continue
+        try:
+            recent = aside.stat().st_mtime > time.time() - grace
+            if recent or referenced(sha):
+                os.replace(aside, final)  # a fresh copy written meanwhile has the same bytes
+                continue
+            os.unlink(aside)
+            gone += 1
+        except BaseException:
+            if aside.exists():
+                os.replace(aside, final)
+            raise
+    return gone
