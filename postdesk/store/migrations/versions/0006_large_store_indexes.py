@@ -12,10 +12,12 @@
   oldest first.
 - ``ix_tickets_status_number``: a page of ``postdesk ticket list --status``
   (without it: every ticket of that status, sorted).
-- ``ix_tickets_owner_id``, ``ix_actions_author_id``,
+- ``ix_tickets_owner_id``, ``ix_actions_author_ticket``,
   ``ix_participants_person_id``: whether a person is still referenced
-  (purge, ``postdesk person forget``); the first also serves the foreign key
-  check when a person row is deleted.
+  (purge, ``postdesk person forget``), and the foreign key checks when a
+  person row is deleted.  The ticket in ``ix_actions_author_ticket`` keeps
+  "a sender's actions on ticket N" (the auto-responder rule) from walking
+  all of a staff member's actions.
 - ``ix_message_ids_action_id``, ``ix_outbox_action_id``: deleting an action
   checks these foreign keys; without an index each check scans the table.
 
@@ -36,7 +38,7 @@ INDEXES = (
     ("ix_tickets_status_updated", "tickets", ["status", "updated_at"]),
     ("ix_tickets_status_number", "tickets", ["status", "number"]),
     ("ix_tickets_owner_id", "tickets", ["owner_id"]),
-    ("ix_actions_author_id", "actions", ["author_id"]),
+    ("ix_actions_author_ticket", "actions", ["author_id", "ticket_id"]),
     ("ix_participants_person_id", "participants", ["person_id"]),
     ("ix_message_ids_action_id", "message_ids", ["action_id"]),
     ("ix_outbox_action_id", "outbox", ["action_id"]),
