@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Executable
 
-from postdesk.store import admin, apply, purge, view
+from postdesk.store import admin, apply, purge, updates, view
 from postdesk.store.models import Outbox, Person
 
 
@@ -32,7 +32,8 @@ class Query:
     the indexes its plan must use (names as in models.py, "a|b" for either;
     ``UNIQUE`` maps a unique constraint's name to what each database calls
     its index).  Either of two is fine where both read only the rows asked
-    for (a window of recent rows, a page), whatever the store's size."""
+    for (a window of recent rows, a page, the queued rows), whatever the
+    store's size."""
 
     statement: Executable
     params: Callable[[Sample], dict[str, Any]]
@@ -96,6 +97,20 @@ HOT: Mapping[str, Query] = {
         "the new-ticket rate limit",
         ("people.address", "ix_tickets_requester_created"),
     ),
+    "mail sent to a sender on a ticket": Query(
+        view._SENT_TIMES, lambda s: {"number": s.number, "address": s.address, "limit": 2}, "the auto-responder rule", ("tickets.number",)
+    ),
+    "a sender's messages on a ticket": Query(
+        view._AUTHORED_TIMES, lambda s: {"number": s.number, "address": s.address, "limit": 1}, "the auto-responder rule", ("tickets.number", "ix_actions_ticket_id|ix_actions_author_ticket")
+    ),
+    "ticket of a Message-ID": Query(
+        apply._TICKET_NUMBER_OF_KEY_DIGEST, lambda s: {"key": s.key, "digest": ""}, "a duplicate's ticket", ("message_ids.key",)
+    ),
+    "lock a ticket": Query(apply._LOCK_TICKET, lambda s: {"number": s.number}, "every follow-up", ("tickets.number",)),
+    "everyone on a ticket": Query(apply._PARTICIPANTS_OF, lambda s: {"t_id": s.ticket_id}, "every follow-up", ("participants.ticket_id",)),
+    "queued updates of a ticket": Query(
+        updates._QUEUED, lambda s: {"t_id": s.ticket_id}, "every public change", ("ix_outbox_ticket_id|ix_outbox_due|ix_outbox_sent",)
+    ),
     "person by address": Query(apply._PERSON, lambda s: {"address": s.address}, "the author of every message", ("people.address",)),
     "mail we sent": Query(view._SENT, lambda s: {"ids": [s.key, f"<{s.key}>"]}, "the stranger rule", ("ix_outbox_message_state",)),
     "acks sent in the window": Query(_ACKS_SENT, lambda s: {"since": s.now - _HOUR_AGO}, "the notifier's ack limit", ("ix_outbox_sent",)),
@@ -116,7 +131,7 @@ HOT: Mapping[str, Query] = {
         purge.referenced_people(),
         lambda s: {"ids": [1, 2, 3]},
         "postdesk purge: who is left",
-        ("ix_tickets_requester_created", "ix_tickets_owner_id", "ix_actions_author_id", "ix_participants_person_id"),
+        ("ix_tickets_requester_created", "ix_tickets_owner_id", "ix_actions_author_ticket", "ix_participants_person_id"),
     ),
 }
 
@@ -127,6 +142,10 @@ def explain(conn: Connection, statement: Executable, params: Mapping[str, Any]) 
     # The IN lists expanded and the values in the driver's paramstyle.
     state = compiled.construct_expanded_state(dict(params))
     if conn.dialect.name == "sqlite":
+        # EXPLAIN reads no table, so it plans with the schema this
+        # connection last loaded; a read makes SQLite notice a newer one
+        # (indexes another connection just created).
+        conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").all()
         args: Any = tuple(state.parameters[k] for k in state.positiontup or ())
         rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + state.statement, args).all()
         return [str(row[-1]) for row in rows]
