@@ -5,10 +5,11 @@
     .venv/bin/python bench/large_store.py --sizes 1000,100000 --db sqlite
     POSTDESK_BENCH_PG_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test .venv/bin/python bench/large_store.py
 
-One store per database grows through the sizes (postdesk.testing.bulk
-generates the tickets in the database: people, actions, Message-IDs,
-participants, outbox rows in a help desk's proportions).  At each size it
-measures, on the store's own code paths:
+One store per size and database (postdesk.testing.bulk generates the
+tickets in the database: people, actions, Message-IDs, participants, outbox
+rows in a help desk's proportions).  The stores are measured in interleaved
+rounds (a busy moment of the machine falls on every size alike), on the
+store's own code paths:
 
 * lookup by tag: ``KnownView.ticket(N)`` (a ``[#N]`` in the subject);
 * lookup by In-Reply-To: ``KnownView.ticket_for_message_ids([id])``;
@@ -17,7 +18,7 @@ measures, on the store's own code paths:
   In-Reply-To to tickets spread over the store;
 
 and prints each as a ratio to the figure at the first size in the same run
-(flat is ~1.0), with the query plans of the store's frequent queries
+(flat is ~1.0; the medians of the rounds), with the query plans of the store's frequent queries
 (postdesk.store.plans) at the largest size, and the table scans they do
 (none expected).  Sender authentication is off (``[trust] verify =
 false``): DNS is not what this measures.  PostgreSQL runs in a schema of its
@@ -147,44 +148,84 @@ def ingest_times(store: Store, config: configmod.Config, filled: Bulk, rng: rand
         if j >= 0:
             times.append(time.perf_counter() - t0)
             outcomes[result.outcome.value] += 1
-    return statistics.median(times) * 1000, outcomes
+    return (statistics.median(times) * 1000 if times else float("nan")), outcomes
+
+
+class Sized:
+    """One store of one size: its config, its bulk tickets, where it lives."""
+
+    def __init__(self, name: str, url: str, size: int, workdir: Path) -> None:
+        self.name, self.size = name, size
+        self.schema = None
+        if name == "postgresql":
+            import sqlalchemy
+
+            self.schema = "pd_bench_" + uuid.uuid4().hex[:8]
+            self.admin = sqlalchemy.create_engine(url)
+            with self.admin.begin() as c:
+                c.exec_driver_sql(f'CREATE SCHEMA "{self.schema}"')
+            sep = "&" if "?" in url else "?"
+            store_url = f"{url}{sep}options={quote(f'-csearch_path={self.schema}')}"
+        else:
+            store_url = f"sqlite:///{workdir}/postdesk-{size}.db"
+        self.config = config_for(store_url, workdir / f"attachments-{size}")
+        self.store = Store.from_config(self.config)
+        self.store.init(1000)
+        self.filled = Bulk()
+        self.tag: list[float] = []
+        self.irt: list[float] = []
+        self.ingest: list[float] = []
+        self.outcomes: Counter = Counter()
+
+    def drop(self, keep: bool) -> None:
+        self.store.close()
+        if self.schema and not keep:
+            with self.admin.begin() as c:
+                c.exec_driver_sql(f'DROP SCHEMA "{self.schema}" CASCADE')
+        if self.schema:
+            self.admin.dispose()
 
 
 def run_db(name: str, url: str, sizes: list[int], args, keep: bool) -> list[tuple[int, float, float, float, float]]:
+    """Build one store per size, then measure them in interleaved rounds, so
+    a busy moment of the machine falls on every size alike."""
     workdir = Path(tempfile.mkdtemp(prefix="postdesk-large-"))
-    schema = None
-    admin = None
-    if name == "postgresql":
-        import sqlalchemy
-
-        schema = "pd_bench_" + uuid.uuid4().hex[:8]
-        admin = sqlalchemy.create_engine(url)
-        with admin.begin() as c:
-            c.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        sep = "&" if "?" in url else "?"
-        store_url = f"{url}{sep}options={quote(f'-csearch_path={schema}')}"
-    else:
-        store_url = f"sqlite:///{workdir}/postdesk.db"
-    config = config_for(store_url, workdir / "attachments")
-    store = Store.from_config(config)
-    store.init(1000)
+    stores: list[Sized] = []
+    fill_s: dict[int, float] = {}
     rng = random.Random(12)
-    rows = []
-    filled = Bulk()
     try:
         for size in sizes:
-            t0 = time.monotonic()
+            sized = Sized(name, url, size, workdir)
+            stores.append(sized)
             progress = (lambda d, n: print(f"  {name}: {d}/{n}", end="\r", file=sys.stderr)) if args.progress else None
-            filled.fills.append(bulk.fill(store, size - filled.count, progress=progress))
-            fill_s = time.monotonic() - t0
-            tag_us, irt_us = lookups(store, filled, rng, args.lookups)
-            ingest_ms, outcomes = ingest_times(store, config, filled, rng, args.messages)
-            rows.append((size, fill_s, tag_us, irt_us, ingest_ms))
-            print(f"{name:10} {size:>9,} tickets  filled in {fill_s:7.1f} s  tag {tag_us:7.1f} us  in-reply-to {irt_us:7.1f} us  ingest {ingest_ms:6.2f} ms ({dict(outcomes)})", file=sys.stderr)
-        with store.engine.connect() as conn:
-            i = filled.count // 2
-            sample = plans.sample(conn, filled.number(i), bulk.message_key(i, 1), datetime.utcnow())
-            print(f"\nquery plans on {name} at {sizes[-1]:,} tickets (sample ticket #{sample.number}):")
+            t0 = time.monotonic()
+            sized.filled.fills.append(bulk.fill(sized.store, size, progress=progress))
+            fill_s[size] = time.monotonic() - t0
+            print(f"{name:10} {size:>9,} tickets  filled in {fill_s[size]:7.1f} s", file=sys.stderr)
+            # warm-up: the first messages pay for caches and connections
+            ingest_times(sized.store, sized.config, sized.filled, rng, 0, warmup=20)
+        for r in range(args.rounds):
+            for sized in stores:
+                tag_us, irt_us = lookups(sized.store, sized.filled, rng, args.lookups // args.rounds)
+                ingest_ms, outcomes = ingest_times(sized.store, sized.config, sized.filled, rng, args.messages // args.rounds, warmup=0)
+                sized.tag.append(tag_us)
+                sized.irt.append(irt_us)
+                sized.ingest.append(ingest_ms)
+                sized.outcomes.update(outcomes)
+            print(f"  {name}: round {r + 1}/{args.rounds}", file=sys.stderr)
+        rows = []
+        for sized in stores:
+            tag_us, irt_us, ingest_ms = statistics.median(sized.tag), statistics.median(sized.irt), statistics.median(sized.ingest)
+            rows.append((sized.size, fill_s[sized.size], tag_us, irt_us, ingest_ms))
+            print(
+                f"{name:10} {sized.size:>9,} tickets  tag {tag_us:7.1f} us  in-reply-to {irt_us:7.1f} us  ingest {ingest_ms:6.2f} ms ({dict(sized.outcomes)})",
+                file=sys.stderr,
+            )
+        largest = stores[-1]
+        with largest.store.engine.connect() as conn:
+            i = largest.filled.count // 2
+            sample = plans.sample(conn, largest.filled.number(i), bulk.message_key(i, 1), datetime.utcnow())
+            print(f"\nquery plans on {name} at {largest.size:,} tickets (sample ticket #{sample.number}):")
             for qname, lines in plans.report(conn, sample).items():
                 scans = plans.full_scans(lines)
                 missing = plans.missing_indexes(lines, plans.HOT[qname].uses)
@@ -194,15 +235,12 @@ def run_db(name: str, url: str, sizes: list[int], args, keep: bool) -> list[tupl
                     print(f"      {line}")
             conn.rollback()
     finally:
-        store.close()
-        if schema and admin is not None and not keep:
-            with admin.begin() as c:
-                c.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-            admin.dispose()
+        for sized in stores:
+            sized.drop(keep)
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
-            print(f"kept: {workdir} {schema or ''}", file=sys.stderr)
+            print(f"kept: {workdir} {' '.join(s.schema or '' for s in stores)}", file=sys.stderr)
     return rows
 
 
@@ -213,6 +251,7 @@ def main(argv=None) -> int:
     p.add_argument("--pg-url", default=DEFAULT_PG)
     p.add_argument("--lookups", type=int, default=2000, help="lookups per size")
     p.add_argument("--messages", type=int, default=200, help="messages ingested per size")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds the lookups and messages are split into")
     p.add_argument("--keep", action="store_true", help="keep the stores")
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)
