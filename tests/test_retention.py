@@ -135,10 +135,13 @@ def test_recent_blob_survives_its_rows(store, cfg):
     done = purge.purge_closed(store, CUTOFF, sleep=lambda s: None)
     assert done.tickets == 1 and done.blobs == 1
     assert store.attachment_path(write_sha(b"fresh")).exists()
-    # Once old, the next purge's sweep of that sha removes it.
+    # The next run, with nothing to purge, removes it once it is old.
+    assert purge.purge_closed(store, CUTOFF, sleep=lambda s: None).tickets == 0
+    assert store.attachment_path(write_sha(b"fresh")).exists()
     age_blobs(store)
-    assert purge.store_blobs_gone(store, {write_sha(b"fresh")}) == 1
+    assert purge.purge_closed(store, CUTOFF, sleep=lambda s: None).tickets == 0
     assert not store.attachment_path(write_sha(b"fresh")).exists()
+    assert not (store.attachments / purge.PENDING_FILE).exists()
 
 
 def test_reused_blob_is_touched_and_kept(tmp_path):
@@ -146,20 +149,20 @@ def test_reused_blob_is_touched_and_kept(tmp_path):
     path = blob_path(tmp_path, sha)
     os.utime(path, (LONG_AGO, LONG_AGO))
     write_blob(tmp_path, b"logo")  # a new message with the same bytes
-    assert unlink_unused(tmp_path, {sha}, lambda s: False) == 0
+    assert unlink_unused(tmp_path, {sha}, lambda s: False) == (0, {sha})
     assert path.read_bytes() == b"logo"
     os.utime(path, (LONG_AGO, LONG_AGO))
     # Referenced again (a row committed since the purge's transaction): kept.
-    assert unlink_unused(tmp_path, {sha}, lambda s: True) == 0
+    assert unlink_unused(tmp_path, {sha}, lambda s: True) == (0, set())
     assert path.exists()
-    assert unlink_unused(tmp_path, {sha}, lambda s: False) == 1
+    assert unlink_unused(tmp_path, {sha}, lambda s: False) == (1, set())
     assert not path.exists()
     assert not list(path.parent.glob(".purge-*"))
     # A blob written after its removal comes back whole.
     write_blob(tmp_path, b"logo")
     assert path.read_bytes() == b"logo"
     # A missing file is no error.
-    assert unlink_unused(tmp_path, {sha.replace(sha[0], "0" if sha[0] != "0" else "1", 1)}, lambda s: False) == 0
+    assert unlink_unused(tmp_path, {sha.replace(sha[0], "0" if sha[0] != "0" else "1", 1)}, lambda s: False) == (0, set())
 
 
 # --- forget ----------------------------------------------------------------------

@@ -108,12 +108,14 @@ def write_blob(root: Path, data: bytes) -> tuple[str, str]:
     return sha, rel
 
 
-def unlink_unused(root: Path, shas: Iterable[str], referenced: Callable[[str], bool], grace: float = GRACE) -> int:
-    """Remove the files of ``shas``, which no committed row references,
-    unless a message touched one within ``grace`` seconds or ``referenced``
-    says a row names it again.  Returns how many files went.  A missing
-    file is no error (removed before, or never written)."""
+def unlink_unused(root: Path, shas: Iterable[str], referenced: Callable[[str], bool], grace: float = GRACE) -> tuple[int, set[str]]:
+    """Remove the files of ``shas``, which no committed row referenced,
+    unless ``referenced`` says a row names one again, or a message touched
+    it within ``grace`` seconds.  Returns how many files went, and the
+    shas kept only for being recent (to try again later).  A missing file
+    is no error (removed before, or never written)."""
     gone = 0
+    recent: set[str] = set()
     for sha in sorted(set(shas)):
         final = blob_path(root, sha)
         aside = final.with_name(f".purge-{sha}")
@@ -125,9 +127,12 @@ def unlink_unused(root: Path, shas: Iterable[str], referenced: Callable[[str], b
             log.warning("purge: cannot remove blob %s: %s", sha, e.strerror)
             continue
         try:
-            recent = aside.stat().st_mtime > time.time() - grace
-            if recent or referenced(sha):
+            if referenced(sha):
                 os.replace(aside, final)  # a fresh copy written meanwhile has the same bytes
+                continue
+            if aside.stat().st_mtime > time.time() - grace:
+                os.replace(aside, final)
+                recent.add(sha)
                 continue
             os.unlink(aside)
             gone += 1
@@ -135,4 +140,4 @@ def unlink_unused(root: Path, shas: Iterable[str], referenced: Callable[[str], b
             if aside.exists():
                 os.replace(aside, final)
             raise
-    return gone
+    return gone, recent

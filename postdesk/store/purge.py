@@ -24,17 +24,22 @@ references it, otherwise its address becomes ``forgotten-<id>@invalid``
 
 Blob files are removed only after the transaction that dropped their last
 reference has committed, and only when no message used them within
-``BLOB_GRACE`` (``blobs.unlink_unused``): a message being recorded
-at the same moment may be about to reference the very same bytes.
+``blobs.GRACE`` (``blobs.unlink_unused``): a message being recorded at the
+same moment may be about to reference the very same bytes.  Those kept for
+being recent are listed in ``<attachments>/.purge-pending`` and looked at
+again by the next run.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, and_, bindparam, delete, exists, func, or_, select, union, update
@@ -211,22 +216,54 @@ def purge_closed(
             if progress is not None:
                 progress(total)
         if counts.tickets < batch:
+            store_blobs_gone(store, set())  # files an earlier run kept for being recent
             return total
         # As long as the batch took, at least PAUSE: writers that queued
         # behind it (the SQLite lock, PostgreSQL row locks) go first.
         sleep(max(PAUSE, elapsed))
 
 
-def store_blobs_gone(store: Store, shas: set[str]) -> int:
-    """Remove the files of blobs whose last reference is gone (committed)."""
+PENDING_FILE = ".purge-pending"  # in the attachment directory: shas kept for being recent
+
+
+def _pending(root: Path) -> set[str]:
+    try:
+        return {line.strip() for line in (root / PENDING_FILE).read_text().split() if len(line.strip()) == 64}
+    except FileNotFoundError:
+        return set()
+
+
+def _save_pending(root: Path, shas: set[str]) -> None:
+    path = root / PENDING_FILE
     if not shas:
+        path.unlink(missing_ok=True)
+        return
+    fd, tmp = tempfile.mkstemp(dir=root, prefix=".tmp-")
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(f"{sha}\n" for sha in sorted(shas)))
+    os.chmod(tmp, 0o640)
+    os.replace(tmp, path)
+
+
+def store_blobs_gone(store: Store, shas: set[str]) -> int:
+    """Remove the files of blobs whose last reference is gone (committed),
+    and of those an earlier run kept for being recent; remember the ones
+    kept this time for the next run.  Returns how many files went."""
+    root = Path(store.attachments)
+    if not root.is_dir():
+        return 0
+    earlier = _pending(root)
+    if not shas and not earlier:
         return 0
 
     def still_referenced(sha: str) -> bool:
         with store.session(read_only=True) as s:
             return s.execute(select(_AT.c.id).where(_AT.c.sha256 == sha).limit(1)).first() is not None
 
-    return unlink_unused(store.attachments, shas, still_referenced)
+    gone, recent = unlink_unused(root, shas | earlier, still_referenced)
+    if recent != earlier:
+        _save_pending(root, recent)
+    return gone
 
 
 def count_closed(store: Store, before: datetime) -> Counts:
