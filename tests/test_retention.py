@@ -262,3 +262,26 @@ def test_purge_beside_ingest_waits_about_a_batch(store, cfg):
     longest_batch = max(batches)
     assert max(waits) < 3 * longest_batch + 10 * max(baseline), (max(waits), longest_batch, max(baseline))
     assert max(waits) < result["seconds"] / 3
+
+
+def test_purge_keeps_a_person_a_message_references_meanwhile(store, cfg, desk):
+    """A message being recorded references alice (on a ticket that stays)
+    while the purge is about to delete her with ticket a: the purge waits
+    for it (SQLite: the write lock; PostgreSQL: the row's key-share lock,
+    then a foreign key violation and the batch again), and keeps her."""
+    with store.session(read_only=True) as s:
+        alice = s.scalar(select(Person.id).where(Person.address == "alice@customer.org"))
+        c_id = s.scalar(select(Ticket.id).where(Ticket.number == desk["c"]))
+    result: dict = {}
+    with store.engine.connect() as conn:
+        with conn.begin():
+            conn.execute(Participant.__table__.insert().values(ticket_id=c_id, person_id=alice, role="cc", last_update_action_id=0, last_message_id=""))
+            worker = threading.Thread(target=lambda: result.update(counts=purge.purge_closed(store, CUTOFF, sleep=time.sleep)))
+            worker.start()
+            worker.join(0.5)
+            assert worker.is_alive()  # waiting for this transaction
+        worker.join(30)
+    assert not worker.is_alive()
+    assert result["counts"].tickets == 2
+    assert "alice@customer.org" in addresses(store)
+    assert numbers(store) == [desk["c"], desk["d"]]

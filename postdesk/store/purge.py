@@ -40,19 +40,22 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Table, and_, bindparam, delete, exists, func, or_, select, union, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
 from postdesk.store.blobs import unlink_unused
+from postdesk.store.errors import StoreUnavailable
 from postdesk.store.models import Action, Attachment, MessageId, Outbox, Participant, Person, Ticket
 
 if TYPE_CHECKING:
     from postdesk.store.core import Store
 
 log = logging.getLogger("postdesk.purge")
+T = TypeVar("T")
 
 _T: Table = Ticket.__table__  # type: ignore[assignment]
 _A: Table = Action.__table__  # type: ignore[assignment]
@@ -181,8 +184,36 @@ def delete_tickets(conn: Connection, ticket_ids: list[int]) -> tuple[Counts, set
     return c, free
 
 
-def _batch(store: Store, before: datetime, limit: int) -> tuple[Counts, set[str]]:
-    with store._write() as conn:
+# PostgreSQL: serialization_failure, deadlock_detected, lock_not_available
+# (lock_timeout): the batch is rolled back whole and tried again.
+RETRY_SQLSTATES = {"40001", "40P01", "55P03"}
+ATTEMPTS = 3
+
+
+def _retrying(store: Store, work: Callable[[Connection], T], sleep: Callable[[float], None]) -> T:
+    """``work`` in one write transaction, tried again when it lost a race:
+    a message recorded meanwhile referenced a person the batch was about
+    to delete (a foreign key violation at the DELETE, once that message
+    committed), or the database's lock and deadlock errors."""
+    last: Exception | None = None
+    for attempt in range(ATTEMPTS):
+        try:
+            with store._write() as conn:
+                return work(conn)
+        except sa_exc.IntegrityError as e:
+            last = e
+        except StoreUnavailable as e:
+            state = getattr(getattr(e.__cause__, "orig", None), "sqlstate", None)
+            if state not in RETRY_SQLSTATES:
+                raise
+            last = e
+        log.info("purge: batch tried again after a lost race (%s)", str(last).splitlines()[0])
+        sleep(PAUSE * (attempt + 1))
+    raise StoreUnavailable(f"purge: gave up after {ATTEMPTS} attempts: {last}") from last
+
+
+def _batch(store: Store, before: datetime, limit: int, sleep: Callable[[float], None]) -> tuple[Counts, set[str]]:
+    def work(conn: Connection) -> tuple[Counts, set[str]]:
         select_batch = CANDIDATES
         if conn.dialect.name == "postgresql":
             # A ticket a message is being recorded on right now stays for
@@ -190,6 +221,8 @@ def _batch(store: Store, before: datetime, limit: int) -> tuple[Counts, set[str]
             select_batch = CANDIDATES.with_for_update(skip_locked=True, of=_T)
         ids = list(conn.execute(select_batch, {"before": before, "limit": limit}).scalars())
         return delete_tickets(conn, ids)
+
+    return _retrying(store, work, sleep)
 
 
 def purge_closed(
@@ -206,7 +239,7 @@ def purge_closed(
     total = Counts()
     while True:
         started = time.monotonic()
-        counts, free = _batch(store, before, batch)
+        counts, free = _batch(store, before, batch, sleep)
         elapsed = time.monotonic() - started
         # After the commit, never before: until then the rows still name them.
         store_blobs_gone(store, free)
@@ -383,12 +416,15 @@ def forget_person(
     out.purged = Counts()
     while True:
         started = time.monotonic()
-        with store._write() as conn:
+
+        def work(conn: Connection) -> tuple[Counts, set[str]]:
             ids = list(conn.execute(requested.order_by(_T.c.id).limit(batch)).scalars())
-            counts, free = delete_tickets(conn, ids)
+            return delete_tickets(conn, ids)
+
+        counts, free = _retrying(store, work, sleep)
         store_blobs_gone(store, free)
         out.purged.add(counts)
-        if len(ids) < batch:
+        if counts.tickets < batch:
             break
         sleep(max(PAUSE, time.monotonic() - started))
     # 2. Their traces on other people's tickets, in one transaction.
