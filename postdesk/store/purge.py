@@ -465,7 +465,6 @@ def forget_person(
                     )
                 )
             out.rewritten_actions += len(rows)
-            conn.execute(update(_P).where(_P.c.ticket_id.in_(chunk)).values(last_message_id=""))
         out.participations = conn.execute(delete(_P).where(_P.c.person_id == pid)).rowcount or 0
         # Mail to them: nothing more goes; what went keeps no address.
         out.outbox = conn.execute(delete(_O).where(func.lower(_O.c.recipient) == address, _O.c.state.in_(PENDING))).rowcount or 0
