@@ -105,6 +105,10 @@ def log_result(envelope: Envelope, result: Result, started: float, *, msgid: str
         fields.append("flags=" + ",".join(sorted(d.flags)))
     if d and d.kind in (Kind.NEW, Kind.FOLLOWUP):
         fields.append(f"attachments={len(d.attachments)}")
+    if d and result.outcome is Outcome.CREATED and d.department:
+        fields.append(f"department={d.department}")
+    # status=, owner=, merged_into=, ...: only where they changed.
+    fields.extend(f"{name}={value}" for name, value in result.changes.items())
     if d and result.outcome in (Outcome.CREATED, Outcome.UPDATED) and d.auth.source != "none":
         # Who really wrote it, when it was checked: "auth=spf:pass,dkim:none,dmarc:pass" (postdesk.auth).
         fields.append(f"auth={d.auth.summary()}")

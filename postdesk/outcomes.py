@@ -13,7 +13,7 @@ codes RFC 3463.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 EX_OK = 0
@@ -90,3 +90,6 @@ class Result:
     action_id: int | None = None
     decision: Any = None  # postdesk.filter.decision.Decision, when the filter ran
     reason: str = ""
+    # What the message changed on its ticket, for the log line: "status",
+    # "owner", "department", "merged_into", ... -> the new value.
+    changes: dict[str, str] = field(default_factory=dict)

@@ -10,7 +10,9 @@ database, attachments, sink, logs) are under ``demo-run/``; what Postfix
 0700 parent included (``demo-run/postfix`` links to the instance while it
 runs; its log is copied to ``demo-run/postfix.log``).  Then it plays a
 conversation (a customer writes; staff reply twice quickly, once with an
-attachment; a private note; the customer answers; staff close the ticket),
+attachment; a private note; the customer answers; staff close the ticket;
+a duplicate ticket merged by ``[merge #N]``; a customer's mail forwarded by
+staff with ``[fwd]``),
 prints what each party received, the ticket, and the log lines, and stops
 everything it started.  It never touches the system Postfix or port 25.
 
@@ -55,6 +57,8 @@ RUN = REPO / "demo-run"
 CUSTOMER = "alice@customer.example"
 FORGER = "mallory@forger.example"  # writes as the customer, from another domain
 STAFF = "bob@example.com"
+DAVE = "dave@customer.example"  # writes twice about one problem (the merge scene)
+CAROL = "carol@customer.example"  # wrote to Bob directly (the forward scene)
 TEAM = "team@example.com"
 SUPPORT = "support@example.com"
 QUIET = 5  # seconds; 120 in production
@@ -259,7 +263,69 @@ class Demo:
         # in Postfix's queue (the sink records a mail before its 250).
         wait_for(self.settled, QUIET * 3 + 30, "the outbox and Postfix's queue to empty")
 
+        self.scene_merge()
+        self.scene_forward()
+        wait_for(self.settled, QUIET * 3 + 30, "the outbox and Postfix's queue to empty")
         self.report(number)
+
+    # -- more scenes: each its own function ------------------------------------------
+
+    def staff_mail(self, subject: str, text: str) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"] = f"Bob Staff <{STAFF}>"
+        msg["To"] = SUPPORT
+        msg["Subject"] = subject
+        msg.set_content(text)
+        return msg
+
+    def scene_merge(self) -> None:
+        """A customer opens two tickets about one problem; staff merge them by mail."""
+        step("6. Merge: a customer writes twice about one problem; staff answer [merge #N] on the duplicate")
+        numbers = []
+        for i, text in enumerate(["The scanner jams.", "Sorry, again: the scanner on floor 2 jams on every page."]):
+            msg = EmailMessage()
+            msg["From"] = f"Dave Customer <{DAVE}>"
+            msg["To"] = SUPPORT
+            msg["Subject"] = "Scanner jams" if i == 0 else "Scanner STILL jams"
+            msg.set_content(text + "\n")
+            self.send(msg)
+            ack = self.wait_mails(DAVE, i + 1, "the acknowledgement")[i].message
+            numbers.append(str(ack["Subject"]).split("[#", 1)[1].split("]", 1)[0])
+        dup, real = numbers[1], numbers[0]
+        self.send(self.staff_mail(f"Re: [#{dup}] Scanner STILL jams [merge #{real}]", "Same as the first one.\n"))
+        shown = json.loads(self.postdesk("ticket", "show", dup, "--json"))
+        print(f"   ticket {dup}: status={shown['status']} merged_into={shown['merged_into']}")
+        late = EmailMessage()
+        late["From"] = f"Dave Customer <{DAVE}>"
+        late["To"] = SUPPORT
+        late["Subject"] = f"Re: [#{dup}] Scanner STILL jams"
+        late.set_content("It also smells of toner.\n")
+        self.send(late)
+        actions = json.loads(self.postdesk("ticket", "show", real, "--json"))["actions"]
+        print(f"   ticket {real} now holds {len(actions)} actions; the reply tagged [#{dup}] landed there:")
+        for a in actions:
+            print(f"      {a['author'] or '-':24} {'public ' if a['public'] else 'private'} {a['text'].splitlines()[0][:50] if a['text'] else ''}")
+
+    def scene_forward(self) -> None:
+        """Staff forward a customer's mail that reached them directly, with [fwd]."""
+        step("7. Forward on behalf: a customer wrote to Bob directly; Bob forwards it with [fwd]")
+        fwd = self.staff_mail(
+            "Fwd: [fwd] Invoice address",
+            "Carol phoned about this too, please update the address.\n\n"
+            "---------- Forwarded message ---------\n"
+            f"From: Carol Customer <{CAROL}>\n"
+            "Date: Fri, 27 Nov 2026 at 10:00\n"
+            "Subject: Invoice address\n"
+            f"To: Bob Staff <{STAFF}>\n\n"
+            "Hello Bob, our invoice address changed to 1 New Street.\n",
+        )
+        self.send(fwd)
+        ack = self.wait_mails(CAROL, 1, "Carol's acknowledgement")[0].message
+        number = str(ack["Subject"]).split("[#", 1)[1].split("]", 1)[0]
+        t = json.loads(self.postdesk("ticket", "show", number, "--json"))
+        print(f"   Carol got {str(ack['Subject'])!r}; ticket {number}: requester={t['requester']}")
+        for a in t["actions"]:
+            print(f"      {a['author']:24} {'public ' if a['public'] else 'private'} {a['text'].splitlines()[0][:50]}")
 
     def settled(self) -> bool:
         jobs = json.loads(self.postdesk("outbox", "list", "--json"))
@@ -271,7 +337,7 @@ class Demo:
         # business); what counts is that the desk sent the forger nothing.
         from_desk = [m for m in self.mails_to(FORGER) if SUPPORT in str(m.message["From"])]
         print(f"-- {FORGER} (the forger): {len(from_desk)} mail(s) from the desk")
-        for who in (CUSTOMER, TEAM, SUPPORT):
+        for who in (CUSTOMER, DAVE, CAROL, TEAM, SUPPORT):
             print(f"-- {who}:")
             for m in self.mails_to(who):
                 msg = m.message

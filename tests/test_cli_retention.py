@@ -74,7 +74,7 @@ def test_purge_dry_run_then_purge(desk):
     [
         (["--closed-before", "yesterday"], "neither a date"),
         (["--closed-before", "2999-01-01"], "in the future"),
-        (["--closed-before", "30d", "--batch", "0"], "1 or more"),
+        (["--closed-before", "30d", "--batch", "0"], "at least 1"),
         ([], "--closed-before"),
     ],
 )

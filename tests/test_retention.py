@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import func, select
 from test_store_support import T0, attachment, followup, new, record, staff_reply
 
-from postdesk.store import purge
+from postdesk.store import Store, purge
 from postdesk.store.blobs import blob_path, unlink_unused, write_blob
+from postdesk.store.blobs.directory import PENDING_FILE
 from postdesk.store.models import Action, Attachment, MessageId, Outbox, Participant, Person, Ticket
 from postdesk.testing import bulk
 
@@ -40,6 +41,11 @@ def age_blobs(store) -> None:
     for path in store.attachments.rglob("*"):
         if path.is_file():
             os.utime(path, (LONG_AGO, LONG_AGO))
+
+
+def has_blob(store, data: bytes) -> bool:
+    sha = write_sha(data)
+    return store.blobs.exists(sha) or store.other_blobs.exists(sha)
 
 
 def addresses(store) -> set[str]:
@@ -89,8 +95,8 @@ def test_purge_removes_old_closed_tickets_and_what_hangs_off_them(store, cfg, de
     assert done.people == 3
     # The blob only a had is gone; the one c shares stays.
     assert done.blobs == 1
-    assert not store.attachment_path(write_sha(b"only in a")).exists()
-    assert store.attachment_path(write_sha(b"shared")).exists()
+    assert not has_blob(store, b"only in a")
+    assert has_blob(store, b"shared")
     # Nothing left to do.
     assert purge.purge_closed(store, CUTOFF, sleep=lambda s: None) == purge.Counts()
 
@@ -127,9 +133,20 @@ def test_purge_batch_must_be_positive(store):
         purge.purge_closed(store, CUTOFF, batch=0)
 
 
-def test_recent_blob_survives_its_rows(store, cfg):
-    """A blob touched within the grace (a message reusing it right now)
-    stays on disk though no row references it yet."""
+@pytest.fixture
+def file_store(make_config, store_url):
+    """A store keeping blobs as files, on either database."""
+    cfg = make_config(store_url, store={"blobs": "directory"})
+    s = Store.from_config(cfg)
+    s.init(cfg.organization.first_ticket_number)
+    yield s, cfg
+    s.close()
+
+
+def test_recent_blob_survives_its_rows(file_store):
+    """A blob file touched within the grace (a message reusing it right
+    now) stays on disk though no row references it any more."""
+    store, cfg = file_store
     n = record(store, new(attachments=(attachment(b"fresh"),)), cfg, OLD).ticket
     close_at(store, cfg, n, OLD)
     done = purge.purge_closed(store, CUTOFF, sleep=lambda s: None)
@@ -141,7 +158,7 @@ def test_recent_blob_survives_its_rows(store, cfg):
     age_blobs(store)
     assert purge.purge_closed(store, CUTOFF, sleep=lambda s: None).tickets == 0
     assert not store.attachment_path(write_sha(b"fresh")).exists()
-    assert not (store.attachments / purge.PENDING_FILE).exists()
+    assert not (store.attachments / PENDING_FILE).exists()
 
 
 def test_reused_blob_is_touched_and_kept(tmp_path):
@@ -192,7 +209,7 @@ def test_forget_purges_their_tickets_and_erases_them_elsewhere(store, cfg):
     done = purge.forget_person(store, "Alice@customer.org", sleep=lambda s: None)
     assert done.purged is not None and done.purged.tickets == 1 and done.purged.blobs == 1
     assert numbers(store) == [other]
-    assert not store.attachment_path(write_sha(b"alice's scan")).exists()
+    assert not has_blob(store, b"alice's scan")
     rows = texts(store, other)
     assert all("alice@customer.org" not in " ".join(map(str, r)).lower() for r in rows), rows
     erased = [r for r in rows if r[1] == purge.ERASED]

@@ -179,7 +179,11 @@ def test_ignore_writes_nothing(store, cfg):
     assert count(store, MessageId) == 0
 
 
-def test_attachments_on_disk_by_hash(store, cfg):
+def test_attachments_on_disk_by_hash(make_config, store_url):
+    # Files on disk: the directory backend (PostgreSQL defaults to the database).
+    cfg = make_config(store_url, store={"blobs": "directory"})
+    store = Store.from_config(cfg)
+    store.init()
     png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
     d = new(attachments=(attachment(png, "../../etc/passwd", "image/png"), attachment(png, "copy.png", "image/png"), attachment(b"hello", "h.txt", "text/plain")))
     r = record(store, d, cfg)
@@ -191,9 +195,9 @@ def test_attachments_on_disk_by_hash(store, cfg):
         ("copy.png", sha, len(png), "image/png"),
         ("h.txt", hashlib.sha256(b"hello").hexdigest(), 5, "text/plain"),
     ]
-    info, path = store.attachment(atts[0]["id"])
-    assert path == store.attachments / sha[:2] / sha[2:4] / sha
-    assert path.read_bytes() == png
+    info, blob = store.attachment(atts[0]["id"])
+    assert blob.read() == png
+    path = store.attachments / sha[:2] / sha[2:4] / sha
     assert hashlib.sha256(path.read_bytes()).hexdigest() == sha
     assert info["ticket"] == r.ticket
     files = sorted(p for p in store.attachments.rglob("*") if p.is_file())
@@ -202,6 +206,7 @@ def test_attachments_on_disk_by_hash(store, cfg):
     record(store, followup(r.ticket, attachments=(attachment(png, "again.png"),)), cfg)
     assert len([p for p in store.attachments.rglob("*") if p.is_file()]) == 2
     assert count(store, Attachment) == 4
+    store.close()
 
 
 def test_duplicate_decision_returns_existing_ticket(store, cfg):
@@ -517,3 +522,24 @@ def test_an_unproven_staff_address_never_renames_the_staff_member(store, cfg):
     record(store, followup(n, author="bob@example.com", author_name="Scammer", auth=VERIFIED, public=False, flags=frozenset({"untrusted"})), cfg)
     with store.session(read_only=True) as s:
         assert s.scalar(select(Person.name).where(Person.address == "bob@example.com")) == "Bob Staff"
+
+
+def test_decision_lifecycle_fields_are_applied_and_reported(store, cfg):
+    """status and owner from a Decision change the ticket, the clocks follow,
+    and Result.changes names what changed (for the log line)."""
+    n = record(store, new(), cfg).ticket
+    later = T0 + timedelta(minutes=5)
+    r = record(store, staff_reply(n, status="pending", owner="bob@example.com"), cfg, later)
+    assert r.changes == {"owner": "bob@example.com", "status": "pending"}
+    with store.session(read_only=True) as s:
+        t = s.scalar(select(Ticket))
+        assert (t.status, t.owner.address, t.last_public_staff_at, t.closed_at) == ("pending", "bob@example.com", later, None)
+    # The same again changes nothing; a private staff note does not move the timer.
+    r = record(store, staff_reply(n, public=False, status="pending", owner="bob@example.com"), cfg, later + timedelta(minutes=1))
+    assert r.changes == {}
+    closing = later + timedelta(minutes=2)
+    r = record(store, staff_reply(n, public=False, status="closed", owner=""), cfg, closing)
+    assert r.changes == {"owner": "none", "status": "closed"}
+    with store.session(read_only=True) as s:
+        t = s.scalar(select(Ticket))
+        assert (t.status, t.owner_id, t.last_public_staff_at, t.closed_at) == ("closed", None, later, closing)

@@ -56,7 +56,7 @@ def _count(value: str) -> int:
 def _positive(value: str) -> int:
     n = _count(value)
     if n < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
     return n
 
 
@@ -113,7 +113,7 @@ def build_parser() -> Parser:
     ticket = add(sub, "ticket", None, "list, show and change tickets")
     tsub = ticket.add_subparsers(dest="ticket_command", metavar="SUBCOMMAND", required=True)
     p = add(tsub, "list", "tickets.cmd_list", "list tickets")
-    p.add_argument("--status", choices=("open", "closed"), help="only tickets with this status")
+    p.add_argument("--status", choices=("open", "pending", "closed"), help="only tickets with this status")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--limit", type=_count, default=50, metavar="N", help="at most N tickets, a page (default: 50; 0: all)")
     p.add_argument("--after", type=int, default=None, metavar="N", help="start after ticket number N (the next page; the command says which)")
@@ -122,7 +122,10 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = add(tsub, "status", "tickets.cmd_status", "open or close a ticket (queues the status mail when enabled)")
     p.add_argument("number", type=int, metavar="N")
-    p.add_argument("status", choices=("open", "closed"))
+    p.add_argument("status", choices=("open", "pending", "closed"))
+    p = add(tsub, "merge", "tickets.cmd_merge", "merge ticket M into ticket N (M is closed; its mail lands on N)")
+    p.add_argument("source", type=int, metavar="M")
+    p.add_argument("into", type=int, metavar="N")
     p = add(tsub, "visibility", "tickets.cmd_visibility", "whether customers get mail about the ticket")
     p.add_argument("number", type=int, metavar="N")
     p.add_argument("visibility", choices=("customers", "internal"))
@@ -138,6 +141,13 @@ def build_parser() -> Parser:
     p.add_argument("id", type=int, metavar="ID")
     p.add_argument("-o", "--output", required=True, metavar="FILE")
     p.add_argument("--force", action="store_true", help="replace FILE if it exists (otherwise: exit 73)")
+
+    blobs = add(sub, "blobs", None, "attachment bytes: database rows or files ([store] blobs)")
+    bsub = blobs.add_subparsers(dest="blobs_command", metavar="SUBCOMMAND", required=True)
+    p = add(bsub, "migrate", "blobs.cmd_migrate", "move every attachment's bytes into one backend (rerun to continue)")
+    p.add_argument("--to", required=True, choices=("database", "directory"), help="the backend to move them into")
+    p.add_argument("--batch", type=_positive, default=100, metavar="N", help="blobs per batch (default 100)")
+    p.add_argument("--remove-source", action="store_true", help="delete each blob from the other backend once moved")
 
     box = add(sub, "outbox", None, "the notifications queue")
     osub = box.add_subparsers(dest="outbox_command", metavar="SUBCOMMAND", required=True)

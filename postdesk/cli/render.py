@@ -118,6 +118,17 @@ def ticket_text(ticket: dict, tag: str) -> str:
         f"  requester:  {cell(ticket.get('requester'))}",
         f"  created:    {cell(ticket.get('created_at'))}",
     ]
+    # The lifecycle, where it says something (docs/commands.md).
+    tag_of = lambda n: f"[{tag}{n}]"  # noqa: E731
+    for label, key, show in (
+        ("department", "department", cell),
+        ("owner", "owner", cell),
+        ("closed", "closed_at", cell),
+        ("merged into", "merged_into", tag_of),
+        ("follow-up of", "follow_up_of", tag_of),
+    ):
+        if ticket.get(key):
+            out.append(f"  {label + ':':<11} {show(ticket[key])}")
     actions = ticket.get("actions") or []
     if not actions:
         out.append("")

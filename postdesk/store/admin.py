@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import selectinload
 
 from postdesk.store.apply import change_status
+from postdesk.store.blobs import Blob, BlobMissing
+from postdesk.store.merge import merge
 from postdesk.store.models import Action, Attachment, Outbox, Ticket
 from postdesk.store.updates import queue_updates
 
@@ -28,7 +30,8 @@ if TYPE_CHECKING:
 
     from postdesk.config import Config
 
-STATUSES = ("open", "closed")
+STATUSES = ("open", "pending", "closed")
+_FOLLOW_UP = re.compile(r"(\d{1,10})\]")
 
 
 def ticket_page(status: str | None) -> Select:
@@ -54,7 +57,20 @@ def ticket_dict(t: Ticket) -> dict[str, Any]:
         "requester": t.requester.address,
         "created_at": _iso(t.created_at),
         "updated_at": _iso(t.updated_at),
+        "department": t.department or "",
+        "owner": t.owner.address if t.owner is not None else None,
+        "merged_into": t.merged_into,
+        "closed_at": _iso(t.closed_at),
     }
+
+
+def follow_up_of(t: Ticket) -> int | None:
+    """The ticket this one follows up: named by its first action (rule "reopen")."""
+    for a in t.actions[:1]:
+        m = _FOLLOW_UP.search(a.text or "") if a.kind == "system" and "follow-up" in (a.flags or "").split() else None
+        if m:
+            return int(m.group(1))
+    return None
 
 
 def attachment_dict(a: Attachment) -> dict[str, Any]:
@@ -116,13 +132,13 @@ def outbox_dict(o: Outbox, number: int | None) -> dict[str, Any]:
 
 
 class AdminMixin:
-    """Needs ``self.session(read_only=...)`` and ``self.attachments``."""
-
-    attachments: Path
+    """Needs ``self.session(read_only=...)`` and ``self.blob(sha256)``."""
 
     if TYPE_CHECKING:
         # Provided by postdesk.store.core.Store.
         def session(self, *, read_only: bool = False) -> contextlib.AbstractContextManager[Session]: ...
+
+        def blob(self, sha256: str) -> Blob: ...
 
     def list_tickets(self, status: str | None = None, *, after: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Tickets in number order: those numbered above ``after``, at most
@@ -138,9 +154,9 @@ class AdminMixin:
                     q = q.where(Ticket.status == status)
                 if after is not None:
                     q = q.where(Ticket.number > after)
-                rows = s.scalars(q.options(selectinload(Ticket.requester)))
+                rows = s.scalars(q.options(selectinload(Ticket.requester), selectinload(Ticket.owner)))
             else:
-                q = ticket_page(status).options(selectinload(Ticket.requester))
+                q = ticket_page(status).options(selectinload(Ticket.requester), selectinload(Ticket.owner))
                 rows = s.scalars(q, {"after": after if after is not None else -(2**31), "limit": limit})
             return [ticket_dict(t) for t in rows]
 
@@ -158,6 +174,7 @@ class AdminMixin:
             if t is None:
                 return None
             out = ticket_dict(t)
+            out["follow_up_of"] = follow_up_of(t)
             out["participants"] = [
                 {"address": p.person.address, "name": p.person.name, "role": p.role, "last_update_action_id": p.last_update_action_id}
                 for p in sorted(t.participants, key=lambda p: p.id)
@@ -183,6 +200,13 @@ class AdminMixin:
             if config.organization.status_change_emails:
                 queue_updates(s.connection(), t.id, bool(t.visible_to_customers), now, config)
             return True
+
+    def merge_tickets(self, source: int, into: int, config: Config, now: datetime) -> int:
+        """``postdesk ticket merge M N`` (postdesk.store.merge); returns the
+        number merged into (the end of N's chain).  Raises MergeRefused or
+        LookupError with a message fit for the terminal."""
+        with self.session() as s:
+            return merge(s.connection(), source, into, now, None, config.organization.tag)
 
     def set_visibility(self, number: int, visible: bool, config: Config, now: datetime) -> bool:
         """The ticket-level "visible to customers" flag; True when it changed."""
@@ -213,8 +237,10 @@ class AdminMixin:
                 queue_updates(s.connection(), t.id, bool(t.visible_to_customers), now, config, exclude)
             return bool(a.public)
 
-    def attachment(self, attachment_id: int) -> tuple[dict[str, Any], Path]:
-        """Metadata and the file holding attachment ``attachment_id``."""
+    def attachment(self, attachment_id: int) -> tuple[dict[str, Any], Blob]:
+        """Metadata of attachment ``attachment_id`` and its bytes (a Blob,
+        read in chunks and checked against its sha256 when iterated, from
+        whichever backend holds it); LookupError when either is missing."""
         with self.session(read_only=True) as s:
             a = s.get(Attachment, attachment_id)
             if a is None:
@@ -222,10 +248,11 @@ class AdminMixin:
             info = attachment_dict(a)
             info["action_id"] = a.action_id
             info["ticket"] = a.action.ticket.number
-            path = Path(self.attachments) / a.path
-        if not path.is_file():
-            raise LookupError(f"attachment {attachment_id}: file {path} is missing")
-        return info, path
+        try:
+            blob = self.blob(info["sha256"])
+        except BlobMissing as e:
+            raise LookupError(f"attachment {attachment_id}: its bytes are missing ({e})") from None
+        return info, blob
 
     def list_outbox(self) -> list[dict[str, Any]]:
         with self.session(read_only=True) as s:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import cast
 
 from sqlalchemy import Table, bindparam, select
@@ -28,8 +27,10 @@ from sqlalchemy.orm import Session
 from postdesk.config import Config
 from postdesk.filter.decision import Decision, Envelope, Kind
 from postdesk.outcomes import Outcome, Result
-from postdesk.store.blobs import write_blob
+from postdesk.store import merge as mergemod
+from postdesk.store.blobs import BlobBackend
 from postdesk.store.errors import INIT_HINT, StoreNotInitialised
+from postdesk.store.merge import MergeRefused
 from postdesk.store.models import Action, Attachment, Counter, MessageId, Outbox, Participant, Person, Ticket
 from postdesk.store.text import KEY_MAX, clean, message_key
 from postdesk.store.updates import queue_updates
@@ -71,10 +72,22 @@ _LOCK_TICKET = (
 )
 _INSERT_TICKET = _TICKETS.insert().returning(_TICKETS.c.id)
 _TOUCH_TICKET = _TICKETS.update().where(_TICKETS.c.id == bindparam("t_id")).values(updated_at=bindparam("t_updated"))
+# A status change starts the clocks again: closed_at for the reopen window,
+# and a fresh pending period gets its own reminder (reminded_at cleared).
 _SET_STATUS = (
     _TICKETS.update()
     .where(_TICKETS.c.id == bindparam("t_id"))
-    .values(status=bindparam("t_status"), updated_at=bindparam("t_updated"))
+    .values(
+        status=bindparam("t_status"),
+        updated_at=bindparam("t_updated"),
+        closed_at=bindparam("t_closed_at"),
+        reminded_at=None,
+    )
+)
+_SET_OWNER = _TICKETS.update().where(_TICKETS.c.id == bindparam("t_id")).values(owner_id=bindparam("t_owner"))
+_OWNER_OF = select(_TICKETS.c.owner_id).where(_TICKETS.c.id == bindparam("t_id"))
+_PUBLIC_STAFF_ACTED = (
+    _TICKETS.update().where(_TICKETS.c.id == bindparam("t_id")).values(last_public_staff_at=bindparam("t_at"))
 )
 _PERSON = select(_PEOPLE.c.id, _PEOPLE.c.name, _PEOPLE.c.staff).where(_PEOPLE.c.address == bindparam("address"))
 _INSERT_PERSON = _PEOPLE.insert().returning(_PEOPLE.c.id)
@@ -174,8 +187,20 @@ def change_status(conn: Connection, ticket_id: int, old: str, new: str, author_i
             "created_at": now,
         },
     ).scalar_one()
-    conn.execute(_SET_STATUS, {"t_id": ticket_id, "t_status": new, "t_updated": now})
+    # closed_at only while closed: a reopened ticket is not "closed long ago".
+    closed_at = now if new == "closed" else None
+    conn.execute(_SET_STATUS, {"t_id": ticket_id, "t_status": new, "t_updated": now, "t_closed_at": closed_at})
     return action_id
+
+
+def set_owner(conn: Connection, ticket_id: int, owner_id: int | None) -> bool:
+    """Make ``owner_id`` (a person id, None: nobody) the ticket's owner;
+    False when it already was.  The one path for the ``[take]`` and
+    ``[assign]`` commands, the first staff reply and ``ticket assign``."""
+    if conn.execute(_OWNER_OF, {"t_id": ticket_id}).scalar_one_or_none() == owner_id:
+        return False
+    conn.execute(_SET_OWNER, {"t_id": ticket_id, "t_owner": owner_id})
+    return True
 
 
 def existing_ticket_number(conn: Connection | Session, key: str, digest: str | None = None) -> int | None:
@@ -265,7 +290,7 @@ def apply(
     envelope: Envelope,
     config: Config,
     now: datetime,
-    attachments_root: Path,
+    blobs: BlobBackend,
 ) -> Result:
     if d.kind is Kind.IGNORE:
         return Result(Outcome.IGNORED, ticket=d.ticket, decision=d, reason=d.reason)
@@ -286,7 +311,10 @@ def apply(
     if key:
         key_id = conn.execute(_INSERT_KEY, {"key": key, "digest": d.digest, "ours": False, "created_at": now}).scalar_one()
 
-    stored = [(a, write_blob(attachments_root, a.data)) for a in d.attachments]
+    # Through the blob backend, in this transaction (database rows roll
+    # back with the message; a file written for a rolled-back message is
+    # an unreferenced blob, harmless).
+    stored = [(a, blobs.put(a.data, conn)) for a in d.attachments]
 
     ticket = None
     if d.kind is Kind.FOLLOWUP and d.ticket is not None:
@@ -305,6 +333,13 @@ def apply(
     cc = [clean(a, 320).lower() for a in d.cc if a and not config.is_own_address(a) and a.lower() != author_address]
     cc = list(dict.fromkeys(cc))
 
+    # [fwd]: the forwarded customer is the requester and wrote the first
+    # action; the staff member who forwarded it adds a private note.
+    forwarder = None
+    if created and d.requester and d.staff:
+        forwarder = author
+        author = _person(conn, d.requester, d.requester_name, rename="new")
+        author_address = author[1]
     if created:
         requester = author or _person(conn, "", "")
         status, visible = "open", True
@@ -329,6 +364,9 @@ def apply(
     flags = set(d.flags)
     if created and d.kind is Kind.FOLLOWUP:
         flags.add("unknown-ticket")
+    if created and d.follow_up_of is not None:
+        # The new ticket's first action names the one it follows up.
+        _system_action(conn, ticket_id, None, f"Follow-up to [{config.organization.tag}{d.follow_up_of}]", "follow-up", now)
     public = bool(d.public)
     action_id = conn.execute(
         _INSERT_ACTION,
@@ -359,11 +397,13 @@ def apply(
                     "content_type": clean(a.content_type, 255) or "application/octet-stream",
                     "filename": clean(a.filename, 255),
                     "content_id": clean(a.content_id, 255),
-                    "path": rel,
+                    "path": blobs.location(sha),
                 }
-                for a, (sha, rel) in stored
+                for a, sha in stored
             ],
         )
+    if forwarder is not None and d.note.strip():
+        _system_action(conn, ticket_id, forwarder[0], d.note, "fwd-note", now, kind="message")
     if key_id is not None:
         conn.execute(_KEY_OWNER, {"k_id": key_id, "k_ticket": ticket_id, "k_action": action_id})
 
@@ -380,6 +420,8 @@ def apply(
     if author is not None:
         if created:
             me = participants.join(author, "requester")
+            if forwarder is not None:
+                participants.join(forwarder, "staff")
         elif may_join:
             # Someone joining later (say, a colleague the customer forwarded
             # our update to) is told what happens from now on, not the
@@ -411,11 +453,54 @@ def apply(
     if public:
         # A ticket created just now has no queued update to postpone.
         queue_updates(conn, ticket_id, visible, now, config, {author_address, *cc}, participants.for_updates(), postpone=not created)
-    if d.close and status != "closed":
-        change_status(conn, ticket_id, status, "closed", author[0] if author else None, now, flags="closed")
+    changes: dict[str, str] = {}
+    if forwarder is not None:
+        changes["requester"] = author_address
+    if created and d.follow_up_of is not None:
+        changes["follow_up_of"] = str(d.follow_up_of)
+    if d.staff and public:
+        # The pending reminder and auto-close are timed from here
+        # (docs/lifecycle.md), not from any update of the ticket.
+        conn.execute(_PUBLIC_STAFF_ACTED, {"t_id": ticket_id, "t_at": now})
+    if d.owner is not None:
+        owner = _person(conn, d.owner, staff=True, rename="never") if d.owner else None
+        if set_owner(conn, ticket_id, owner[0] if owner else None):
+            changes["owner"] = owner[1] if owner else "none"
+    new_status = d.status or ("closed" if d.close else "")
+    if new_status and new_status != status:
+        change_status(conn, ticket_id, status, new_status, author[0] if author else None, now, flags=new_status)
+        changes["status"] = new_status
         if config.organization.status_change_emails:
             queue_updates(conn, ticket_id, visible, now, config, author_address, participants.for_updates())
-    return Result(Outcome.CREATED if created else Outcome.UPDATED, ticket=number, action_id=action_id, decision=d)
+    refused = list(d.refused)
+    if d.merge_into is not None and d.staff and number is not None:
+        try:
+            changes["merged_into"] = str(mergemod.merge(conn, number, d.merge_into, now, author[0] if author else None, config.organization.tag))
+        except (MergeRefused, LookupError) as e:
+            refused.append(f"[merge #{d.merge_into}]: {e}")
+    staff_address = forwarder[1] if forwarder is not None else author_address
+    if refused and d.staff and "@" in staff_address:
+        # One short private mail tells the staff member what was not done
+        # (outbox kind "refusal"); the note on the ticket says it to everyone.
+        text = "Not done:\n" + "\n".join(f"  {clean(r, 400)}" for r in refused[:20])
+        staff = forwarder or author
+        note_id = _system_action(conn, ticket_id, staff[0] if staff else None, text, "refused", now)
+        conn.execute(_INSERT_OUTBOX, [_outbox_row("refusal", ticket_id, note_id, staff_address, now)])
+    return Result(
+        Outcome.CREATED if created else Outcome.UPDATED, ticket=number, action_id=action_id, decision=d, changes=changes
+    )
+
+
+def _system_action(conn: Connection, ticket_id: int, author_id: int | None, text: str, flags: str, now: datetime, kind: str = "system") -> int:
+    """A private action beside the message (a follow-up's reference, a
+    forwarder's note, what was refused); returns its id."""
+    return conn.execute(
+        _INSERT_ACTION,
+        {
+            "ticket_id": ticket_id, "author_id": author_id, "kind": kind, "public": False, "text": clean(text),
+            "new_text": clean(text), "flags": flags, "message_id": "", "queue_id": "", "delivered_to": "", "created_at": now,
+        },
+    ).scalar_one()
 
 
 def _outbox_row(kind: str, ticket_id: int, action_id: int, recipient: str, now: datetime) -> dict:

@@ -22,19 +22,18 @@ they stop being a participant.  The person's row goes when nothing
 references it, otherwise its address becomes ``forgotten-<id>@invalid``
 (RFC 2606 reserves .invalid) and its name is emptied.
 
-Blob files are removed only after the transaction that dropped their last
-reference has committed, and only when no message used them within
-``blobs.GRACE`` (``blobs.unlink_unused``): a message being recorded at the
-same moment may be about to reference the very same bytes.  Those kept for
-being recent are listed in ``<attachments>/.purge-pending`` and looked at
-again by the next run.
+Blobs nothing references go with ``Store.delete_blob`` in the batch's
+transaction: database blobs with it, blob files only after it has committed,
+and only when no message used them within ``blobs.directory.GRACE``
+(``unlink_unused``): a message being recorded at the same moment may be
+about to reference the very same bytes.  Files kept for being recent are
+listed in ``<attachments>/.purge-pending``; the next run looks again
+(``sweep_pending``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -47,7 +46,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
-from postdesk.store.blobs import unlink_unused
+from postdesk.store.blobs import BlobInUse, unlink_unused
+from postdesk.store.blobs.directory import pending, save_pending
 from postdesk.store.errors import StoreUnavailable
 from postdesk.store.models import Action, Attachment, MessageId, Outbox, Participant, Person, Ticket
 
@@ -153,10 +153,26 @@ def unreferenced_blobs(conn: Connection, shas: Iterable[str]) -> set[str]:
     return free
 
 
-def delete_tickets(conn: Connection, ticket_ids: list[int]) -> tuple[Counts, set[str]]:
+def drop_blobs(store: Store, conn: Connection, shas: Iterable[str]) -> int:
+    """``Store.delete_blob`` in this transaction for each of ``shas``, which
+    no attachment references: database rows go with the transaction, files
+    after it commits (unless a message touched them meanwhile).  A blob a
+    message referenced again meanwhile (PostgreSQL: it held the blob row,
+    the delete waited for it) is kept.  Returns how many were dropped."""
+    dropped = 0
+    for sha in sorted(shas):
+        try:
+            store.delete_blob(sha, conn)
+            dropped += 1
+        except BlobInUse:
+            continue
+    return dropped
+
+
+def delete_tickets(conn: Connection, ticket_ids: list[int], store: Store | None = None) -> tuple[Counts, set[str]]:
     """Delete the tickets and every row hanging off them, in this transaction;
-    then the people no longer referenced.  Returns the counts and the blobs
-    (sha256) that no attachment references any more."""
+    then the people no longer referenced, and (with ``store``) the blobs no
+    attachment references any more.  Returns the counts and those blobs."""
     c = Counts()
     if not ticket_ids:
         return c, set()
@@ -180,7 +196,7 @@ def delete_tickets(conn: Connection, ticket_ids: list[int]) -> tuple[Counts, set
         c.tickets += conn.execute(delete(_T).where(_T.c.id.in_(chunk))).rowcount or 0
     c.people = drop_unreferenced_people(conn, people)
     free = unreferenced_blobs(conn, shas)
-    c.blobs = len(free)
+    c.blobs = drop_blobs(store, conn, free) if store is not None else len(free)
     return c, free
 
 
@@ -220,7 +236,7 @@ def _batch(store: Store, before: datetime, limit: int, sleep: Callable[[float], 
             # the next run instead of making the purge wait for it.
             select_batch = CANDIDATES.with_for_update(skip_locked=True, of=_T)
         ids = list(conn.execute(select_batch, {"before": before, "limit": limit}).scalars())
-        return delete_tickets(conn, ids)
+        return delete_tickets(conn, ids, store)
 
     return _retrying(store, work, sleep)
 
@@ -239,63 +255,39 @@ def purge_closed(
     total = Counts()
     while True:
         started = time.monotonic()
-        counts, free = _batch(store, before, batch, sleep)
+        counts, _free = _batch(store, before, batch, sleep)
         elapsed = time.monotonic() - started
-        # After the commit, never before: until then the rows still name them.
-        store_blobs_gone(store, free)
         total.add(counts)
         if counts.tickets:
             log.info("purge: batch %s ms=%d", counts.summary(), int(elapsed * 1000))
             if progress is not None:
                 progress(total)
         if counts.tickets < batch:
-            store_blobs_gone(store, set())  # files an earlier run kept for being recent
+            sweep_pending(store)  # files an earlier run kept for being recent
             return total
         # As long as the batch took, at least PAUSE: writers that queued
         # behind it (the SQLite lock, PostgreSQL row locks) go first.
         sleep(max(PAUSE, elapsed))
 
 
-PENDING_FILE = ".purge-pending"  # in the attachment directory: shas kept for being recent
-
-
-def _pending(root: Path) -> set[str]:
-    try:
-        return {line.strip() for line in (root / PENDING_FILE).read_text().split() if len(line.strip()) == 64}
-    except FileNotFoundError:
-        return set()
-
-
-def _save_pending(root: Path, shas: set[str]) -> None:
-    path = root / PENDING_FILE
-    if not shas:
-        path.unlink(missing_ok=True)
-        return
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        f.write("".join(f"{sha}\n" for sha in sorted(shas)))
-    os.chmod(tmp, 0o640)
-    os.replace(tmp, path)
-
-
-def store_blobs_gone(store: Store, shas: set[str]) -> int:
-    """Remove the files of blobs whose last reference is gone (committed),
-    and of those an earlier run kept for being recent; remember the ones
-    kept this time for the next run.  Returns how many files went."""
+def sweep_pending(store: Store) -> int:
+    """Remove the blob files an earlier removal kept for being recent
+    (``blobs.directory.PENDING_FILE``) once they are old and no attachment
+    references them; returns how many went."""
     root = Path(store.attachments)
     if not root.is_dir():
         return 0
-    earlier = _pending(root)
-    if not shas and not earlier:
+    earlier = pending(root)
+    if not earlier:
         return 0
 
     def still_referenced(sha: str) -> bool:
         with store.session(read_only=True) as s:
             return s.execute(select(_AT.c.id).where(_AT.c.sha256 == sha).limit(1)).first() is not None
 
-    gone, recent = unlink_unused(root, shas | earlier, still_referenced)
-    if recent != earlier:
-        _save_pending(root, recent)
+    gone, recent = unlink_unused(root, earlier, still_referenced)
+    # Merged with what was added meanwhile, minus what this sweep settled.
+    save_pending(root, (pending(root) - earlier) | recent)
     return gone
 
 
@@ -419,10 +411,9 @@ def forget_person(
 
         def work(conn: Connection) -> tuple[Counts, set[str]]:
             ids = list(conn.execute(requested.order_by(_T.c.id).limit(batch)).scalars())
-            return delete_tickets(conn, ids)
+            return delete_tickets(conn, ids, store)
 
-        counts, free = _retrying(store, work, sleep)
-        store_blobs_gone(store, free)
+        counts, _free = _retrying(store, work, sleep)
         out.purged.add(counts)
         if counts.tickets < batch:
             break
@@ -474,8 +465,7 @@ def forget_person(
         else:
             conn.execute(update(_PE).where(_PE.c.id == pid).values(address=gone, name=""))
             out.person = "anonymised"
-        free = unreferenced_blobs(conn, shas)
-    store_blobs_gone(store, free)
+        drop_blobs(store, conn, unreferenced_blobs(conn, shas))
     return out
 
 
