@@ -20,7 +20,7 @@ from postdesk.outcomes import EX_NOINPUT, EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_US
 __all__ = ["main", "build_parser"]
 
 # Long-running processes log like Postfix's daemons; the rest answer on stderr.
-DAEMONS = ("milter", "notifier")
+DAEMONS = ("milter", "lmtp", "notifier")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

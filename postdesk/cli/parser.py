@@ -89,6 +89,7 @@ def build_parser() -> Parser:
 
     add(sub, "init", "services.cmd_init", "create or upgrade the database, create the attachment directory")
     add(sub, "milter", "services.cmd_milter", "run the milter on [milter] socket")
+    add(sub, "lmtp", "services.cmd_lmtp", "run the LMTP server on [lmtp] listen (after-queue, for Postfix lmtp(8))")
 
     p = add(sub, "filter", None, "read one message on stdin (Postfix pipe(8)); exit 0, 75 or a sysexits code")
     p.add_argument("--sender", required=True, help="envelope sender (${sender}); empty or <> for the null sender")
@@ -119,7 +120,9 @@ def build_parser() -> Parser:
     p.add_argument("--after", type=int, default=None, metavar="N", help="start after ticket number N (the next page; the command says which)")
     p = add(tsub, "show", "tickets.cmd_show", "one ticket with its actions and attachments")
     p.add_argument("number", type=int, metavar="N")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="machine-readable output")
+    form.add_argument("--html", action="store_true", help="a standalone HTML page (sanitised mail, inline images embedded, no remote loads)")
     p = add(tsub, "status", "tickets.cmd_status", "open or close a ticket (queues the status mail when enabled)")
     p.add_argument("number", type=int, metavar="N")
     p.add_argument("status", choices=("open", "pending", "closed"))

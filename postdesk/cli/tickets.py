@@ -52,9 +52,22 @@ def cmd_list(args, config) -> int:
 
 
 def cmd_show(args, config) -> int:
-    ticket = ticket_or_fail(open_store(config), args.number)
+    store = open_store(config)
+    ticket = ticket_or_fail(store, args.number)
     if args.json:
         render.print_json(ticket)
+    elif getattr(args, "html", False):
+        from postdesk.cli.htmlpage import ticket_page
+        from postdesk.store.blobs import BlobError
+
+        def read(attachment_id: int) -> bytes | None:
+            try:
+                _meta, blob = store.attachment(attachment_id)
+                return blob.read()  # checked against its sha256 as it is read
+            except (LookupError, BlobError, OSError):
+                return None  # missing or corrupt bytes show as a missing image, not an error page
+
+        sys.stdout.write(ticket_page(ticket, config.organization.tag, read))
     else:
         print(render.ticket_text(ticket, config.organization.tag))
     return EX_OK

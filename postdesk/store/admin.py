@@ -81,6 +81,7 @@ def attachment_dict(a: Attachment) -> dict[str, Any]:
         "size": a.size,
         "sha256": a.sha256,
         "content_id": a.content_id,
+        "inline": bool(a.inline),  # shown in the action's HTML by its cid:
     }
 
 
@@ -102,6 +103,7 @@ def action_dict(a: Action) -> dict[str, Any]:
         "public": bool(a.public),
         "text": a.text,
         "new_text": a.new_text,
+        "html": a.html or "",  # sanitised (postdesk.sanitise); "" for a text-only mail
         "flags": a.flags.split() if a.flags else [],
         "message_id": a.message_id,
         "queue_id": a.queue_id,

@@ -377,6 +377,7 @@ def apply(
             "public": public,
             "text": clean(d.text),
             "new_text": clean(d.new_text),
+            "html": clean(d.html),
             "flags": clean(" ".join(sorted(flags)), 200),
             "message_id": clean(d.message_id, KEY_MAX),
             "queue_id": clean(envelope.queue_id, 64),
@@ -397,6 +398,7 @@ def apply(
                     "content_type": clean(a.content_type, 255) or "application/octet-stream",
                     "filename": clean(a.filename, 255),
                     "content_id": clean(a.content_id, 255),
+                    "inline": bool(a.inline),
                     "path": blobs.location(sha),
                 }
                 for a, sha in stored
