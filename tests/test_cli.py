@@ -76,7 +76,7 @@ def shared_desk(tmp_path_factory):
         ["ticket"],
         ["ticket", "show"],
         ["ticket", "show", "x"],
-        ["ticket", "list", "--status", "pending"],
+        ["ticket", "list", "--status", "resolved"],
         ["ticket", "status", "1000", "resolved"],
         ["ticket", "visibility", "1000", "everyone"],
         ["action", "toggle"],
@@ -220,7 +220,7 @@ def test_ticket_list_table_and_json(shared_desk):
     p = desk.cli("ticket", "list")
     assert p.returncode == 0, err(p)
     lines = out(p).splitlines()
-    assert lines[0].split() == ["number", "status", "visible", "requester", "created", "subject"]
+    assert lines[0].split() == ["number", "status", "visible", "owner", "requester", "created", "subject"]
     assert any(line.startswith("#1000 ") and "Printer on fire" in line and "alice@customer.example" in line for line in lines)
     assert any(line.startswith("#1001 ") and "Password reset" in line for line in lines)
     # Aligned: the subject column starts at the same offset on every row.

@@ -66,7 +66,7 @@ def test_status_change_schedules_update(store, cfg):
     assert store.show_ticket(n)["actions"][-1]["text"] == "Status changed from closed to open"
     assert updates(store) == [("alice@customer.org", "queued", at(130))]
     with pytest.raises(ValueError):
-        store.set_status(n, "pending", cfg, at(11))
+        store.set_status(n, "resolved", cfg, at(11))
     with pytest.raises(LookupError, match="no ticket #9999"):
         store.set_status(9999, "closed", cfg, at(11))
 

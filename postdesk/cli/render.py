@@ -116,8 +116,11 @@ def ticket_text(ticket: dict, tag: str) -> str:
         f"  status:     {cell(ticket.get('status'))}",
         f"  visible to: {'customers' if ticket.get('visible_to_customers') else 'staff only (internal)'}",
         f"  requester:  {cell(ticket.get('requester'))}",
+        f"  owner:      {cell(ticket.get('owner')) if ticket.get('owner') else 'nobody'}",
         f"  created:    {cell(ticket.get('created_at'))}",
     ]
+    if ticket.get("department"):
+        out.insert(2, f"  department: {cell(ticket.get('department'))}")
     actions = ticket.get("actions") or []
     if not actions:
         out.append("")

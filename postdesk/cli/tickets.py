@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from postdesk.cli import render
 from postdesk.cli.common import open_store
+from postdesk.cli.errors import CommandError
 from postdesk.clock import utcnow as now  # read here, at the edge, and passed in
-from postdesk.outcomes import EX_OK
+from postdesk.outcomes import EX_OK, EX_USAGE
 
-TICKET_LIST_COLUMNS = ("number", "status", "visible", "requester", "created", "subject")
+TICKET_LIST_COLUMNS = ("number", "status", "visible", "owner", "requester", "created", "subject")
 
 
 def ticket_or_fail(store, number: int) -> dict:
@@ -17,26 +18,46 @@ def ticket_or_fail(store, number: int) -> dict:
     return ticket
 
 
+def department_name(config, name: str | None) -> str | None:
+    """``--department NAME``: a configured [[departments]] name (any case),
+    as stored on tickets; an unknown one is a usage error naming the known."""
+    if name is None:
+        return None
+    for d in config.departments:
+        if d.name.lower() == name.strip().lower():
+            return d.name
+    known = ", ".join(d.name for d in config.departments) or "none configured"
+    raise CommandError(f"no department {name!r} (known: {known})", EX_USAGE)
+
+
 def cmd_list(args, config) -> int:
-    tickets = open_store(config).list_tickets(args.status)
+    department = department_name(config, getattr(args, "department", None))
+    tickets = open_store(config).list_tickets(args.status, department)
     if args.json:
         render.print_json([{k: v for k, v in t.items() if k != "actions"} for t in tickets])
         return EX_OK
     if not tickets:
-        print("no tickets" if not args.status else f"no {args.status} tickets")
+        what = " ".join(w for w in (args.status, f"{department}" if department else None) if w)
+        print(f"no {what} tickets" if what else "no tickets")
         return EX_OK
-    rows = [
-        (
+    columns: tuple[str, ...] = TICKET_LIST_COLUMNS
+    if config.departments:
+        columns = columns[:3] + ("department",) + columns[3:]
+    rows = []
+    for t in tickets:
+        row = [
             f"{config.organization.tag}{t.get('number')}",
             t.get("status"),
             "customers" if t.get("visible_to_customers") else "internal",
+            t.get("owner"),
             t.get("requester"),
             t.get("created_at"),
             t.get("subject"),
-        )
-        for t in tickets
-    ]
-    print(render.table(TICKET_LIST_COLUMNS, rows))
+        ]
+        if config.departments:
+            row.insert(3, t.get("department") or "(default)")
+        rows.append(row)
+    print(render.table(columns, rows))
     return EX_OK
 
 

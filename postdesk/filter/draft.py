@@ -130,6 +130,8 @@ class Draft:
     new_text: str = ""
     attachments: tuple[Attachment, ...] = ()
     department: str = ""  # set by rule "recipients": the department the mail was sent to
+    owner: str | None = None  # the ticket's new owner ("" = none, None = unchanged): rule "take"
+    bounce: tuple[tuple[str, str, str], ...] = ()  # rule "bounce": permanently failed recipients of our mail
 
     @classmethod
     def start(cls, parsed: Parsed, envelope: Envelope, known: Known, config: Config, now: datetime | None, auth: AuthResult) -> Draft:
@@ -196,5 +198,7 @@ class Draft:
             cc=self.cc,
             flags=frozenset(self.flags),
             department=self.department,
+            owner=self.owner,
+            bounce=self.bounce,
             **self._base(),
         )

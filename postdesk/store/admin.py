@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from postdesk.store.apply import change_status
-from postdesk.store.models import Action, Attachment, Outbox, Ticket
+from postdesk.store.apply import change_status, set_owner
+from postdesk.store.models import Action, Attachment, Outbox, Person, Ticket
 from postdesk.store.updates import queue_updates
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from postdesk.config import Config
 
-STATUSES = ("open", "closed")
+STATUSES = ("open", "pending", "closed")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -42,8 +42,14 @@ def ticket_dict(t: Ticket) -> dict[str, Any]:
         "status": t.status,
         "visible_to_customers": bool(t.visible_to_customers),
         "requester": t.requester.address,
+        # The [[departments]] name; null for the default ([organization]).
+        "department": t.department or None,
+        "owner": t.owner.address if t.owner is not None else None,
         "created_at": _iso(t.created_at),
         "updated_at": _iso(t.updated_at),
+        "closed_at": _iso(t.closed_at),
+        "last_public_staff_at": _iso(t.last_public_staff_at),
+        "reminded_at": _iso(t.reminded_at),
     }
 
 
@@ -114,13 +120,17 @@ class AdminMixin:
         # Provided by postdesk.store.core.Store.
         def session(self, *, read_only: bool = False) -> contextlib.AbstractContextManager[Session]: ...
 
-    def list_tickets(self, status: str | None = None) -> list[dict[str, Any]]:
+    def list_tickets(self, status: str | None = None, department: str | None = None) -> list[dict[str, Any]]:
+        """Tickets, optionally of one status and one department (its stored
+        name; "" for the default department)."""
         if status is not None and status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         with self.session(read_only=True) as s:
-            q = select(Ticket).options(selectinload(Ticket.requester)).order_by(Ticket.number)
+            q = select(Ticket).options(selectinload(Ticket.requester), selectinload(Ticket.owner)).order_by(Ticket.number)
             if status is not None:
                 q = q.where(Ticket.status == status)
+            if department is not None:
+                q = q.where(Ticket.department == department)
             return [ticket_dict(t) for t in s.scalars(q)]
 
     def show_ticket(self, number: int) -> dict[str, Any] | None:
@@ -162,6 +172,28 @@ class AdminMixin:
             if config.organization.status_change_emails:
                 queue_updates(s.connection(), t.id, bool(t.visible_to_customers), now, config)
             return True
+
+    def assign(self, number: int, address: str | None, config: Config, now: datetime) -> bool:
+        """Make staff member ``address`` the owner of ticket ``number`` (None:
+        nobody); False when it already was.  ``address`` must be staff
+        (``[organization] staff``); the caller checks it, this stores it."""
+        with self.session() as s:
+            t = self._ticket(s, number)
+            owner_id = None
+            if address is not None:
+                address = address.strip().lower()
+                person = s.scalar(select(Person).where(Person.address == address))
+                if person is None:
+                    person = Person(address=address, name="", staff=True)
+                    s.add(person)
+                    s.flush()
+                elif not person.staff:
+                    person.staff = True
+                owner_id = person.id
+            changed = set_owner(s.connection(), t.id, owner_id)
+            if changed:
+                t.updated_at = now
+            return changed
 
     def set_visibility(self, number: int, visible: bool, config: Config, now: datetime) -> bool:
         """The ticket-level "visible to customers" flag; True when it changed."""

@@ -25,6 +25,7 @@ from postdesk.filter.rules import (
     new_tickets,
     recipients,
     stranger,
+    take,
     team_alert,
     thread,
     trust,
@@ -45,6 +46,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("new_tickets", new_tickets.apply),  # a sender's new-ticket rate: defer
     ("content", content.apply),  # body, new text, attachments
     ("commands", commands.apply),  # [pvt] / [closed] from staff
+    ("take", take.apply),  # the first public staff reply takes an unowned ticket
     ("stranger", stranger.apply),  # newcomers on a ticket stay private
     ("team_alert", team_alert.apply),  # who alerts the team
     ("ack", ack.apply),  # whether and where to acknowledge
