@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixtures desk and sink come from test_notifier)
 """Departments, owners, pending reminders, auto-close and bounce alerts,
 against a real store (SQLite and PostgreSQL) and a real SMTP server
 (aiosmtpd on loopback), with the notifier's clock injected: no test waits
