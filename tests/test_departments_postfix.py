@@ -127,6 +127,9 @@ def test_each_department_route_through_postfix(site):
         m = ack.message
         assert (m["From"], m["Reply-To"], m["Auto-Submitted"]) == (sender, sender, "auto-replied"), customer
         assert ack.sender == sender.split("<")[1].rstrip(">")
+        # The same ticket's alert went to that department's team.
+        (alert,) = [r for r in sink.messages if r.recipients == [team] and r.message["X-Postdesk-Ticket"] == m["X-Postdesk-Ticket"]]
+        assert alert.message["From"] == sender
     alerts = [r for r in sink.messages if r.recipients[0].endswith("@example.com")]
     assert sorted(r.recipients[0] for r in alerts) == ["billing-team@example.com"] * 2 + ["sales-team@example.com", "team@example.com"]
     for r in alerts:
