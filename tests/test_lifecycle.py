@@ -320,3 +320,16 @@ def test_permanent_bounce_gives_one_alert_to_owner_or_team(desk, sink, store_url
     last = store.show_ticket(n)["actions"][-1]
     assert (last["public"], "bounce" in last["flags"]) == (False, True)
     assert "Status: 5.1.1" in last["new_text"]
+
+
+def test_a_second_bounce_for_the_same_address_alerts_nobody_again(desk, store_url):
+    cfg, store, _worker, _clock = desk(store_url)
+    n = record(store, new(), cfg, T0).ticket
+    failed = (("alice@customer.org", "5.1.1", "no such user"),)
+    bounced = dict(author="mailer-daemon@mx.customer.org", public=False, send_ack=False, notify_team=False, flags=frozenset({"bounce"}))
+    record(store, followup(n, bounce=failed, **bounced), cfg, T0)
+    record(store, followup(n, bounce=failed, **bounced), cfg, T0 + timedelta(seconds=60))
+    assert [o.recipient for o in rows(store, kind="bounce-alert")] == [TEAM]
+    # Another address on the same ticket is news again.
+    record(store, followup(n, bounce=(("bob@customer.org", "5.1.1", "gone"),), **bounced), cfg, T0 + timedelta(seconds=90))
+    assert len(rows(store, kind="bounce-alert")) == 2

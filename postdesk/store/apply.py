@@ -222,10 +222,34 @@ def bounce_text(failed: tuple[tuple[str, str, str], ...]) -> str:
     """What a bounce says, for people: one paragraph per failed recipient."""
     out = []
     for recipient, status, diagnostic in failed:
-        out.append(f"Our mail to {recipient or '(unknown recipient)'} could not be delivered.")
+        out.append(_bounce_line(recipient))
         out.append(f"  Status: {status or '(none given)'}")
         out.append(f"  Reason: {diagnostic or '(none given)'}")
     return "\n".join(out)
+
+
+def _bounce_line(recipient: str) -> str:
+    return f"Our mail to {recipient or '(unknown recipient)'} could not be delivered."
+
+
+def _bounces_known(conn: Connection, ticket_id: int, action_id: int, failed: tuple[tuple[str, str, str], ...]) -> bool:
+    """Every address of this report was reported on this ticket before: its
+    owner or team were alerted then, and each further update to a dead
+    address would otherwise alert them again."""
+    for recipient, _status, _diagnostic in failed:
+        found = conn.execute(
+            select(_ACTIONS.c.id)
+            .where(
+                _ACTIONS.c.ticket_id == ticket_id,
+                _ACTIONS.c.id != action_id,
+                _ACTIONS.c.flags.contains("bounce"),
+                _ACTIONS.c.new_text.contains(_bounce_line(recipient), autoescape=True),
+            )
+            .limit(1)
+        ).first()
+        if found is None:
+            return False
+    return True
 
 
 def alert_recipients(conn: Connection, config: Config, department: str, owner_id: int | None) -> list[str]:
@@ -468,7 +492,8 @@ def apply(
     ack_to = clean(d.ack_to, 320).lower() if d.ack_to else (author[1] if author is not None else "")
     if created and d.send_ack and "@" in ack_to and not config.is_own_address(ack_to):
         alerts.append(_outbox_row("ack", ticket_id, action_id, ack_to, now))
-    if d.notify_team or d.bounce:
+    bounce_news = bool(d.bounce) and not _bounces_known(conn, ticket_id, action_id, d.bounce)
+    if d.notify_team or bounce_news:
         # The ticket's department's team, or its owner (README, "Owners").
         kind = "bounce-alert" if d.bounce else "alert"
         for address in alert_recipients(conn, config, department, owner_id):
