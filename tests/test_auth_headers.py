@@ -120,3 +120,13 @@ def test_positions_say_which_headers_came_from_outside():
     assert headers.positions(items) == (["a", "b"], [False, True])
     assert headers.trusted_index(["x; spf=pass", f"{OURS}; spf=pass"], OURS, [False, True]) is None
     assert headers.trusted_index([f"{OURS}; spf=pass"], OURS, [False]) == 0
+
+
+@pytest.mark.parametrize("helo", ["mx.evil.example\n", "mx.evil.example\nX-Injected: 1"])
+def test_written_header_drops_a_helo_with_a_line_break(helo):
+    """A HELO name is the client's word: one ending in LF (which a ``$``
+    anchored pattern would still accept) must not reach our header, where
+    it would end the field and start a forged one."""
+    value = headers.write(OURS, AuthResult(source="local"), sender="", helo=helo)
+    assert "evil" not in value
+    assert "\n" not in value.replace("\n\t", "")

@@ -169,9 +169,9 @@ def write(authserv_id: str, result, sender: str = "", helo: str = "") -> str:
     else:
         # Only plain tokens go into the header: no spaces, quotes, ";" or
         # comments from the envelope (they would change what it says).
-        sender = sender if _SAFE.match(sender or "") else sender.rpartition("@")[2]
-        sender = sender if _SAFE.match(sender or "") else ""
-        helo = helo if _SAFE.match(helo or "") else ""
+        sender = sender if _SAFE.fullmatch(sender or "") else sender.rpartition("@")[2]
+        sender = sender if _SAFE.fullmatch(sender or "") else ""
+        helo = helo if _SAFE.fullmatch(helo or "") else ""
         spf_props = {"smtp_mailfrom": sender} if sender else ({"smtp_helo": helo} if helo else {})
         results = [authres.SPFAuthenticationResult(result=result.spf, **spf_props)]
         if result.dkim_domains:

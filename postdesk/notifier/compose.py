@@ -110,7 +110,7 @@ def unstructured(value: str, name: str) -> str:
 def address(addr: str) -> str:
     """A validated addr-spec, or ComposeError."""
     addr = (addr or "").strip()
-    if not _ADDR.match(addr):
+    if not _ADDR.fullmatch(addr):
         raise ComposeError(f"unusable address {addr!r}")
     return addr
 
@@ -172,7 +172,7 @@ def _pieces(name: str):
 def msgid(value: str) -> str:
     """``<id>`` for a usable Message-ID, "" otherwise."""
     value = clean(value).strip("<>")
-    return f"<{value}>" if len(value) <= MAX_MSGID and _MSGID.match(value) else ""
+    return f"<{value}>" if len(value) <= MAX_MSGID and _MSGID.fullmatch(value) else ""
 
 
 def filename_param(filename: str) -> str:
@@ -187,7 +187,7 @@ def filename_param(filename: str) -> str:
     "=?" name (against RFC 2047 section 5), which percent-encoding avoids.
     """
     name = clean(filename) or "attachment"  # any length: continuations fold it
-    if len(name) <= PARAM_CHUNK and _PLAIN_NAME.match(name):
+    if len(name) <= PARAM_CHUNK and _PLAIN_NAME.fullmatch(name):
         return f'attachment; filename="{name}"'
     encoded = _percent(name)
     chunks: list[str] = []
@@ -408,7 +408,7 @@ def _text_part(text: str) -> MIMEText:
 
 def _attachment_part(info, data: bytes) -> MIMEBase:
     ctype = info.content_type.lower().strip()
-    if not _MIMETYPE.match(ctype) or ctype.startswith(("multipart/", "message/")):
+    if not _MIMETYPE.fullmatch(ctype) or ctype.startswith(("multipart/", "message/")):
         # message/* and multipart/* must not be base64-encoded (RFC 2046 5.2.1,
         # 5.1); shipping them as opaque bytes keeps them byte-identical.
         ctype = "application/octet-stream"
