@@ -2,7 +2,9 @@
 
 The checks, each skippable with ``--skip NAME``:
 
-- ``store``: the database opens and ``postdesk init`` has run.
+- ``store``: the database opens and ``postdesk init`` has run; which blob
+  backend keeps attachment bytes (``[store] blobs``) and whether it is
+  readable.
 - ``postfix``: what ``postconf`` (main.cf) and ``postconf -F``/``-P``
   (master.cf) say.  Every smtpd service must reach our socket through
   ``smtpd_milters``, resolved as Postfix will: a chrooted smtpd (master.cf
@@ -513,6 +515,7 @@ def check_store(config: Config, report: Report) -> None:
     try:
         store.secret()  # reads the settings row written by `postdesk init`
         report.ok(f"store {url} opens and is initialised")
+        check_blobs(config, store, report)
     except Exception as e:
         text = f"{type(e).__name__}: {e}".splitlines()[0][:300]
         if type(e).__name__ == "StoreNotInitialised" or re.search(r"no such table|UndefinedTable", text, re.I):
@@ -526,6 +529,26 @@ def check_store(config: Config, report: Report) -> None:
                 close()
             except Exception:
                 pass
+
+
+def check_blobs(config: Config, store, report: Report) -> None:
+    """Which blob backend holds attachment bytes ([store] blobs), and
+    whether this process can read (and write) it."""
+    backend = store.blobs
+    how = f"[store] blobs = {config.store.blobs!r}" + (f" ({backend.name} for this store)" if config.store.blobs == "auto" else "")
+    try:
+        backend.check_readable()
+    except Exception as e:
+        text = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+        fix = "run: postdesk init (it creates the attachment directory and the blob tables)"
+        report.problem(CONFIG, f"attachments: {backend.describe()} is not readable ({how}): {text}", fix)
+        return
+    report.ok(f"attachments in {backend.describe()} ({how}), readable")
+    if backend.name == "directory" and not config.store.url.startswith("sqlite"):
+        report.warning(
+            f"attachments are files on this host ({backend.describe()}) while the store is shared: "
+            'a notifier on another host cannot send them; set [store] blobs = "database" and run postdesk blobs migrate --to database'
+        )
 
 
 # -- permissions, as the service user -------------------------------------------------

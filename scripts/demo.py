@@ -10,12 +10,14 @@ database, attachments, sink, logs) are under ``demo-run/``; what Postfix
 0700 parent included (``demo-run/postfix`` links to the instance while it
 runs; its log is copied to ``demo-run/postfix.log``).  Then it plays a
 conversation (a customer writes; staff reply twice quickly, once with an
-attachment; a private note; the customer answers; staff close the ticket),
-then a second department: a customer writes to billing@, gets Billing's
-acknowledgement, Billing's team is alerted, a staff reply takes the ticket,
-staff set it pending, and with the demo's short timers the customer gets one
-reminder and the ticket is closed automatically), prints what each party
-received, the tickets, and the log lines, and stops everything it started.  It never touches the system Postfix or port 25.
+attachment; a private note; the customer answers; staff close the ticket;
+a duplicate ticket merged by ``[merge #N]``; a customer's mail forwarded by
+staff with ``[fwd]``; a second department: a customer writes to billing@,
+gets Billing's acknowledgement, Billing's team is alerted, a staff reply
+takes the ticket, staff set it pending, and with the demo's short timers the
+customer gets one reminder and the ticket is closed automatically), prints
+what each party received, the tickets, and the log lines, and stops
+everything it started.  It never touches the system Postfix or port 25.
 
 A DNS server on loopback publishes SPF and DMARC for the customer's domain
 (the milter asks it, never the machine's resolver), so the demo also shows
@@ -58,13 +60,15 @@ RUN = REPO / "demo-run"
 CUSTOMER = "alice@customer.example"
 FORGER = "mallory@forger.example"  # writes as the customer, from another domain
 STAFF = "bob@example.com"
+DAVE = "dave@customer.example"  # writes twice about one problem (the merge scene)
+CAROL = "carol@customer.example"  # wrote to Bob directly (the forward scene)
 TEAM = "team@example.com"
 SUPPORT = "support@example.com"
 QUIET = 5  # seconds; 120 in production
 BILLING = "billing@example.com"  # the second department's address
 BILLING_TEAM = "billing-team@example.com"
 BILLING_CUSTOMER = "dan@customer.example"
-CAROL = "carol@example.com"  # Billing staff
+ERIN = "erin@example.com"  # Billing staff
 REMIND, CLOSE = 12, 24  # seconds after the last public staff reply; days in production
 
 
@@ -279,10 +283,12 @@ class Demo:
         # in Postfix's queue (the sink records a mail before its 250).
         wait_for(self.settled, QUIET * 3 + 30, "the outbox and Postfix's queue to empty")
 
+        self.scene_merge()
+        self.scene_forward()
+        wait_for(self.settled, QUIET * 3 + 30, "the outbox and Postfix's queue to empty")
         billing = self.scene_billing_department()
         self.scene_pending_reminder_and_close(billing)
         wait_for(self.settled, QUIET * 3 + 30, "the outbox and Postfix's queue to empty")
-
         self.report(number)
         self.report_ticket(billing)
 
@@ -291,7 +297,7 @@ class Demo:
     def scene_billing_department(self) -> str:
         """A customer writes to billing@: Billing's ticket, acknowledged as
         Billing, alerting Billing's team; a staff reply takes it."""
-        step("6. A second department: a customer writes to billing@")
+        step("8. A second department: a customer writes to billing@")
         first = EmailMessage()
         first["From"] = f"Dan Customer <{BILLING_CUSTOMER}>"
         first["To"] = BILLING
@@ -306,13 +312,13 @@ class Demo:
         listed = json.loads(self.postdesk("ticket", "list", "--department", "Billing", "--json"))
         print(f"   ticket list --department Billing: {[t['number'] for t in listed]}")
 
-        step("7. Billing staff answer: the first public staff reply takes the ticket")
+        step("9. Billing staff answer: the first public staff reply takes the ticket")
         reply = EmailMessage()
-        reply["From"] = f"Carol Billing <{CAROL}>"
+        reply["From"] = f"Erin Billing <{ERIN}>"
         reply["To"] = BILLING
         reply["Subject"] = f"Re: [#{number}] Invoice 2026-114 charged twice"
         reply["In-Reply-To"] = alert["Message-ID"]
-        reply.set_content("We refunded the second charge. Can you see it on your statement?\n\nCarol\n")
+        reply.set_content("We refunded the second charge. Can you see it on your statement?\n\nErin\n")
         self.send(reply)
         owner = wait_for(lambda: json.loads(self.postdesk("ticket", "show", number, "--json"))["owner"], 30, "the owner")
         print(f"   owner of #{number}: {owner}")
@@ -321,7 +327,7 @@ class Demo:
     def scene_pending_reminder_and_close(self, number: str) -> None:
         """The ticket waits for the customer: one reminder after REMIND
         seconds, closed after CLOSE seconds, both from the staff reply."""
-        step(f"8. Staff set #{number} pending: waiting for the customer ({REMIND} s to the reminder, {CLOSE} s to the close)")
+        step(f"10. Staff set #{number} pending: waiting for the customer ({REMIND} s to the reminder, {CLOSE} s to the close)")
         print("   " + self.postdesk("ticket", "status", number, "pending").strip())
         reminder = wait_for(
             lambda: [m for m in self.mails_to(BILLING_CUSTOMER) if "waiting for your answer" in self._text(m)], CLOSE + 30, "the reminder"
@@ -346,6 +352,65 @@ class Demo:
         step(f"Ticket {number} (Billing)")
         print(self.postdesk("ticket", "show", number))
 
+    # -- more scenes: each its own function ------------------------------------------
+
+    def staff_mail(self, subject: str, text: str) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"] = f"Bob Staff <{STAFF}>"
+        msg["To"] = SUPPORT
+        msg["Subject"] = subject
+        msg.set_content(text)
+        return msg
+
+    def scene_merge(self) -> None:
+        """A customer opens two tickets about one problem; staff merge them by mail."""
+        step("6. Merge: a customer writes twice about one problem; staff answer [merge #N] on the duplicate")
+        numbers = []
+        for i, text in enumerate(["The scanner jams.", "Sorry, again: the scanner on floor 2 jams on every page."]):
+            msg = EmailMessage()
+            msg["From"] = f"Dave Customer <{DAVE}>"
+            msg["To"] = SUPPORT
+            msg["Subject"] = "Scanner jams" if i == 0 else "Scanner STILL jams"
+            msg.set_content(text + "\n")
+            self.send(msg)
+            ack = self.wait_mails(DAVE, i + 1, "the acknowledgement")[i].message
+            numbers.append(str(ack["Subject"]).split("[#", 1)[1].split("]", 1)[0])
+        dup, real = numbers[1], numbers[0]
+        self.send(self.staff_mail(f"Re: [#{dup}] Scanner STILL jams [merge #{real}]", "Same as the first one.\n"))
+        shown = json.loads(self.postdesk("ticket", "show", dup, "--json"))
+        print(f"   ticket {dup}: status={shown['status']} merged_into={shown['merged_into']}")
+        late = EmailMessage()
+        late["From"] = f"Dave Customer <{DAVE}>"
+        late["To"] = SUPPORT
+        late["Subject"] = f"Re: [#{dup}] Scanner STILL jams"
+        late.set_content("It also smells of toner.\n")
+        self.send(late)
+        actions = json.loads(self.postdesk("ticket", "show", real, "--json"))["actions"]
+        print(f"   ticket {real} now holds {len(actions)} actions; the reply tagged [#{dup}] landed there:")
+        for a in actions:
+            print(f"      {a['author'] or '-':24} {'public ' if a['public'] else 'private'} {a['text'].splitlines()[0][:50] if a['text'] else ''}")
+
+    def scene_forward(self) -> None:
+        """Staff forward a customer's mail that reached them directly, with [fwd]."""
+        step("7. Forward on behalf: a customer wrote to Bob directly; Bob forwards it with [fwd]")
+        fwd = self.staff_mail(
+            "Fwd: [fwd] Invoice address",
+            "Carol phoned about this too, please update the address.\n\n"
+            "---------- Forwarded message ---------\n"
+            f"From: Carol Customer <{CAROL}>\n"
+            "Date: Fri, 27 Nov 2026 at 10:00\n"
+            "Subject: Invoice address\n"
+            f"To: Bob Staff <{STAFF}>\n\n"
+            "Hello Bob, our invoice address changed to 1 New Street.\n",
+        )
+        self.send(fwd)
+        ack = self.wait_mails(CAROL, 1, "Carol's acknowledgement")[0].message
+        number = str(ack["Subject"]).split("[#", 1)[1].split("]", 1)[0]
+        t = json.loads(self.postdesk("ticket", "show", number, "--json"))
+        print(f"   Carol got {str(ack['Subject'])!r}; ticket {number}: requester={t['requester']}")
+        for a in t["actions"]:
+            print(f"      {a['author']:24} {'public ' if a['public'] else 'private'} {a['text'].splitlines()[0][:50]}")
+
     def settled(self) -> bool:
         jobs = json.loads(self.postdesk("outbox", "list", "--json"))
         return all(j["state"] in ("sent", "failed", "suppressed") for j in jobs) and self.postfix.queue_empty()
@@ -356,7 +421,7 @@ class Demo:
         # business); what counts is that the desk sent the forger nothing.
         from_desk = [m for m in self.mails_to(FORGER) if SUPPORT in str(m.message["From"])]
         print(f"-- {FORGER} (the forger): {len(from_desk)} mail(s) from the desk")
-        for who in (CUSTOMER, TEAM, STAFF, SUPPORT, BILLING_CUSTOMER, BILLING_TEAM):
+        for who in (CUSTOMER, DAVE, CAROL, TEAM, STAFF, SUPPORT, BILLING_CUSTOMER, BILLING_TEAM):
             print(f"-- {who}:")
             for m in self.mails_to(who):
                 msg = m.message

@@ -490,3 +490,23 @@ def test_ticket_assign(busy_desk):
     assert desk.json("ticket", "show", "1000")["owner"] is None
     p = desk.cli("ticket", "assign", "9999", "none")
     assert p.returncode == 66 and "no ticket #9999" in err(p)
+
+
+def test_ticket_merge_and_show(busy_desk):
+    desk = busy_desk
+    p = desk.cli("ticket", "merge", "1001", "1000")
+    assert p.returncode == 0, err(p)
+    assert "1001" in out(p) and "merged into 1000" in out(p)
+    t = desk.json("ticket", "show", "1001")
+    assert (t["status"], t["merged_into"], t["owner"], t["follow_up_of"]) == ("closed", 1000, None, None)
+    assert t["closed_at"] and "department" in t
+    assert "bob@customer.example" in {p["address"] for p in desk.json("ticket", "show", "1000")["participants"]}
+    text = out(desk.cli("ticket", "show", "1001"))
+    assert "merged into: [#1000]" in text and "closed:" in text
+    # A cycle and a self-merge: a clear error, exit 65, nothing changed.
+    for args, why in ((("1000", "1001"), "cycle"), (("1000", "1000"), "itself")):
+        p = desk.cli("ticket", "merge", *args)
+        assert p.returncode == 65 and why in err(p) and "Traceback" not in err(p), err(p)
+    assert desk.json("ticket", "show", "1000")["merged_into"] is None
+    p = desk.cli("ticket", "merge", "1000", "4242")
+    assert p.returncode == 66 and "4242" in err(p)

@@ -3,7 +3,8 @@
 Each ``NAME.eml`` has a ``NAME.json`` beside it::
 
     {"envelope": {"sender", "recipients", "client_address", "sasl_username"},
-     "known": {"tickets": [{"number", "status", "requester", "participants"}],
+     "known": {"tickets": [{"number", "status", "requester", "participants",
+                            "closed_at" (ISO, optional), "merged_into" (optional)}],
                "message_ids": {"<id without <>>": ticket}, "seen": ["<message key>"]},
      "expect": {...}}
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -58,7 +60,11 @@ def corpus_known(block: dict | None = None, made: dict[int, list[str]] | None = 
     ``{{msgid:N}}`` of the .eml, listed in ``made``) went to that address."""
     block = block or {}
     tickets = [
-        ticket_info(int(t["number"]), t["requester"], t.get("participants", ()), t.get("status", "open"))
+        replace(
+            ticket_info(int(t["number"]), t["requester"], t.get("participants", ()), t.get("status", "open")),
+            closed_at=datetime.fromisoformat(t["closed_at"]) if t.get("closed_at") else None,
+            merged_into=t.get("merged_into"),
+        )
         for t in block.get("tickets", [])
     ]
     sent = {
@@ -148,6 +154,8 @@ def test_mail(eml: Path, make_config):
             check(key, d.kind.value, want)
         elif key == "flags":
             check(key, sorted(d.flags), sorted(want))
+        elif key == "refused":
+            check(key, list(d.refused), want)
         elif key in ("cc", "references"):
             # compared as sets: order and repeats (In-Reply-To is usually also in References) don't matter
             check(key, sorted(set(getattr(d, key))), sorted({x.lower() if key == "cc" else x for x in want}))

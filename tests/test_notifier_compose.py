@@ -192,3 +192,17 @@ def test_body_round_trips_exactly(config):
     e = Entry(1, "message", True, Person("bob@example.com", "Bob", staff=True), text, NOW)
     body = parse(compose(job(entries=(e,)), config, SECRET, NOW).data).get_content()
     assert text.rstrip() in body.replace("\r\n", "\n")
+
+
+def test_refusal_is_short_private_and_clean(config):
+    note = "Not done:\n  [frobnicate]: unknown command\n  [assign x@evil.example]: x@evil.example is not a staff address\u202e\x1b"
+    bob = Person("bob@example.com", "Bob", staff=True)
+    mail = compose(job("refusal", recipient=bob, entries=(Entry(9, "system", False, bob, note, NOW),)), config, SECRET, NOW)
+    m = parse(mail.data)
+    assert m["Subject"] == "Not done: [#1042] Printer on fire"
+    assert m["Auto-Submitted"] == "auto-replied" and m["To"] == "Bob <bob@example.com>"
+    assert m["Reply-To"] == "Example Inc <support@example.com>"  # a corrected command reaches the ticket
+    body = m.get_content()
+    assert "[frobnicate]: unknown command" in body and "is not a staff address" in body
+    assert "\u202e" not in body and "\x1b" not in body and "Not done:" not in body.splitlines()[3:5]
+    assert all(len(line) <= 998 for line in mail.data.split(b"\r\n"))

@@ -152,13 +152,12 @@ def test_list_tickets(store, cfg):
 def test_attachment_lookup(store, cfg):
     r = record(store, new(attachments=(attachment(b"bytes!", "x.txt", "text/plain"),)), cfg)
     (att,) = store.show_ticket(r.ticket)["actions"][0]["attachments"]
-    info, path = store.attachment(att["id"])
-    assert path.read_bytes() == b"bytes!"
-    assert path == store.attachment_path(att["sha256"])
+    info, blob = store.attachment(att["id"])
+    assert blob.read() == b"bytes!" and blob.size == 6 and blob.sha256 == att["sha256"]
     assert (info["filename"], info["ticket"], info["action_id"]) == ("x.txt", r.ticket, r.action_id)
     with pytest.raises(LookupError, match="no attachment 5555"):
         store.attachment(5555)
-    path.unlink()
+    assert store.blobs.delete(att["sha256"])
     with pytest.raises(LookupError, match="missing"):
         store.attachment(att["id"])
 

@@ -110,7 +110,7 @@ def test_unreachable_postgresql_is_unavailable(make_config, tmp_path):
 
 
 def test_blob_write_failure_is_unavailable_and_writes_nothing(make_config, store_url):
-    cfg = make_config(store_url)
+    cfg = make_config(store_url, store={"blobs": "directory"})  # a disk that fails
     store = Store.from_config(cfg)
     store.init()
     data = b"some attachment bytes"
@@ -219,7 +219,7 @@ def tiny_fs(tmp_path):
 def test_disk_full_is_unavailable(make_config, store_url, tiny_fs):
     import errno
 
-    cfg = make_config(store_url, store={"attachments": str(tiny_fs / "attachments")})
+    cfg = make_config(store_url, store={"attachments": str(tiny_fs / "attachments"), "blobs": "directory"})
     store = Store.from_config(cfg)
     store.init()
     big = bytes(range(256)) * 1024  # 256 KiB > 64 KiB

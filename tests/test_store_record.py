@@ -179,7 +179,11 @@ def test_ignore_writes_nothing(store, cfg):
     assert count(store, MessageId) == 0
 
 
-def test_attachments_on_disk_by_hash(store, cfg):
+def test_attachments_on_disk_by_hash(make_config, store_url):
+    # Files on disk: the directory backend (PostgreSQL defaults to the database).
+    cfg = make_config(store_url, store={"blobs": "directory"})
+    store = Store.from_config(cfg)
+    store.init()
     png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
     d = new(attachments=(attachment(png, "../../etc/passwd", "image/png"), attachment(png, "copy.png", "image/png"), attachment(b"hello", "h.txt", "text/plain")))
     r = record(store, d, cfg)
@@ -191,9 +195,9 @@ def test_attachments_on_disk_by_hash(store, cfg):
         ("copy.png", sha, len(png), "image/png"),
         ("h.txt", hashlib.sha256(b"hello").hexdigest(), 5, "text/plain"),
     ]
-    info, path = store.attachment(atts[0]["id"])
-    assert path == store.attachments / sha[:2] / sha[2:4] / sha
-    assert path.read_bytes() == png
+    info, blob = store.attachment(atts[0]["id"])
+    assert blob.read() == png
+    path = store.attachments / sha[:2] / sha[2:4] / sha
     assert hashlib.sha256(path.read_bytes()).hexdigest() == sha
     assert info["ticket"] == r.ticket
     files = sorted(p for p in store.attachments.rglob("*") if p.is_file())
@@ -202,6 +206,7 @@ def test_attachments_on_disk_by_hash(store, cfg):
     record(store, followup(r.ticket, attachments=(attachment(png, "again.png"),)), cfg)
     assert len([p for p in store.attachments.rglob("*") if p.is_file()]) == 2
     assert count(store, Attachment) == 4
+    store.close()
 
 
 def test_duplicate_decision_returns_existing_ticket(store, cfg):

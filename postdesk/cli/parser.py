@@ -43,6 +43,16 @@ def _skip_list(value: str) -> frozenset[str]:
     return names
 
 
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
 def handler(name: str) -> Callable:
     """``"tickets.cmd_list"`` -> postdesk.cli.tickets.cmd_list."""
     import importlib
@@ -108,6 +118,9 @@ def build_parser() -> Parser:
     p = add(tsub, "assign", "owners.cmd_assign", "make a staff member the ticket's owner (none: nobody)")
     p.add_argument("number", type=int, metavar="N")
     p.add_argument("owner", metavar="ADDRESS|none")
+    p = add(tsub, "merge", "tickets.cmd_merge", "merge ticket M into ticket N (M is closed; its mail lands on N)")
+    p.add_argument("source", type=int, metavar="M")
+    p.add_argument("into", type=int, metavar="N")
     p = add(tsub, "visibility", "tickets.cmd_visibility", "whether customers get mail about the ticket")
     p.add_argument("number", type=int, metavar="N")
     p.add_argument("visibility", choices=("customers", "internal"))
@@ -123,6 +136,13 @@ def build_parser() -> Parser:
     p.add_argument("id", type=int, metavar="ID")
     p.add_argument("-o", "--output", required=True, metavar="FILE")
     p.add_argument("--force", action="store_true", help="replace FILE if it exists (otherwise: exit 73)")
+
+    blobs = add(sub, "blobs", None, "attachment bytes: database rows or files ([store] blobs)")
+    bsub = blobs.add_subparsers(dest="blobs_command", metavar="SUBCOMMAND", required=True)
+    p = add(bsub, "migrate", "blobs.cmd_migrate", "move every attachment's bytes into one backend (rerun to continue)")
+    p.add_argument("--to", required=True, choices=("database", "directory"), help="the backend to move them into")
+    p.add_argument("--batch", type=_positive, default=100, metavar="N", help="blobs per batch (default 100)")
+    p.add_argument("--remove-source", action="store_true", help="delete each blob from the other backend once moved")
 
     box = add(sub, "outbox", None, "the notifications queue")
     osub = box.add_subparsers(dest="outbox_command", metavar="SUBCOMMAND", required=True)

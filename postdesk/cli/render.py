@@ -116,11 +116,19 @@ def ticket_text(ticket: dict, tag: str) -> str:
         f"  status:     {cell(ticket.get('status'))}",
         f"  visible to: {'customers' if ticket.get('visible_to_customers') else 'staff only (internal)'}",
         f"  requester:  {cell(ticket.get('requester'))}",
-        f"  owner:      {cell(ticket.get('owner')) if ticket.get('owner') else 'nobody'}",
         f"  created:    {cell(ticket.get('created_at'))}",
     ]
-    if ticket.get("department"):
-        out.insert(2, f"  department: {cell(ticket.get('department'))}")
+    # The lifecycle, where it says something (docs/commands.md).
+    tag_of = lambda n: f"[{tag}{n}]"  # noqa: E731
+    for label, key, show in (
+        ("department", "department", cell),
+        ("owner", "owner", cell),
+        ("closed", "closed_at", cell),
+        ("merged into", "merged_into", tag_of),
+        ("follow-up of", "follow_up_of", tag_of),
+    ):
+        if ticket.get(key):
+            out.append(f"  {label + ':':<11} {show(ticket[key])}")
     actions = ticket.get("actions") or []
     if not actions:
         out.append("")

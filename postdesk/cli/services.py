@@ -15,7 +15,7 @@ def cmd_init(args, config) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     store = open_store(config)
     store.init(config.organization.first_ticket_number)
-    print(f"postdesk: database {redact_url(config.store.url)} is at the newest schema; attachments in {config.store.attachments}")
+    print(f"postdesk: database {redact_url(config.store.url)} is at the newest schema; attachments in {store.blobs.describe()}")
     return EX_OK
 
 

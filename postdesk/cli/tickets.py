@@ -6,7 +6,7 @@ from postdesk.cli import render
 from postdesk.cli.common import open_store
 from postdesk.cli.errors import CommandError
 from postdesk.clock import utcnow as now  # read here, at the edge, and passed in
-from postdesk.outcomes import EX_OK, EX_USAGE
+from postdesk.outcomes import EX_DATAERR, EX_OK, EX_USAGE
 
 TICKET_LIST_COLUMNS = ("number", "status", "visible", "owner", "requester", "created", "subject")
 
@@ -73,6 +73,18 @@ def cmd_show(args, config) -> int:
 def cmd_status(args, config) -> int:
     changed = open_store(config).set_status(args.number, args.status, config, now())
     print(f"ticket {args.number}: {'status' if changed else 'already'} {args.status}")
+    return EX_OK
+
+
+def cmd_merge(args, config) -> int:
+    from postdesk.store.merge import MergeRefused
+
+    try:
+        into = open_store(config).merge_tickets(args.source, args.into, config, now())
+    except MergeRefused as e:
+        raise CommandError(f"postdesk: ticket {args.source} not merged: {e}", EX_DATAERR) from None
+    chain = f" (ticket {args.into} was merged into {into})" if into != args.into else ""
+    print(f"ticket {args.source}: merged into {into}{chain}")
     return EX_OK
 
 

@@ -8,7 +8,8 @@ Pure functions (see docs/filter.md).  Reading the message:
 - body text and new text                                          body.py, html2text.py
 - attachments                                                     attachments.py
 - ``find_tag``, threading by tag and Message-ID                   thread.py
-- [pvt] / [closed] matching                                       tags.py
+- staff commands: the table and the matching                     commands.py
+- the customer inside a forwarded mail ([fwd])                    forwarded.py
 - the values in and out (Envelope, Decision, Known)               decision.py
 
 Deciding: the rules, one module each, in their declared order

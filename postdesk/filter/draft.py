@@ -130,8 +130,17 @@ class Draft:
     new_text: str = ""
     attachments: tuple[Attachment, ...] = ()
     department: str = ""  # set by rule "recipients": the department the mail was sent to
-    owner: str | None = None  # the ticket's new owner ("" = none, None = unchanged): rule "take"
     bounce: tuple[tuple[str, str, str], ...] = ()  # rule "bounce": permanently failed recipients of our mail
+    # The lifecycle (rules "commands", "reopen", "forwarded", "take"; Decision has the meaning).
+    status: str = ""
+    owner: str | None = None
+    merge_into: int | None = None
+    follow_up_of: int | None = None
+    forward: bool = False  # [fwd] from verified staff: rule "forwarded" finds the customer
+    requester: str = ""
+    requester_name: str = ""
+    note: str = ""
+    refused: list[str] = field(default_factory=list)
 
     @classmethod
     def start(cls, parsed: Parsed, envelope: Envelope, known: Known, config: Config, now: datetime | None, auth: AuthResult) -> Draft:
@@ -160,6 +169,18 @@ class Draft:
 
         return staff_proof(self.author, self.envelope, self.config, self.auth)
 
+    def _subject(self) -> str:
+        """The subject a new ticket gets: prefixes, our tag and the commands
+        of docs/commands.md removed ("[fwd] Invoice" opens "Invoice").
+        Anyone's commands: a customer's subject "[merge #1] help" must not
+        come back in every alert, where each staff reply would repeat it."""
+        from postdesk.filter.commands import strip_commands  # the rules import this module
+
+        subject = threadmod.strip_subject(self.headers.original_subject, self.config.organization.tag)
+        if "[" in subject:
+            subject = threadmod.strip_subject(strip_commands(subject), self.config.organization.tag)
+        return subject
+
     def _base(self) -> dict[str, Any]:
         h = self.headers
         return dict(
@@ -170,7 +191,7 @@ class Draft:
             author=h.author,
             author_name=h.author_name,
             original_subject=h.original_subject,
-            subject=threadmod.strip_subject(h.original_subject, self.config.organization.tag),
+            subject=self._subject(),
             auth=self.auth,
         )
 
@@ -198,7 +219,14 @@ class Draft:
             cc=self.cc,
             flags=frozenset(self.flags),
             department=self.department,
-            owner=self.owner,
             bounce=self.bounce,
+            status=self.status,
+            owner=self.owner,
+            merge_into=self.merge_into,
+            follow_up_of=self.follow_up_of,
+            requester=self.requester,
+            requester_name=self.requester_name,
+            note=self.note,
+            refused=tuple(self.refused),
             **self._base(),
         )

@@ -88,6 +88,23 @@ def hmac_tickets(ids: list[str] | tuple[str, ...], secret: bytes) -> list[int]:
     return out
 
 
+MAX_CHAIN = 50  # merged-into hops followed; a longer chain is damage, not history
+
+
+def resolve(known: Known, number: int) -> int:
+    """The ticket ``number`` ended in: merged tickets followed to the one
+    they were merged into (postdesk.store.merge refuses cycles; a chain is
+    followed at most ``MAX_CHAIN`` hops all the same)."""
+    seen = {number}
+    for _ in range(MAX_CHAIN):
+        info = known.ticket(number)
+        if info is None or info.merged_into is None or info.merged_into in seen:
+            return number
+        number = info.merged_into
+        seen.add(number)
+    return number
+
+
 def thread(subject: str, references: tuple[str, ...], known: Known, tag: str) -> Thread:
     """Find the ticket of a message (docs/filter.md rule 4)."""
     try:
@@ -102,7 +119,8 @@ def thread(subject: str, references: tuple[str, ...], known: Known, tag: str) ->
     existing = [n for n in numbers if known.ticket(n) is not None]
     unknown = len(existing) < len(numbers)
     if existing:
-        return Thread(ticket=existing[0], tag=existing[0], unknown_tag=unknown, via="tag", ours=ours)
+        # A merged ticket's tag lands on the ticket it was merged into.
+        return Thread(ticket=resolve(known, existing[0]), tag=existing[0], unknown_tag=unknown, via="tag", ours=ours)
     number = numbers[0] if numbers else None
     if references:
         # ``references`` is in order of preference: In-Reply-To first, then
@@ -110,9 +128,9 @@ def thread(subject: str, references: tuple[str, ...], known: Known, tag: str) ->
         # with the ticket of the first id it knows, so the message answered wins.
         n = known.ticket_for_message_ids(list(references))
         if n is not None and known.ticket(n) is not None:
-            return Thread(ticket=n, tag=number, unknown_tag=unknown, via="references", ours=ours)
+            return Thread(ticket=resolve(known, n), tag=number, unknown_tag=unknown, via="references", ours=ours)
         # Same order for our own HMAC-signed Message-IDs.
         for n in hmac_tickets(references, secret):
             if known.ticket(n) is not None:
-                return Thread(ticket=n, tag=number, unknown_tag=unknown, via="hmac", ours=ours)
+                return Thread(ticket=resolve(known, n), tag=number, unknown_tag=unknown, via="hmac", ours=ours)
     return Thread(ticket=None, tag=number, unknown_tag=unknown, ours=ours)

@@ -26,7 +26,15 @@ read have their bidirectional controls neutralised (``clean``): a
 right-to-left override makes "invoice<RLO>fdp.exe" display as
 "invoiceexe.pdf" (Unicode TR #36, section 2.5).
 Writing the headers and the text entity directly is also four times faster
-than the email package's folding; multipart bodies still use the package.
+than the email package's folding.
+
+Attachments are streamed, never held whole: a mail is a ``Body``, literal
+pieces and base64 streams of blobs read a chunk at a time when the mail is
+written to the SMTP connection, whose exact length is known before the
+first byte (BDAT needs it, RFC 3030).  The multipart structure is written
+here too, with a boundary that starts with ``=_``, which neither base64 nor
+quoted-printable can produce (RFC 2045 section 6.7 rule 1: "=" is always
+followed by two hex digits or a line break), so no part can contain it.
 """
 
 from __future__ import annotations
@@ -34,23 +42,21 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import encoders
-from email.charset import QP, Charset
 from email.header import Header
-from email.mime.base import MIMEBase
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
 from email.utils import format_datetime
+from typing import Protocol
 from urllib.parse import quote
 
 from postdesk.config import Config
 from postdesk.filter import clean_header
 from postdesk.mail import LOOP_HEADER, REPLY_MARKER, TICKET_HEADER
 from postdesk.msgid import make_message_id
-from postdesk.outbox_rows import Entry, Job, Person
+from postdesk.notifier import refusal
+from postdesk.outbox_rows import AttachmentInfo, Entry, Job, Person
 
 # The filter cuts a reply at this line, so customers' quoted history of our
 # own mail never becomes part of the ticket.
@@ -74,12 +80,101 @@ class ComposeError(ValueError):
     """The row cannot become a mail (e.g. an unusable recipient address): permanent."""
 
 
+class StreamError(Exception):
+    """An attachment gave other bytes than announced while the mail was written."""
+
+
+class Source(Protocol):
+    """An attachment's bytes as the store hands them over (``store.Blob``):
+    its size, and its chunks, read (and checked) anew on each iteration."""
+
+    @property
+    def size(self) -> int: ...
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+
+B64_LINE = 57  # bytes per base64 line of 76 characters (RFC 2045 section 6.8)
+
+
+def base64_length(size: int) -> int:
+    """Octets of ``size`` bytes in base64 lines of 76 characters plus CRLF."""
+    full, rest = divmod(size, B64_LINE)
+    return full * 78 + ((rest + 2) // 3 * 4 + 2 if rest else 0)
+
+
+@dataclass(frozen=True)
+class Base64Stream:
+    """A source written as base64 lines, a chunk at a time."""
+
+    source: Source
+
+    def __len__(self) -> int:
+        return base64_length(self.source.size)
+
+    def __iter__(self) -> Iterator[bytes]:
+        pending = b""
+        written = 0
+        for chunk in self.source:
+            data = pending + bytes(chunk)
+            cut = len(data) - len(data) % B64_LINE
+            pending = data[cut:]
+            if cut:
+                out = base64.encodebytes(data[:cut]).replace(b"\n", b"\r\n")
+                written += len(out)
+                yield out
+        if pending:
+            out = base64.encodebytes(pending).replace(b"\n", b"\r\n")
+            written += len(out)
+            yield out
+        if written != len(self):
+            # The announced length is wrong (the bytes changed under us):
+            # the writer must not finish this mail.
+            raise StreamError(f"{written} octets of base64 written, {len(self)} announced")
+
+
+class Body:
+    """A mail's bytes: literal pieces and ``Base64Stream``s, each ending in
+    CRLF.  ``len()`` is exact before anything is read; iterating yields the
+    pieces, reading the streams as it goes."""
+
+    def __init__(self, pieces: Iterable[bytes | Base64Stream]):
+        self.pieces = tuple(pieces)
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.pieces)
+
+    def __iter__(self) -> Iterator[bytes]:
+        for piece in self.pieces:
+            if isinstance(piece, bytes):
+                yield piece
+            else:
+                yield from piece
+
+    @property
+    def streamed(self) -> bool:
+        return any(not isinstance(p, bytes) for p in self.pieces)
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self)
+
+
 @dataclass(frozen=True)
 class Mail:
     sender: str  # envelope MAIL FROM
     recipient: str  # envelope RCPT TO
     message_id: str  # without <>
-    data: bytes  # the message, CRLF line ends
+    body: Body  # the message, CRLF line ends
+
+    @property
+    def data(self) -> bytes:
+        """The whole message in memory: for small mails and tests (``payload`` for sending)."""
+        return bytes(self.body)
+
+    @property
+    def payload(self) -> bytes | Body:
+        """What to submit: the bytes, or the Body when it streams attachments."""
+        return self.body if self.body.streamed else bytes(self.body)
 
 
 # --- header values -----------------------------------------------------------
@@ -400,37 +495,47 @@ def _text_entity(text: str) -> bytes:
     )
 
 
-def _text_part(text: str) -> MIMEText:
-    cs = Charset("utf-8")
-    cs.body_encoding = QP
-    return MIMEText(text, "plain", cs)  # type: ignore[arg-type]  # a Charset works (it picks QP); the stubs allow only str
-
-
-def _attachment_part(info, data: bytes) -> MIMEBase:
+def _attachment_headers(info: AttachmentInfo) -> bytes:
+    """The MIME header of one attachment part (ours; nothing re-parses it)."""
     ctype = info.content_type.lower().strip()
     if not _MIMETYPE.fullmatch(ctype) or ctype.startswith(("multipart/", "message/")):
         # message/* and multipart/* must not be base64-encoded (RFC 2046 5.2.1,
         # 5.1); shipping them as opaque bytes keeps them byte-identical.
         ctype = "application/octet-stream"
-    maintype, subtype = ctype.split("/", 1)
-    part = MIMEBase(maintype, subtype)
-    part.set_payload(data)
-    encoders.encode_base64(part)
-    # Folded by us (compat32 writes a folded value as it is): see filename_param.
-    part["Content-Disposition"] = filename_param(info.filename)
-    return part
+    disposition = filename_param(info.filename).replace("\n", "\r\n")
+    return (
+        f"Content-Type: {ctype}\r\nContent-Transfer-Encoding: base64\r\n"
+        f"Content-Disposition: {disposition}\r\n\r\n"
+    ).encode("ascii")
 
 
-def _mixed_entity(text: str, parts: list[MIMEBase]) -> bytes:
-    """multipart/mixed: the text, then the attachments (email package; compat32
-    writes what it is given, and no value here comes from a header we read
-    except file names, which go as RFC 2231 parameters)."""
-    msg = MIMEMultipart("mixed")
-    for p in [_text_part(text), *parts]:
-        del p["MIME-Version"]  # RFC 2045 4: on the message, not on each part
-        msg.attach(p)
-    del msg["MIME-Version"]
-    return msg.as_bytes(policy=_SMTP_COMPAT)
+@dataclass(frozen=True)
+class _Bytes:
+    """A ``Source`` over bytes in memory (a caller that has them whole)."""
+
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.data
+
+
+def _mixed_entity(text: str, attachments: list[tuple[AttachmentInfo, Source]]) -> tuple[bytes, list[bytes | Base64Stream]]:
+    """multipart/mixed: the text, then the attachments, streamed (RFC 2046 5.1.1)."""
+    boundary = "=_postdesk_" + secrets.token_hex(12)
+    text_part = _text_entity(text)
+    if not text_part.endswith(b"\r\n"):
+        text_part += b"\r\n"
+    first = f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n--{boundary}\r\n'.encode("ascii") + text_part
+    pieces: list[bytes | Base64Stream] = []
+    for info, source in attachments:
+        pieces.append(f"\r\n--{boundary}\r\n".encode("ascii") + _attachment_headers(info))
+        pieces.append(Base64Stream(source))
+    pieces.append(f"\r\n--{boundary}--\r\n".encode("ascii"))
+    return first, pieces
 
 
 def compose(
@@ -438,9 +543,10 @@ def compose(
     config: Config,
     secret: bytes,
     now: datetime,
-    read_attachment: Callable[[str], bytes] | None = None,
+    read_attachment: Callable[[str], bytes | Source] | None = None,
 ) -> Mail:
-    """The mail for ``job``.  ``read_attachment(sha256) -> bytes`` for updates."""
+    """The mail for ``job``.  ``read_attachment(sha256)`` gives an update's
+    attachments: a ``Source`` (streamed when the mail is written) or bytes."""
     org = config.organization
     department = config.department(job.department)
     reply_to = department.reply_to
@@ -457,22 +563,27 @@ def compose(
         text, auto = reminder_text(job, config), "auto-generated"
     elif job.kind == "bounce-alert":
         text, auto = bounce_alert_text(job, config), "auto-generated"
+    elif job.kind == "refusal":
+        text, auto = refusal.text(job, config, clean), "auto-replied"
     else:
         raise ComposeError(f"unknown outbox kind {job.kind!r}")
 
-    parts = []
+    attachments: list[tuple[AttachmentInfo, Source]] = []
     if job.kind == "update" and read_attachment is not None:
         for entry in job.entries:
             for info in entry.attachments:
-                parts.append(_attachment_part(info, read_attachment(info.sha256)))
-    entity = _mixed_entity(text, parts) if parts else _text_entity(text)
+                got = read_attachment(info.sha256)
+                attachments.append((info, _Bytes(got) if isinstance(got, bytes) else got))
+    entity, streams = _mixed_entity(text, attachments) if attachments else (_text_entity(text), [])
 
     own = make_message_id(job.ticket, secret, domain)
     subject = f"{_tag(config, job)} {clean(job.subject)[:MAX_SUBJECT]}".rstrip()
+    if job.kind == "refusal":
+        subject = f"Not done: {subject}"
 
     # A staff reply to an alert must reach a system address to become an
     # action: the department's first address when its reply_to is not one.
-    staff_mail = job.kind in ("alert", "bounce-alert")
+    staff_mail = job.kind in ("alert", "bounce-alert", "refusal")
     answer_to = reply_to if not staff_mail or config.is_system_address(reply_to) else department.addresses[0]
     name = department.display_name or org.name
 
@@ -497,16 +608,5 @@ def compose(
         (TICKET_HEADER, str(job.ticket)),
     ]
     headers.append(("MIME-Version", "1.0"))
-    data = b"".join(fold(name, value) for name, value in headers) + entity
-    return Mail(sender=reply_to, recipient=recipient, message_id=own, data=data)
-
-
-def _smtp_compat():
-    from email.policy import compat32
-
-    # compat32 writes header values as given (no re-parsing, so no second
-    # RFC 2047 decoding); CRLF line ends as SMTP wants (RFC 5321 2.3.8).
-    return compat32.clone(linesep="\r\n", max_line_length=78)
-
-
-_SMTP_COMPAT = _smtp_compat()
+    head = b"".join(fold(name, value) for name, value in headers)
+    return Mail(sender=reply_to, recipient=recipient, message_id=own, body=Body([head + entity, *streams]))

@@ -48,6 +48,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from postdesk.config import Config
+from postdesk.notifier import refusal
 from postdesk.outbox_rows import AckHistory, ActionRow, Claimed, Defer, Entry, Job, Skip, customers, is_customer
 
 # Flags of actions that must never get an auto-reply (RFC 3834 section 2).
@@ -116,6 +117,8 @@ def decide(batch: Sequence[Claimed | None], acks: AckHistory, config: Config, no
             out.append(update(c, config, now))
         elif c.kind == "reminder":
             out.append(reminder(c, config))
+        elif c.kind == "refusal":
+            out.append(refusal.decide(c, config))
         else:
             out.append(_skip(c, f"unknown kind {c.kind!r}"))
     return out

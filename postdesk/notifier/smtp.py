@@ -27,11 +27,21 @@ import re
 import smtplib
 import socket
 import ssl
+from collections.abc import Iterable, Sized
 from pathlib import Path
+from typing import Protocol
 
 from postdesk.config import Config
 
 _QUEUED_AS = re.compile(r"queued as ([0-9A-Za-z]+)")
+
+
+class Streamed(Sized, Iterable[bytes], Protocol):
+    """A message written as it is read (``compose.Body``): its exact length
+    first, then pieces that each end in CRLF."""
+
+
+_DOT = re.compile(rb"^\.", re.M)
 
 
 class SubmitError(Exception):
@@ -165,8 +175,13 @@ class Submitter:
     # says so ("may have been queued").  bench/notifier.py: one in flight
     # keeps the notifier above half of smtp-source's rate.
 
-    def send(self, sender: str, recipient: str, data: bytes) -> str:
+    def send(self, sender: str, recipient: str, data: bytes | Streamed) -> str:
         """Submit one mail and wait for the server: its queue id, or SubmitError.
+
+        ``data`` is the message, or a ``Streamed`` one (attachments read as
+        it is written).  An error while reading it (a blob missing or not
+        matching its sha256, the database gone) ends the session before the
+        message was complete, so nothing is queued, and is raised as it is.
 
         After a connection failure (``connection`` set) every later call fails
         the same way at once, without a new connection: the worker ends the
@@ -194,16 +209,34 @@ class Submitter:
         """The connection failed; every later send() fails at once."""
         return self._broken is not None
 
-    def _pipelined(self, sender: str, recipient: str, data: bytes) -> str:
+    def _write(self, smtp: smtplib.SMTP, first: bytes, data: bytes | Streamed, stuff: bool = False) -> None:
+        """``first`` then the message; ``stuff``: dot-stuffed for DATA
+        (RFC 5321 4.5.2; a streamed message's pieces start at line starts).
+
+        A write error is a SubmitError (connection): the message did not
+        reach the server whole, so it cannot have been queued.  An error
+        reading a streamed message closes the session (the server holds a
+        partial message it will drop) and is raised unchanged."""
+        try:
+            if isinstance(data, bytes):
+                smtp.send(first + data)
+                return
+            smtp.send(first)
+            for piece in data:
+                smtp.send(_DOT.sub(b"..", piece) if stuff else piece)
+        except (smtplib.SMTPException, OSError) as e:
+            raise SubmitError(f"{self.host}:{self.port}: {e}", connection=True) from e
+        except BaseException as e:
+            self._lost(SubmitError(f"{self.host}:{self.port}: session ended: the message could not be read ({e})", connection=True))
+            raise
+
+    def _pipelined(self, sender: str, recipient: str, data: bytes | Streamed) -> str:
         smtp = self._smtp
         assert smtp is not None  # send() connected
         head = f"RSET\r\nMAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nBDAT {len(data)} LAST\r\n".encode("ascii")
-        try:
-            smtp.send(head + data)
-        except (smtplib.SMTPException, OSError) as e:
-            # Not all of it reached the server: the BDAT chunk is incomplete,
-            # so the mail cannot have been queued.  Safe to retry.
-            raise SubmitError(f"{self.host}:{self.port}: {e}", connection=True) from e
+        # Not all of it reaching the server means an incomplete BDAT chunk:
+        # the mail cannot have been queued.  Safe to retry.
+        self._write(smtp, head, data)
         error: SubmitError | None = None
         stages = (("rset", (250,)), ("mail", (250,)), ("rcpt", (250, 251)), ("data", (250,)))
         for stage, ok in stages:
@@ -236,7 +269,7 @@ class Submitter:
             except OSError:
                 pass
 
-    def _classic(self, sender: str, recipient: str, data: bytes) -> str:
+    def _classic(self, sender: str, recipient: str, data: bytes | Streamed) -> str:
         smtp = self._smtp
         assert smtp is not None  # send() connected
         try:
@@ -248,7 +281,7 @@ class Submitter:
             if code not in (250, 251):
                 self._reset()
                 raise _reply_error(code, resp)
-            code, resp = smtp.data(data)
+            code, resp = smtp.data(data) if isinstance(data, bytes) else self._data_streamed(smtp, data)
             if code != 250:  # smtplib returns, not raises, a refusal after the dot
                 self._reset()
                 raise _reply_error(code, resp)
@@ -267,6 +300,17 @@ class Submitter:
             self.close()
             raise SubmitError(f"{self.host}:{self.port}: {e}", connection=True) from e
         return queue_id(resp)
+
+    def _data_streamed(self, smtp: smtplib.SMTP, data: Streamed) -> tuple[int, bytes]:
+        """``smtp.data`` for a streamed message: DATA, 354, the dot-stuffed
+        pieces, the final dot (smtplib's own needs the message whole)."""
+        smtp.putcmd("data")
+        code, resp = smtp.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, resp)
+        self._write(smtp, b"", data, stuff=True)
+        smtp.send(b".\r\n")
+        return smtp.getreply()
 
     def _reset(self) -> None:
         if self._smtp is None:

@@ -32,11 +32,12 @@ from datetime import datetime
 from postdesk.clock import utcnow
 from postdesk.config import Config
 from postdesk.notifier import policy
-from postdesk.notifier.compose import ComposeError, compose
+from postdesk.notifier.compose import ComposeError, StreamError, compose
 from postdesk.notifier.smtp import SubmitError, Submitter
 from postdesk.outbox_rows import Defer, Done, Job, Skip
 from postdesk.outcomes import EX_OK, EX_SOFTWARE, EX_TEMPFAIL
-from postdesk.store import lifecycle, outbox
+from postdesk.store import StoreUnavailable, lifecycle, outbox
+from postdesk.store.blobs import Blob, BlobError
 
 log = logging.getLogger("postdesk.notifier")
 
@@ -150,11 +151,16 @@ class Worker:
             except ComposeError as e:
                 done.append(Done(job, "failed", now, error=str(e)))
                 continue
-            except OSError as e:  # an attachment file unreadable: the store's disk, retry
+            except (OSError, BlobError, StoreUnavailable) as e:  # an attachment unreadable now: retry
                 done.append(Done(job, "retry", now, error=f"attachment: {e}"))
                 continue
             try:
-                qid = submitter.send(mail.sender, mail.recipient, mail.data)
+                # Attachments are read as the mail is written (compose.Body).
+                qid = submitter.send(mail.sender, mail.recipient, mail.payload)
+            except (BlobError, StoreUnavailable, StreamError) as e:
+                # Reading an attachment failed mid-mail: the submitter ended
+                # the session before the mail was complete; nothing queued.
+                done.append(Done(job, "retry", self.clock(), message_id=mail.message_id, error=f"attachment: {e}"))
             except SubmitError as e:
                 # After a lost connection, the rest of the batch fails at once
                 # with the same error (never written: deferred, not resent).
@@ -187,8 +193,9 @@ class Worker:
             setattr(stats, state, getattr(stats, state) + 1)  # sent / deferred / failed / lost
             self._log(d.job, d.queue_id, d.message_id, state, reason=d.error, delay=delay)
 
-    def _read_attachment(self, sha256: str) -> bytes:
-        return self.store.attachment_path(sha256).read_bytes()
+    def _read_attachment(self, sha256: str) -> Blob:
+        """The blob, read a chunk at a time when the mail is written."""
+        return self.store.blob(sha256)
 
     @staticmethod
     def _log(job: Job, qid: str, msgid: str, status: str, *, reason: str = "", delay: float = 0.0) -> None:

@@ -5,7 +5,7 @@ filter Decision per message in one transaction; ``Store.init`` creates or
 upgrades the schema (``postdesk init``); the admin methods serve the CLI.
 Modules: engine (SQLite/PostgreSQL setup), core (Store), apply (a Decision),
 view (the filter's Known view), updates (debounced customer updates),
-blobs (attachment files), admin (CLI queries), errors, models, migrate.
+blobs (attachment bytes: database rows or files), admin (CLI queries), errors, models, migrate.
 """
 
 from __future__ import annotations

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from postdesk.store.apply import change_status, set_owner
+from postdesk.store.blobs import Blob, BlobMissing
+from postdesk.store.merge import merge
 from postdesk.store.models import Action, Attachment, Outbox, Person, Ticket
 from postdesk.store.updates import queue_updates
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from postdesk.config import Config
 
 STATUSES = ("open", "pending", "closed")
+_FOLLOW_UP = re.compile(r"(\d{1,10})\]")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -47,10 +50,20 @@ def ticket_dict(t: Ticket) -> dict[str, Any]:
         "owner": t.owner.address if t.owner is not None else None,
         "created_at": _iso(t.created_at),
         "updated_at": _iso(t.updated_at),
+        "merged_into": t.merged_into,
         "closed_at": _iso(t.closed_at),
         "last_public_staff_at": _iso(t.last_public_staff_at),
         "reminded_at": _iso(t.reminded_at),
     }
+
+
+def follow_up_of(t: Ticket) -> int | None:
+    """The ticket this one follows up: named by its first action (rule "reopen")."""
+    for a in t.actions[:1]:
+        m = _FOLLOW_UP.search(a.text or "") if a.kind == "system" and "follow-up" in (a.flags or "").split() else None
+        if m:
+            return int(m.group(1))
+    return None
 
 
 def attachment_dict(a: Attachment) -> dict[str, Any]:
@@ -112,13 +125,13 @@ def outbox_dict(o: Outbox, number: int | None) -> dict[str, Any]:
 
 
 class AdminMixin:
-    """Needs ``self.session(read_only=...)`` and ``self.attachments``."""
-
-    attachments: Path
+    """Needs ``self.session(read_only=...)`` and ``self.blob(sha256)``."""
 
     if TYPE_CHECKING:
         # Provided by postdesk.store.core.Store.
         def session(self, *, read_only: bool = False) -> contextlib.AbstractContextManager[Session]: ...
+
+        def blob(self, sha256: str) -> Blob: ...
 
     def list_tickets(self, status: str | None = None, department: str | None = None) -> list[dict[str, Any]]:
         """Tickets, optionally of one status and one department (its stored
@@ -147,6 +160,7 @@ class AdminMixin:
             if t is None:
                 return None
             out = ticket_dict(t)
+            out["follow_up_of"] = follow_up_of(t)
             out["participants"] = [
                 {"address": p.person.address, "name": p.person.name, "role": p.role, "last_update_action_id": p.last_update_action_id}
                 for p in sorted(t.participants, key=lambda p: p.id)
@@ -195,6 +209,13 @@ class AdminMixin:
                 t.updated_at = now
             return changed
 
+    def merge_tickets(self, source: int, into: int, config: Config, now: datetime) -> int:
+        """``postdesk ticket merge M N`` (postdesk.store.merge); returns the
+        number merged into (the end of N's chain).  Raises MergeRefused or
+        LookupError with a message fit for the terminal."""
+        with self.session() as s:
+            return merge(s.connection(), source, into, now, None, config.organization.tag)
+
     def set_visibility(self, number: int, visible: bool, config: Config, now: datetime) -> bool:
         """The ticket-level "visible to customers" flag; True when it changed."""
         with self.session() as s:
@@ -224,8 +245,10 @@ class AdminMixin:
                 queue_updates(s.connection(), t.id, bool(t.visible_to_customers), now, config, exclude)
             return bool(a.public)
 
-    def attachment(self, attachment_id: int) -> tuple[dict[str, Any], Path]:
-        """Metadata and the file holding attachment ``attachment_id``."""
+    def attachment(self, attachment_id: int) -> tuple[dict[str, Any], Blob]:
+        """Metadata of attachment ``attachment_id`` and its bytes (a Blob,
+        read in chunks and checked against its sha256 when iterated, from
+        whichever backend holds it); LookupError when either is missing."""
         with self.session(read_only=True) as s:
             a = s.get(Attachment, attachment_id)
             if a is None:
@@ -233,10 +256,11 @@ class AdminMixin:
             info = attachment_dict(a)
             info["action_id"] = a.action_id
             info["ticket"] = a.action.ticket.number
-            path = Path(self.attachments) / a.path
-        if not path.is_file():
-            raise LookupError(f"attachment {attachment_id}: file {path} is missing")
-        return info, path
+        try:
+            blob = self.blob(info["sha256"])
+        except BlobMissing as e:
+            raise LookupError(f"attachment {attachment_id}: its bytes are missing ({e})") from None
+        return info, blob
 
     def list_outbox(self) -> list[dict[str, Any]]:
         with self.session(read_only=True) as s:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import cast
 
 from sqlalchemy import Table, bindparam, select
@@ -28,8 +27,10 @@ from sqlalchemy.orm import Session
 from postdesk.config import Config
 from postdesk.filter.decision import Decision, Envelope, Kind
 from postdesk.outcomes import Outcome, Result
-from postdesk.store.blobs import write_blob
+from postdesk.store import merge as mergemod
+from postdesk.store.blobs import BlobBackend
 from postdesk.store.errors import INIT_HINT, StoreNotInitialised
+from postdesk.store.merge import MergeRefused
 from postdesk.store.models import Action, Attachment, Counter, MessageId, Outbox, Participant, Person, Ticket
 from postdesk.store.text import KEY_MAX, clean, message_key
 from postdesk.store.updates import queue_updates
@@ -355,7 +356,7 @@ def apply(
     envelope: Envelope,
     config: Config,
     now: datetime,
-    attachments_root: Path,
+    blobs: BlobBackend,
 ) -> Result:
     if d.kind is Kind.IGNORE:
         return Result(Outcome.IGNORED, ticket=d.ticket, decision=d, reason=d.reason)
@@ -376,7 +377,10 @@ def apply(
     if key:
         key_id = conn.execute(_INSERT_KEY, {"key": key, "digest": d.digest, "ours": False, "created_at": now}).scalar_one()
 
-    stored = [(a, write_blob(attachments_root, a.data)) for a in d.attachments]
+    # Through the blob backend, in this transaction (database rows roll
+    # back with the message; a file written for a rolled-back message is
+    # an unreferenced blob, harmless).
+    stored = [(a, blobs.put(a.data, conn)) for a in d.attachments]
 
     ticket = None
     if d.kind is Kind.FOLLOWUP and d.ticket is not None:
@@ -395,6 +399,13 @@ def apply(
     cc = [clean(a, 320).lower() for a in d.cc if a and not config.is_own_address(a) and a.lower() != author_address]
     cc = list(dict.fromkeys(cc))
 
+    # [fwd]: the forwarded customer is the requester and wrote the first
+    # action; the staff member who forwarded it adds a private note.
+    forwarder = None
+    if created and d.requester and d.staff:
+        forwarder = author
+        author = _person(conn, d.requester, d.requester_name, rename="new")
+        author_address = author[1]
     if created:
         requester = author or _person(conn, "", "")
         status, visible, department, owner_id = "open", True, d.department, None
@@ -419,6 +430,9 @@ def apply(
     flags = set(d.flags)
     if created and d.kind is Kind.FOLLOWUP:
         flags.add("unknown-ticket")
+    if created and d.follow_up_of is not None:
+        # The new ticket's first action names the one it follows up.
+        _system_action(conn, ticket_id, None, f"Follow-up to [{config.organization.tag}{d.follow_up_of}]", "follow-up", now)
     public = bool(d.public)
     action_id = conn.execute(
         _INSERT_ACTION,
@@ -450,11 +464,13 @@ def apply(
                     "content_type": clean(a.content_type, 255) or "application/octet-stream",
                     "filename": clean(a.filename, 255),
                     "content_id": clean(a.content_id, 255),
-                    "path": rel,
+                    "path": blobs.location(sha),
                 }
-                for a, (sha, rel) in stored
+                for a, sha in stored
             ],
         )
+    if forwarder is not None and d.note.strip():
+        _system_action(conn, ticket_id, forwarder[0], d.note, "fwd-note", now, kind="message")
     if key_id is not None:
         conn.execute(_KEY_OWNER, {"k_id": key_id, "k_ticket": ticket_id, "k_action": action_id})
 
@@ -471,6 +487,8 @@ def apply(
     if author is not None:
         if created:
             me = participants.join(author, "requester")
+            if forwarder is not None:
+                participants.join(forwarder, "staff")
         elif may_join:
             # Someone joining later (say, a colleague the customer forwarded
             # our update to) is told what happens from now on, not the
@@ -506,6 +524,10 @@ def apply(
         # A ticket created just now has no queued update to postpone.
         queue_updates(conn, ticket_id, visible, now, config, {author_address, *cc}, participants.for_updates(), postpone=not created)
     changes: dict[str, str] = {}
+    if forwarder is not None:
+        changes["requester"] = author_address
+    if created and d.follow_up_of is not None:
+        changes["follow_up_of"] = str(d.follow_up_of)
     if d.staff and public:
         # The pending reminder and auto-close are timed from here
         # (docs/lifecycle.md), not from any update of the ticket.
@@ -520,9 +542,35 @@ def apply(
         changes["status"] = new_status
         if config.organization.status_change_emails:
             queue_updates(conn, ticket_id, visible, now, config, author_address, participants.for_updates())
+    refused = list(d.refused)
+    if d.merge_into is not None and d.staff and number is not None:
+        try:
+            changes["merged_into"] = str(mergemod.merge(conn, number, d.merge_into, now, author[0] if author else None, config.organization.tag))
+        except (MergeRefused, LookupError) as e:
+            refused.append(f"[merge #{d.merge_into}]: {e}")
+    staff_address = forwarder[1] if forwarder is not None else author_address
+    if refused and d.staff and "@" in staff_address:
+        # One short private mail tells the staff member what was not done
+        # (outbox kind "refusal"); the note on the ticket says it to everyone.
+        text = "Not done:\n" + "\n".join(f"  {clean(r, 400)}" for r in refused[:20])
+        staff = forwarder or author
+        note_id = _system_action(conn, ticket_id, staff[0] if staff else None, text, "refused", now)
+        conn.execute(_INSERT_OUTBOX, [_outbox_row("refusal", ticket_id, note_id, staff_address, now)])
     return Result(
         Outcome.CREATED if created else Outcome.UPDATED, ticket=number, action_id=action_id, decision=d, changes=changes
     )
+
+
+def _system_action(conn: Connection, ticket_id: int, author_id: int | None, text: str, flags: str, now: datetime, kind: str = "system") -> int:
+    """A private action beside the message (a follow-up's reference, a
+    forwarder's note, what was refused); returns its id."""
+    return conn.execute(
+        _INSERT_ACTION,
+        {
+            "ticket_id": ticket_id, "author_id": author_id, "kind": kind, "public": False, "text": clean(text),
+            "new_text": clean(text), "flags": flags, "message_id": "", "queue_id": "", "delivered_to": "", "created_at": now,
+        },
+    ).scalar_one()
 
 
 def _outbox_row(kind: str, ticket_id: int, action_id: int, recipient: str, now: datetime) -> dict:

@@ -1,10 +1,16 @@
-"""The Store: one database + one attachment directory, one transaction per message.
+"""The Store: one database + a blob backend, one transaction per message.
 
 ``record`` is what ``postdesk.ingest`` calls for every message: it opens a
 write transaction, hands the filter a ``Known`` view on it, applies the
 Decision and commits.  Transient failures raise ``StoreUnavailable`` (cause
 chained) and leave nothing behind; a second delivery of a message already
 recorded (even one racing the first) returns DUPLICATE.
+
+Attachment bytes go through ``self.blobs`` (``postdesk.store.blobs``:
+database rows or files, by ``[store] blobs``), written in the message's
+transaction.  Reading falls back to the other backend, so attachments not
+yet moved by ``postdesk blobs migrate`` stay readable after the setting
+changes.
 """
 
 from __future__ import annotations
@@ -18,17 +24,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from postdesk.outcomes import Outcome, Result
 from postdesk.store.admin import AdminMixin
 from postdesk.store.apply import TICKET_COUNTER, apply, existing_ticket_number
-from postdesk.store.blobs import blob_path
+from postdesk.store.blobs import Blob, BlobBackend, BlobInUse, BlobMissing, BlobReader, DatabaseBlobs, DirectoryBlobs, blob_path, resolve
 from postdesk.store.engine import READ_ONLY, make_engine, sqlite_path
 from postdesk.store.errors import INIT_HINT, StoreNotInitialised, StoreUnavailable, unavailable_on_failure
-from postdesk.store.models import Counter, MessageId, Setting
+from postdesk.store.models import Attachment, Counter, MessageId, Setting
 from postdesk.store.text import message_key
 from postdesk.store.view import KnownView
 
@@ -40,6 +46,7 @@ log = logging.getLogger("postdesk.store")
 
 _SETTINGS = Setting.__table__
 _KEYS = MessageId.__table__
+_ATTACHMENTS = Attachment.__table__
 
 SECRET = "msgid_secret"
 ATTEMPTS = 3  # a lost race on a unique row (a new person) is retried this often
@@ -48,17 +55,25 @@ RETRY_SQLSTATES = {"40001", "40P01"}
 
 
 class Store(AdminMixin):
-    def __init__(self, url: str, attachments: str | os.PathLike, busy_timeout: float = 10.0):
+    def __init__(self, url: str, attachments: str | os.PathLike, busy_timeout: float = 10.0, blobs: str = "auto"):
+        """``blobs``: ``[store] blobs`` ("auto": database on PostgreSQL,
+        directory on SQLite)."""
         self.url = url
         self.attachments = Path(attachments)
         self.busy_timeout = float(busy_timeout)
         self.engine: Engine = make_engine(url, self.busy_timeout)
         self._read_engine = self.engine.execution_options(**{READ_ONLY: True})
         self._secret: bytes | None = None
+        backends: dict[str, BlobBackend] = {"database": DatabaseBlobs(self.engine), "directory": DirectoryBlobs(self.attachments)}
+        name = resolve(blobs, url)
+        self.blobs: BlobBackend = backends.pop(name)
+        # Where attachments were kept before [store] blobs changed: read
+        # from there until `postdesk blobs migrate` has moved them.
+        self.other_blobs: BlobBackend = backends.popitem()[1]
 
     @classmethod
     def from_config(cls, config: Config) -> Store:
-        return cls(config.store.url, config.store.attachments, config.store.busy_timeout)
+        return cls(config.store.url, config.store.attachments, config.store.busy_timeout, config.store.blobs)
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -149,7 +164,56 @@ class Store(AdminMixin):
         return self._secret
 
     def attachment_path(self, sha256: str) -> Path:
+        """Where the directory backend keeps (or would keep) this blob."""
         return blob_path(self.attachments, sha256)
+
+    # --- blobs ---------------------------------------------------------------
+
+    def open_blob(self, sha256: str) -> BlobReader:
+        """An attachment's bytes for reading in chunks (a context manager):
+        from the configured backend, else from the other one; BlobMissing
+        when neither has it.  Database trouble raises StoreUnavailable."""
+        try:
+            return self.blobs.open(sha256)
+        except BlobMissing:
+            try:
+                return self.other_blobs.open(sha256)
+            except BlobMissing:
+                raise BlobMissing(f"blob {sha256}: in neither {self.blobs.describe()} nor {self.other_blobs.describe()}") from None
+
+    def blob(self, sha256: str) -> Blob:
+        """The blob, opened (and checked against its sha256) only when
+        iterated: what the notifier streams into a mail."""
+        for backend in (self.blobs, self.other_blobs):
+            size = backend.size(sha256)
+            if size is not None:
+                return Blob(sha256, size, self.open_blob)
+        raise BlobMissing(f"blob {sha256}: in neither {self.blobs.describe()} nor {self.other_blobs.describe()}")
+
+    def delete_blob(self, sha256: str, conn: Connection | None = None) -> bool:
+        """Delete a blob from both backends; whether either had it.
+
+        Refuses (BlobInUse) while an attachment row references it.  With
+        ``conn`` it runs in the caller's transaction (a purge deleting
+        tickets and then their blobs): the database rows go with that
+        transaction, a file when it commits.  The blob row is locked first
+        (``FOR UPDATE``), so a message reusing the same bytes concurrently
+        either commits first (and its reference is seen) or writes them
+        anew after this transaction."""
+        if conn is None:
+            with self._write() as own:
+                return self._delete_blob(own, sha256)
+        return self._delete_blob(conn, sha256)
+
+    def _delete_blob(self, conn: Connection, sha256: str) -> bool:
+        database = self.blobs if isinstance(self.blobs, DatabaseBlobs) else self.other_blobs
+        assert isinstance(database, DatabaseBlobs)
+        database.lock(conn, sha256)
+        refs = conn.execute(select(func.count()).select_from(_ATTACHMENTS).where(_ATTACHMENTS.c.sha256 == sha256)).scalar_one()
+        if refs:
+            raise BlobInUse(f"blob {sha256}: {refs} attachment{'s' if refs != 1 else ''} still reference it")
+        deleted = [backend.delete(sha256, conn) for backend in (self.blobs, self.other_blobs)]
+        return any(deleted)
 
     # --- one message ---------------------------------------------------------
 
@@ -170,7 +234,7 @@ class Store(AdminMixin):
                     # Also proves the schema exists before anything is decided.
                     self._load_secret(conn)
                     decision = decide(KnownView(conn, self.secret))
-                    return apply(conn, decision, envelope, config, now, self.attachments)
+                    return apply(conn, decision, envelope, config, now, self.blobs)
             except sa_exc.IntegrityError as e:
                 # Rolled back.  If the message key is there now, another
                 # delivery of this message won the race: a duplicate.

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -148,8 +149,11 @@ class Action(Base):
 
 
 class Attachment(Base):
-    """Metadata of a stored attachment; the bytes live on disk at ``path``
-    (relative to ``[store] attachments``), named by their SHA-256."""
+    """Metadata of a stored attachment.  The bytes are a blob named by
+    ``sha256`` (``postdesk.store.blobs``: rows of ``blob_chunks``, or a
+    file); ``path`` is where the directory backend put the file, relative to
+    ``[store] attachments`` ("" when the database holds it); readers go by
+    ``sha256``."""
 
     __tablename__ = "attachments"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -225,3 +229,25 @@ class Outbox(Base):
     # they let an action toggled public below that mark still go, once.
     action_ids: Mapped[str] = mapped_column(Text, default="", server_default="")
     since_action_id: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class BlobRow(Base):
+    """A blob kept in the database (revision 0005, ``[store] blobs =
+    "database"``): its SHA-256 (hex) names it, its bytes are the rows of
+    ``blob_chunks`` in ``seq`` order."""
+
+    __tablename__ = "blobs"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class BlobChunk(Base):
+    """One piece of a blob (``postdesk.store.blobs.common.CHUNK`` bytes, the
+    last one shorter): a 25 MB attachment is read and written a chunk at a
+    time, never whole."""
+
+    __tablename__ = "blob_chunks"
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256", name="fk_blob_chunks_sha256_blobs"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

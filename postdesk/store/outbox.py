@@ -210,7 +210,7 @@ class _Preload:
         alerts = {r.ticket_id for r in rows if r.kind in ("alert", "bounce-alert")}
         if alerts:
             pre.first_action = dict(
-                s.execute(select(Action.ticket_id, func.min(Action.id)).where(Action.ticket_id.in_(alerts)).group_by(Action.ticket_id)).all()
+                s.execute(select(Action.ticket_id, func.min(Action.id)).where(Action.ticket_id.in_(alerts), Action.kind == "message").group_by(Action.ticket_id)).all()
             )
         if any(r.kind == "ack" for r in rows):
             # Every sender's, not only this batch's: the global cap counts them
@@ -260,7 +260,7 @@ def _claimed(s: Session, row: Outbox, pre: _Preload) -> Claimed:
         created_at=row.created_at,
         department=ticket.department or "",
     )
-    if row.kind in ("ack", "alert", "bounce-alert"):
+    if row.kind in ("ack", "alert", "bounce-alert", "refusal"):
         action = s.get(Action, row.action_id) if row.action_id else None
         return replace(base, action=_action_row(action) if action else None, first_action_id=pre.first_action.get(ticket.id, 0))
     if row.kind != "update":

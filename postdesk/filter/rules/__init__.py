@@ -20,10 +20,12 @@ from postdesk.filter.rules import (
     commands,
     content,
     duplicate,
+    forwarded,
     identity,
     loop,
     new_tickets,
     recipients,
+    reopen,
     stranger,
     take,
     team_alert,
@@ -45,7 +47,9 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("identity", identity.apply),  # forged or unverified authors
     ("new_tickets", new_tickets.apply),  # a sender's new-ticket rate: defer
     ("content", content.apply),  # body, new text, attachments
-    ("commands", commands.apply),  # [pvt] / [closed] from staff
+    ("commands", commands.apply),  # staff's commands (docs/commands.md)
+    ("forwarded", forwarded.apply),  # [fwd]: the forwarded customer's ticket
+    ("reopen", reopen.apply),  # a customer's reply to a pending or closed ticket
     ("take", take.apply),  # the first public staff reply takes an unowned ticket
     ("stranger", stranger.apply),  # newcomers on a ticket stay private
     ("team_alert", team_alert.apply),  # who alerts the team

@@ -21,6 +21,8 @@ Return-Path, i.e. the envelope sender, and that is where it goes when the
 envelope sender's organisational domain is From:'s (checked with the
 public suffix list).  When it is not (a mailing service's bounce address),
 only an author authenticated by DKIM/DMARC is acknowledged, at From:.
+A customer's mail verified staff forwarded with ``[fwd]`` is acknowledged
+to that customer (rule "forwarded").
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ def aligned(sender: str, author: str) -> bool:
 
 def ack_address(d: Draft) -> str:
     """Where the acknowledgement goes, "" for nowhere (see the module docstring)."""
+    if d.requester:
+        # [fwd]: verified staff forwarded this customer's mail (rule "forwarded").
+        return d.requester
     author = d.author
     sender = hdr.clean_address(d.envelope.sender or "")
     if not author or "@" not in author or d.auth.refuted:
@@ -87,7 +92,7 @@ def apply(d: Draft) -> Decision | None:
     # flags say why one was not sent.  The envelope sender is not checked:
     # it is often a bounce processor's address (VERP) on mail people wrote,
     # and RFC 3834 section 4 wants automatic responses to go there.
-    if d.send_ack and is_noreply(d.author):
+    if d.send_ack and is_noreply(d.requester or d.author):
         d.flags.add("noreply")
         d.send_ack = False
     if d.send_ack and is_spam(d):

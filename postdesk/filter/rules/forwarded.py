@@ -1,0 +1,37 @@
+"""Rule "forwarded": ``[fwd]`` from verified staff opens the customer's ticket.
+
+Rule "commands" saw ``[fwd]`` on a mail opening a ticket; here the
+customer is found in the forwarded part (``postdesk.filter.forwarded``):
+they become the requester, the forwarded text is the ticket's first
+(public) action and its acknowledgement goes to them (staff vouched for
+the address by forwarding it; rule "ack" reads ``requester``), and the
+staff member's own text above the forward is a private note.  No customer
+found, or one of our own or a staff address: the command is refused (the
+sender is told) and the mail is an ordinary new ticket of theirs.
+"""
+
+from __future__ import annotations
+
+from postdesk.filter import body as bodymod
+from postdesk.filter import forwarded
+from postdesk.filter.decision import Decision
+from postdesk.filter.draft import Draft
+
+
+def apply(d: Draft) -> Decision | None:
+    if not d.forward:
+        return None
+    found = forwarded.find(d.parsed.message, d.text)
+    if found is None:
+        d.refused.append("[fwd]: no forwarded mail with a From: line found in it")
+    elif d.config.is_own_address(found.address) or d.config.matches_staff(found.address):
+        d.refused.append(f"[fwd]: the forwarded mail is from {found.address}, not from a customer")
+    else:
+        d.requester, d.requester_name = found.address, found.name
+        d.note = found.note
+        d.text, d.new_text = found.text, bodymod.new_text(found.text)
+        return None
+    d.forward = False
+    d.flags.discard("fwd")
+    d.flags.add("refused")
+    return None
