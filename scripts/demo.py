@@ -312,23 +312,22 @@ class Demo:
         listed = json.loads(self.postdesk("ticket", "list", "--department", "Billing", "--json"))
         print(f"   ticket list --department Billing: {[t['number'] for t in listed]}")
 
-        step("9. Billing staff answer: the first public staff reply takes the ticket")
+        step("9. Billing staff answer with [pending]: the first public staff reply takes the ticket, and it waits for the customer")
         reply = EmailMessage()
         reply["From"] = f"Erin Billing <{ERIN}>"
         reply["To"] = BILLING
-        reply["Subject"] = f"Re: [#{number}] Invoice 2026-114 charged twice"
+        reply["Subject"] = f"Re: [#{number}] Invoice 2026-114 charged twice [pending]"
         reply["In-Reply-To"] = alert["Message-ID"]
         reply.set_content("We refunded the second charge. Can you see it on your statement?\n\nErin\n")
         self.send(reply)
-        owner = wait_for(lambda: json.loads(self.postdesk("ticket", "show", number, "--json"))["owner"], 30, "the owner")
-        print(f"   owner of #{number}: {owner}")
+        shown = wait_for(lambda: (t := json.loads(self.postdesk("ticket", "show", number, "--json")))["owner"] and t, 30, "the owner")
+        print(f"   #{number}: owner {shown['owner']}, status {shown['status']}")
         return number
 
     def scene_pending_reminder_and_close(self, number: str) -> None:
         """The ticket waits for the customer: one reminder after REMIND
         seconds, closed after CLOSE seconds, both from the staff reply."""
-        step(f"10. Staff set #{number} pending: waiting for the customer ({REMIND} s to the reminder, {CLOSE} s to the close)")
-        print("   " + self.postdesk("ticket", "status", number, "pending").strip())
+        step(f"10. No answer: {REMIND} s after the staff reply one reminder, after {CLOSE} s the ticket is closed")
         reminder = wait_for(
             lambda: [m for m in self.mails_to(BILLING_CUSTOMER) if "waiting for your answer" in self._text(m)], CLOSE + 30, "the reminder"
         )[0]
