@@ -21,7 +21,15 @@ def ticket_or_fail(store, number: int) -> dict:
 
 
 def cmd_list(args, config) -> int:
-    tickets = open_store(config).list_tickets(args.status)
+    limit = args.limit or None  # 0: everything, as before paging
+    # One more than the page: whether there is a next page, without counting.
+    tickets = open_store(config).list_tickets(args.status, after=args.after, limit=None if limit is None else limit + 1)
+    if limit is not None and len(tickets) > limit:
+        tickets = tickets[:limit]
+        more = ["postdesk", "ticket", "list"] + (["--status", args.status] if args.status else []) + (["--json"] if args.json else [])
+        more += ([f"--limit={limit}"] if limit != 50 else []) + [f"--after={tickets[-1]['number']}"]
+        # stderr: stdout stays the page alone (a JSON list, a table).
+        print(f"more tickets: {' '.join(more)}", file=sys.stderr)
     if args.json:
         render.print_json([{k: v for k, v in t.items() if k != "actions"} for t in tickets])
         return EX_OK
