@@ -28,6 +28,7 @@ setup(
         "aiosmtpd>=1.4",  # postdesk lmtp: the resident after-queue path (its LMTP server)
         "nh3>=0.2",  # sanitising HTML mail (ammonia's rules: no script, handlers, forms, remote loads)
         "charset-normalizer>=3.0",  # guessing the charset of raw 8-bit headers and unlabelled bodies
+        "tnefparse>=1.4",  # unpacking Outlook's winmail.dat (application/ms-tnef) into its files
     ],
     extras_require={
         "pg": ["psycopg[binary]>=3.1"],

@@ -77,7 +77,7 @@ class MemoryKnown:
     def message_seen(self, message_key: str, digest: str = "") -> bool:
         return message_key.strip("<>") in self.seen
 
-    def new_tickets_since(self, address: str, since: datetime, include_forged: bool = False) -> int:
+    def new_tickets_since(self, address: str, since: datetime, include_forged: bool = False, verified_only: bool = False) -> int:
         return 0
 
     def sent_mail(self, message_ids: Sequence[str]) -> dict[str, tuple[str, int]]:

@@ -13,7 +13,9 @@ The checks, each skippable with ``--skip NAME``:
   /var/spool/postfix/postdesk/milter.sock is written ``unix:/postdesk/milter.sock``.
   postdesk must be the last milter; ``milter_default_action`` should stay
   ``tempfail`` (Postfix's default).
-- ``socket``: the milter answers, and the user ``postfix`` may open the
+- ``socket``: the milter answers (on an LMTP deployment, one where a
+  transport routes mail to ``[lmtp] listen`` and no milter is attached,
+  ``postdesk lmtp`` answers instead), and the user ``postfix`` may open the
   socket: it can search every parent directory and write the socket, by
   uid, by its groups in the group database, and by the groups its running
   smtpd processes actually hold (they keep the groups they started with
@@ -182,6 +184,8 @@ class PostfixView:
     values: dict[str, str]
     services: list[Smtpd]
     pipe: bool  # a pipe(8) transport runs `postdesk filter`
+    routes: str = ""  # master.cf, transport_maps and their source files: where an lmtp(8) route to us would show
+    milter_attached: bool = False  # set by check_postfix
 
     @property
     def queue_directory(self) -> str:
@@ -189,7 +193,7 @@ class PostfixView:
 
 
 def read_postfix(config_dir: str | None) -> PostfixView:
-    names = ["smtpd_milters", "milter_default_action", "queue_directory", "milter_protocol", "content_filter", "mail_version", "mail_owner"]
+    names = ["smtpd_milters", "milter_default_action", "queue_directory", "milter_protocol", "content_filter", "mail_version", "mail_owner", "transport_maps"]
     values = _pairs(postconf(names, config_dir))
     fields = _pairs(postconf(["-F"], config_dir))
     overrides = _pairs(postconf(["-P"], config_dir))
@@ -208,7 +212,31 @@ def read_postfix(config_dir: str | None) -> PostfixView:
         milters = overrides.get(f"{name}/smtpd_milters", values.get("smtpd_milters", ""))
         services.append(Smtpd(name, chrooted, milters))
     master = postconf(["-M"], config_dir)
-    return PostfixView(values, services, "postdesk filter" in master)
+    return PostfixView(values, services, "postdesk filter" in master, master + "\n" + map_texts(values.get("transport_maps", "")))
+
+
+def map_texts(maps: str) -> str:
+    """The transport maps as text: ``inline:{...}`` itself, and the source
+    file of each ``type:/path`` map (hash:/etc/postfix/postdesk_transport
+    is built from /etc/postfix/postdesk_transport)."""
+    out = [maps]
+    for m in re.findall(r"\b[a-z]+:(/[^\s,]+)", maps):
+        try:
+            out.append(Path(m).read_text(errors="replace"))
+        except OSError:
+            pass
+    return "\n".join(out)
+
+
+def lmtp_routed(config: Config, view: PostfixView) -> bool:
+    """Does Postfix route mail to ``[lmtp] listen`` (a transport ``...:unix:PATH`` or ``...:inet:HOST:PORT``)?"""
+    listen = config.lmtp.listen
+    target = listen[len("unix:"):] if listen.startswith("unix:") else listen
+    q = view.queue_directory
+    spellings = {target}
+    if target.startswith(q.rstrip("/") + "/"):
+        spellings.add(target[len(q.rstrip("/")):])  # as a chrooted lmtp(8) writes it
+    return any(re.search(rf":(unix|inet):{re.escape(t)}(\s|$|,|\}})", view.routes) for t in spellings)
 
 
 def wiring_lines(config: Config, view: PostfixView) -> list[str]:
@@ -260,6 +288,7 @@ def check_postfix(config: Config, report: Report, config_dir: str | None) -> Pos
     fix = postconf_command(lines, config_dir) if lines else ""
     if not view.services:
         report.warning(f"no smtpd service in master.cf{where}: no mail arrives over SMTP")
+    lmtp = lmtp_routed(config, view)
     instance = f"; for this instance: postconf -c {shlex.quote(config_dir)} and postfix -c {shlex.quote(config_dir)}" if config_dir else ""
     attached_any = False
     for svc in view.services:
@@ -282,7 +311,7 @@ def check_postfix(config: Config, report: Report, config_dir: str | None) -> Pos
                     f"{svc.name}: smtpd runs chrooted in {q} and cannot reach the socket {ours} outside it",
                     f'put the socket below the queue directory: [milter] socket = "unix:{q}/postdesk/milter.sock", then {postconf_command(["smtpd_milters = unix:/postdesk/milter.sock"], config_dir)}',
                 )
-            elif view.pipe:
+            elif view.pipe or lmtp:
                 continue
             else:
                 report.problem(
@@ -324,6 +353,15 @@ def check_postfix(config: Config, report: Report, config_dir: str | None) -> Pos
         )
     elif view.pipe and not attached_any:
         report.ok(f"after-queue deployment: a pipe(8) transport runs `postdesk filter`{where}; the milter is not attached")
+    if attached_any and lmtp:
+        report.problem(
+            CONFIG,
+            f"both the milter and an lmtp(8) transport to postdesk lmtp ({config.lmtp.listen}) are configured: each message would be recorded by both",
+            "use one deployment: remove the milter from smtpd_milters or the postdesk-lmtp route from transport_maps",
+        )
+    elif lmtp and not attached_any:
+        report.ok(f"after-queue deployment: lmtp(8) delivers to postdesk lmtp on {config.lmtp.listen}{where}; the milter is not attached")
+    view.milter_attached = attached_any
     try:
         if int(values.get("milter_protocol", "6")) < 6:
             report.problem(CONFIG, f"milter_protocol = {values['milter_protocol']}: the fast path needs protocol 6", "postconf -e 'milter_protocol = 6'")
@@ -489,6 +527,57 @@ def check_socket(config: Config, report: Report, queue_directory: str | None = N
                 f"{len(stale)} running smtpd process(es) (pid {', '.join(map(str, stale[:5]))}) started before user postfix joined group {group}: they get \"Permission denied\" on the socket",
                 "postfix reload",
             )
+
+
+def check_lmtp_socket(config: Config, report: Report) -> None:
+    """postdesk lmtp answers on ``[lmtp] listen`` with an LMTP greeting, and
+    user postfix (lmtp(8)) may open a unix socket."""
+    listen = config.lmtp.listen
+    if listen.startswith("unix:"):
+        path = listen[len("unix:"):]
+        try:
+            st: os.stat_result | None = os.stat(path)
+        except FileNotFoundError:
+            report.problem(DOWN, f"no postdesk lmtp socket at {path}", "start it: systemctl enable --now postdesk-lmtp (see journalctl -u postdesk-lmtp, or /var/log/mail.log)")
+            return
+        except PermissionError:
+            report.problem(DOWN, f"cannot see {path} (permission denied)", "run postdesk check as root or as the postdesk user")
+            return
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        target: str | tuple[str, int] = path
+    else:
+        host, _, port = listen.rpartition(":")
+        s = socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET, socket.SOCK_STREAM)
+        target, st, path = (host.strip("[]"), int(port)), None, ""
+    s.settimeout(3)
+    try:
+        s.connect(target)
+        greeting = s.recv(512).decode("ascii", "replace")
+        s.sendall(b"QUIT\r\n")
+    except OSError as e:
+        report.problem(DOWN, f"postdesk lmtp does not answer on {listen}: {e}", "start it: systemctl start postdesk-lmtp; a stale socket file is removed on start")
+        return
+    finally:
+        s.close()
+    if not greeting.startswith("220"):
+        report.problem(DOWN, f"{listen} answers, but not as an LMTP server: {greeting.strip()[:80]!r}", "point [lmtp] listen at a path or port of its own")
+        return
+    report.ok(f"postdesk lmtp answers on {listen}")
+    if st is None:
+        return
+    ids = user_groups("postfix")
+    if ids is None:
+        report.warning("no user postfix on this host: cannot tell whether Postfix may open the socket")
+        return
+    uid, gids = ids
+    group = _group_name(st.st_gid)
+    blocked = blocking_directory(path, uid, gids)
+    if blocked:
+        report.problem(CONFIG, f"user postfix cannot enter {blocked} on the way to {path}", f"adduser postfix {_group_name(os.stat(blocked).st_gid)} && postfix reload, or chmod o+x {blocked}")
+    elif not may(st, uid, gids, 2):
+        report.problem(CONFIG, f"user postfix may not open {path} (mode {stat.S_IMODE(st.st_mode):04o}, group {group}) and is not in group {group}", GROUP_FIX.format(group=group))
+    else:
+        report.ok(f"user postfix may open {path} (mode {stat.S_IMODE(st.st_mode):04o}, group {group})")
 
 
 def _group_name(gid: int) -> str:
@@ -699,7 +788,11 @@ def run(config: Config, *, skip: frozenset[str] | set[str] = frozenset(), postfi
     steps = {
         "store": lambda: check_store(config, report),
         "postfix": postfix_step,
-        "socket": lambda: check_socket(config, report, view[0].queue_directory if view[0] else None),
+        "socket": lambda: (
+            check_lmtp_socket(config, report)
+            if view[0] is not None and not view[0].milter_attached and lmtp_routed(config, view[0])
+            else check_socket(config, report, view[0].queue_directory if view[0] else None)
+        ),
         "permissions": lambda: check_permissions(config, report, user),
         "dns": lambda: check_dns(config, report),
     }

@@ -1,8 +1,8 @@
-"""One table from an ingest outcome to the milter's reply and the pipe's exit.
+"""One table from an ingest outcome to the milter's reply, the LMTP reply and the pipe's exit.
 
-Both adapters (``postdesk.milter`` and ``postdesk.pipe``) look their
-answer up here, so SMTP-time and after-queue deployments cannot disagree on
-what is retried and what is refused.
+The adapters (``postdesk.milter``, ``postdesk.lmtp`` and ``postdesk.pipe``)
+look their answer up here, so SMTP-time and after-queue deployments cannot
+disagree on what is retried and what is refused.
 
 Exit codes are sysexits(3).  Postfix pipe(8) defers on 75 (EX_TEMPFAIL) and
 bounces on the others; a plain 1 (an uncaught Python exception) would bounce,
@@ -43,6 +43,19 @@ class Answer:
     dsn: str  # RFC 3463 enhanced status code
     exit_code: int  # pipe(8) exit status
 
+    @property
+    def lmtp_code(self) -> str:
+        """The reply code ``postdesk lmtp`` gives each recipient after DATA
+        (RFC 2033 4.2): 250 for what the milter accepts (a milter leaves the
+        2xx to the MTA; an LMTP server is the last hop and says it itself),
+        the SMTP code otherwise.  A property, so every ``Answer(...)`` built
+        elsewhere has one."""
+        return "250" if self.milter == "accept" else self.smtp_code
+
+    def lmtp_reply(self, text: str) -> str:
+        """One LMTP reply line: code, enhanced status code, ``text`` made safe."""
+        return f"{self.lmtp_code} {self.dsn} {reply_text(text)}"
+
 
 ANSWERS: dict[Outcome, Answer] = {
     Outcome.CREATED: Answer("accept", "", "2.0.0", EX_OK),
@@ -67,6 +80,29 @@ FAILURE = Answer("tempfail", "451", "4.3.0", EX_TEMPFAIL)
 # (milter, pipe(8), import) checks the size before ingest reads the message,
 # and answers with this and ``too_big_reason``.
 TOO_BIG = Answer("reject", "552", "5.3.4", EX_DATAERR)
+
+
+# postdesk lmtp: a recipient that is not a system address was routed to us
+# by mistake (a transport map that sends too much).  RFC 3463 X.3.5 "system
+# incorrectly configured"; 451 so Postfix keeps the mail while the admin
+# fixes the map instead of bouncing it.
+MISROUTED = Answer("tempfail", "451", "4.3.5", EX_TEMPFAIL)
+
+# postdesk lmtp stopping (SIGTERM): RFC 5321 421 "service not available,
+# closing transmission channel", RFC 3463 X.3.2 "system not accepting network
+# messages".  Postfix defers what was not yet answered and retries.
+SHUTDOWN = Answer("tempfail", "421", "4.3.2", EX_TEMPFAIL)
+
+
+# The reply text of FAILURE, from every adapter that speaks SMTP or LMTP.
+TEMPFAIL_TEXT = "postdesk cannot record this message now, try again later"
+
+
+def reply_text(text: str) -> str:
+    """A safe SMTP reply text: one line, printable ASCII, no '%' (libmilter
+    formats it), at most 400 characters."""
+    text = "".join(c if " " <= c <= "~" else " " for c in text).replace("%", " percent")
+    return " ".join(text.split())[:400] or "-"
 
 
 def too_big_reason(limit: int, size: int | None = None) -> str:

@@ -12,7 +12,7 @@ Only the keys present in "expect" are checked, so a file states exactly what
 it is about.  "flags" is compared as an exact set, "cc" and "references" as
 sets; "kind" is the Kind value; any other Decision field is compared as is.
 Extra keys: "text_contains"/"text_excludes", "new_text_contains"/
-"new_text_excludes", "subject_contains" (lists of substrings),
+"new_text_excludes", "html_contains"/"html_excludes" (the sanitised HTML), "subject_contains" (lists of substrings),
 "reason_contains", "attachment_count", and "attachments" (a list in message
 order; each item may give filename, filename_endswith, content_type, size,
 sha256, data_startswith, content_id, inline).  A new bug in the field adds a
@@ -161,12 +161,12 @@ def test_mail(eml: Path, make_config):
             check(key, sorted(set(getattr(d, key))), sorted({x.lower() if key == "cc" else x for x in want}))
         elif key == "message_key" and want == "sha256:raw":
             check(key, d.message_key, "sha256:" + hashlib.sha256(raw).hexdigest())
-        elif key in ("text_contains", "new_text_contains"):
+        elif key in ("text_contains", "new_text_contains", "html_contains"):
             field = key.removesuffix("_contains")
             for s in want:
                 if s not in getattr(d, field):
                     problems.append(f"{field} lacks {s!r}: {getattr(d, field)[:600]!r}")
-        elif key in ("text_excludes", "new_text_excludes"):
+        elif key in ("text_excludes", "new_text_excludes", "html_excludes"):
             field = key.removesuffix("_excludes")
             for s in want:
                 if s in getattr(d, field):

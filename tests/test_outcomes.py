@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from postdesk import outcomes
-from postdesk.outcomes import ANSWERS, EX_TEMPFAIL, FAILURE, TOO_BIG, Answer, Outcome
+from postdesk.outcomes import ANSWERS, EX_TEMPFAIL, FAILURE, MISROUTED, SHUTDOWN, TOO_BIG, Answer, Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", ROOT / "docs" / "postfix.md"]
@@ -19,7 +19,7 @@ REPLY = re.compile(r"\b([245]\d\d) ([245]\.\d{1,3}\.\d{1,3})\b")
 # sysexits(3): EX__BASE 64 .. EX__MAX 78.
 SYSEXITS = range(64, 79)
 
-ALL = {**{o.name: a for o, a in ANSWERS.items()}, "FAILURE": FAILURE, "TOO_BIG": TOO_BIG}
+ALL = {**{o.name: a for o, a in ANSWERS.items()}, "FAILURE": FAILURE, "TOO_BIG": TOO_BIG, "MISROUTED": MISROUTED, "SHUTDOWN": SHUTDOWN}
 
 
 def test_every_outcome_has_an_answer():
@@ -49,7 +49,8 @@ def _documented() -> set[tuple[str, str]]:
 
 
 def test_the_docs_name_only_replies_the_table_gives():
-    table = {(a.smtp_code, a.dsn) for a in ALL.values() if a.smtp_code}
+    # postdesk lmtp says its own 250 (the milter leaves it to the MTA).
+    table = {(a.smtp_code, a.dsn) for a in ALL.values() if a.smtp_code} | {(a.lmtp_code, a.dsn) for a in ALL.values()}
     documented = _documented()
     assert documented, "no SMTP replies found in the docs: did the wording change?"
     assert documented <= table, f"documented but not in postdesk.outcomes: {sorted(documented - table)}"
@@ -79,3 +80,16 @@ def test_the_size_limit_help_names_the_too_big_reply():
 
 def test_too_big_reason_names_the_limit():
     assert "2048 bytes" in outcomes.too_big_reason(2048) and "4096 bytes" in outcomes.too_big_reason(2048, 4096)
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_lmtp_code_agrees(name):
+    """postdesk lmtp answers each recipient itself: 250 where the milter accepts, the SMTP code otherwise."""
+    a: Answer = ALL[name]
+    assert a.lmtp_code == ("250" if a.milter == "accept" else a.smtp_code)
+    assert a.lmtp_reply("x\r\ny %").startswith(f"{a.lmtp_code} {a.dsn} x y percent")
+
+
+def test_an_answer_built_elsewhere_still_constructs():
+    """Answer gained no field: four positional arguments, as every caller writes it."""
+    assert Answer("accept", "", "2.0.0", 0).lmtp_code == "250"

@@ -1,7 +1,7 @@
 """The ``postdesk`` console script (``postdesk = postdesk.cli:main``).
 
 ``parser`` builds the command line; one module per subcommand group holds
-its handlers (``tickets``, ``attachments``, ``blobs``, ``outbox``, ``settings``,
+its handlers (``tickets``, ``attachments``, ``blobs``, ``outbox``, ``settings``, ``retention``,
 ``services``); ``render`` turns rows into text and JSON; ``errors`` maps
 failures to sysexits(3) statuses.  ``main`` loads the configuration, sets
 up logging and maps what a handler raises to an exit status.
@@ -20,7 +20,7 @@ from postdesk.outcomes import EX_NOINPUT, EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_US
 __all__ = ["main", "build_parser"]
 
 # Long-running processes log like Postfix's daemons; the rest answer on stderr.
-DAEMONS = ("milter", "notifier")
+DAEMONS = ("milter", "lmtp", "notifier")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """The ``postdesk`` command line: every subcommand, one parser.
 
 Each subcommand names its handler as ``"module.cmd_name"``: a function of
-the module for its group (tickets, attachments, outbox, settings,
+the module for its group (tickets, attachments, outbox, settings, retention,
 services), imported only when that subcommand runs (``handler``), so
 ``postdesk filter`` (once per message under pipe(8)) pays for none of them,
 nor for pymilter or Alembic.
@@ -43,11 +43,18 @@ def _skip_list(value: str) -> frozenset[str]:
     return names
 
 
-def _positive(value: str) -> int:
+def _count(value: str) -> int:
     try:
         n = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {n}")
+    return n
+
+
+def _positive(value: str) -> int:
+    n = _count(value)
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
     return n
@@ -82,6 +89,7 @@ def build_parser() -> Parser:
 
     add(sub, "init", "services.cmd_init", "create or upgrade the database, create the attachment directory")
     add(sub, "milter", "services.cmd_milter", "run the milter on [milter] socket")
+    add(sub, "lmtp", "services.cmd_lmtp", "run the LMTP server on [lmtp] listen (after-queue, for Postfix lmtp(8))")
 
     p = add(sub, "filter", None, "read one message on stdin (Postfix pipe(8)); exit 0, 75 or a sysexits code")
     p.add_argument("--sender", required=True, help="envelope sender (${sender}); empty or <> for the null sender")
@@ -109,9 +117,13 @@ def build_parser() -> Parser:
     p.add_argument("--status", choices=("open", "pending", "closed"), help="only tickets with this status")
     p.add_argument("--department", metavar="NAME", default=None, help="only tickets of this [[departments]] name")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--limit", type=_count, default=50, metavar="N", help="at most N tickets, a page (default: 50; 0: all)")
+    p.add_argument("--after", type=int, default=None, metavar="N", help="start after ticket number N (the next page; the command says which)")
     p = add(tsub, "show", "tickets.cmd_show", "one ticket with its actions and attachments")
     p.add_argument("number", type=int, metavar="N")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="machine-readable output")
+    form.add_argument("--html", action="store_true", help="a standalone HTML page (sanitised mail, inline images embedded, no remote loads)")
     p = add(tsub, "status", "tickets.cmd_status", "open, set pending or close a ticket (queues the status mail when enabled)")
     p.add_argument("number", type=int, metavar="N")
     p.add_argument("status", choices=("open", "pending", "closed"))
@@ -167,6 +179,23 @@ def build_parser() -> Parser:
     p = add(sub, "setup-postfix", "services.cmd_setup_postfix", "print (or --apply) the postconf lines that wire the milter into this host's Postfix")
     p.add_argument("--apply", action="store_true", help="back up main.cf and master.cf, run the postconf -e lines, reload Postfix")
     p.add_argument("--postfix-config", metavar="DIR", default=None, help="Postfix configuration directory (default: the system's)")
+
+    p = add(
+        sub,
+        "purge",
+        "retention.cmd_purge",
+        "remove tickets closed before a date, with their actions, attachments, people and blobs no longer referenced",
+        epilog="Batches of --batch tickets, each its own short transaction: safe while mail arrives (docs/retention.md).",
+    )
+    p.add_argument("--closed-before", required=True, metavar="DATE|Nd", help="YYYY-MM-DD (UTC) or N days ago, e.g. 365d; tickets last updated before it")
+    p.add_argument("--dry-run", action="store_true", help="count what would go, change nothing")
+    p.add_argument("--batch", type=_positive, default=200, metavar="N", help="tickets per transaction (default: 200)")
+
+    person = add(sub, "person", None, "people in the store")
+    psub = person.add_subparsers(dest="person_command", metavar="SUBCOMMAND", required=True)
+    p = add(psub, "forget", "retention.cmd_forget", "erase a person (GDPR): their tickets go, their words and address elsewhere are erased")
+    p.add_argument("address", metavar="ADDRESS")
+    p.add_argument("--dry-run", action="store_true", help="count what would change, change nothing")
 
     p = add(sub, "import", "services.cmd_import", "record mail from mbox files or Maildirs (mail accepted while the milter was down)")
     p.add_argument("sources", nargs="+", metavar="FILE|MAILDIR")

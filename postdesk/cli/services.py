@@ -1,4 +1,4 @@
-"""The long-running and set-up subcommands: ``init``, ``milter``,
+"""The long-running and set-up subcommands: ``init``, ``milter``, ``lmtp``,
 ``notifier``, ``check``, ``setup-postfix`` and ``import``."""
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ def cmd_milter(args, config) -> int:
     from postdesk import milter
 
     return milter.run(config)
+
+
+def cmd_lmtp(args, config) -> int:
+    from postdesk import lmtp
+
+    return lmtp.run(config)
 
 
 def cmd_notifier(args, config) -> int:

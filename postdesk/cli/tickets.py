@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from postdesk.cli import render
 from postdesk.cli.common import open_store
 from postdesk.cli.errors import CommandError
@@ -32,7 +34,15 @@ def department_name(config, name: str | None) -> str | None:
 
 def cmd_list(args, config) -> int:
     department = department_name(config, getattr(args, "department", None))
-    tickets = open_store(config).list_tickets(args.status, department)
+    limit = args.limit or None  # 0: everything, as before paging
+    # One more than the page: whether there is a next page, without counting.
+    tickets = open_store(config).list_tickets(args.status, department, after=args.after, limit=None if limit is None else limit + 1)
+    if limit is not None and len(tickets) > limit:
+        tickets = tickets[:limit]
+        more = ["postdesk", "ticket", "list"] + (["--status", args.status] if args.status else []) + (["--department", department] if department else [])
+        more += (["--json"] if args.json else []) + ([f"--limit={limit}"] if limit != 50 else []) + [f"--after={tickets[-1]['number']}"]
+        # stderr: stdout stays the page alone (a JSON list, a table).
+        print(f"more tickets: {' '.join(more)}", file=sys.stderr)
     if args.json:
         render.print_json([{k: v for k, v in t.items() if k != "actions"} for t in tickets])
         return EX_OK
@@ -62,9 +72,22 @@ def cmd_list(args, config) -> int:
 
 
 def cmd_show(args, config) -> int:
-    ticket = ticket_or_fail(open_store(config), args.number)
+    store = open_store(config)
+    ticket = ticket_or_fail(store, args.number)
     if args.json:
         render.print_json(ticket)
+    elif getattr(args, "html", False):
+        from postdesk.cli.htmlpage import ticket_page
+        from postdesk.store.blobs import BlobError
+
+        def read(attachment_id: int) -> bytes | None:
+            try:
+                _meta, blob = store.attachment(attachment_id)
+                return blob.read()  # checked against its sha256 as it is read
+            except (LookupError, BlobError, OSError):
+                return None  # missing or corrupt bytes show as a missing image, not an error page
+
+        sys.stdout.write(ticket_page(ticket, config.organization.tag, read))
     else:
         print(render.ticket_text(ticket, config.organization.tag))
     return EX_OK

@@ -3,8 +3,10 @@
 What counts (docs/filter.md): every leaf part with a
 filename or ``Content-Disposition: attachment``; inline images with a
 Content-ID; attached messages (message/rfc822) stored whole as ``.eml``;
-any other non-text part that is not the body.  TNEF (``winmail.dat``) is
-kept as it is, opaque.  Filenames arrive RFC 2231 encoded (parameter
+any other non-text part that is not the body.  TNEF (``winmail.dat``,
+Outlook's rich-text wrapper) is unpacked with tnefparse: its files become
+the attachments (``postdesk.filter.tnef``); one that holds no file, or that
+tnefparse cannot read, is kept as it came.  Filenames arrive RFC 2231 encoded (parameter
 continuations and charsets) or, against the RFCs but commonly, as RFC 2047
 encoded-words; both are decoded.  The filename is metadata only: the store
 writes files by content hash, but the name still reaches mail clients and
@@ -18,9 +20,10 @@ import mimetypes
 from dataclasses import dataclass
 from email import policy
 from email.message import Message
+from email.parser import BytesHeaderParser
 
 from postdesk.filter import headers as hdr
-from postdesk.filter import parts
+from postdesk.filter import parts, tnef
 from postdesk.filter.decision import Attachment
 
 MAX_FILENAME = 255
@@ -50,10 +53,15 @@ def _default_name(ct: str, index: int) -> str:
 
 
 def _message_bytes(part: Message) -> bytes:
-    """An attached message as bytes, headers as they came (not refolded)."""
+    """An attached message as bytes, headers as they came (not refolded).
+
+    RFC 2046 section 5.2.1 allows only 7bit, 8bit or binary here, but some
+    clients base64 the attached mail; the parser then sees base64 text as
+    its headers, so such a part is transfer-decoded instead.
+    """
     inner = parts.children(part)
-    if not inner:
-        return parts.payload_bytes(part)
+    if not inner or parts.transfer_encoding(part) in ("base64", "quoted-printable"):
+        return parts.encoded_message_bytes(part)
     try:
         return inner[0].as_bytes(policy=_EML_POLICY)
     except Exception:
@@ -63,15 +71,13 @@ def _message_bytes(part: Message) -> bytes:
             return b""
 
 
-def _eml_name(part: Message, index: int) -> str:
-    inner = parts.children(part)
-    subject = ""
-    if inner:
-        try:
-            raw = next((v for k, v in inner[0].raw_items() if k.lower() == "subject"), "")
-        except Exception:
-            raw = ""
-        subject = hdr.decode_header(str(raw))[:200]
+def _eml_name(data: bytes, index: int) -> str:
+    """An attached message's name: its Subject (read from the bytes stored, so a transfer-encoded one too)."""
+    try:
+        raw = next((v for k, v in BytesHeaderParser(policy=_EML_POLICY).parsebytes(data[:65536]).raw_items() if k.lower() == "subject"), "")
+    except Exception:
+        raw = ""
+    subject = hdr.decode_header(str(raw))[:200]
     return clean_filename(subject + ".eml", _default_name("message/rfc822", index)) if subject else _default_name("message/rfc822", index)
 
 
@@ -101,11 +107,18 @@ def collect(msg: Message, max_attachments: int) -> Found:
             index = total
             if ct in ("message/rfc822", "message/global"):
                 given = parts.filename(part)
-                name = clean_filename(given, _default_name(ct, index)) if given else _eml_name(part, index)
                 data = _message_bytes(part)
+                name = clean_filename(given, _default_name(ct, index)) if given else _eml_name(data, index)
             else:
                 name = clean_filename(parts.filename(part), _default_name(ct, index))
                 data = parts.payload_bytes(part)
+            if tnef.is_tnef(ct, name):
+                unpacked = tnef.unpack(data)
+                if unpacked:
+                    room = max_attachments - len(out)
+                    out.extend(unpacked[:room])
+                    total += len(unpacked) - 1
+                    continue
             cid = parts.content_id(part)
             disp = parts.disposition(part)
             out.append(

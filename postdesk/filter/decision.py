@@ -70,6 +70,7 @@ class Decision:
     original_subject: str = ""  # decoded and cleaned, as the sender wrote it
     text: str = ""  # the whole body as text
     new_text: str = ""  # text with quoted history and signature removed
+    html: str = ""  # the body's HTML, sanitised (postdesk.sanitise); "" when the mail had no HTML part
     attachments: tuple[Attachment, ...] = ()
     public: bool = True  # False: private action, no customer mail
     close: bool = False  # [closed] from a trusted staff member

@@ -62,7 +62,8 @@ def read_headers(parsed: Parsed, envelope: Envelope) -> Headers:
             refs.append(i)
     author, name = "", ""
     for header in ("from", "sender"):
-        found = hdr.addresses(parsed.raw_headers(header))
+        raw = parsed.raw_headers(header)
+        found = hdr.addresses(raw, parsed.charset_hint if not all(v.isascii() for v in raw) else "")
         if found:
             name, author = found[0]
             break
@@ -128,6 +129,7 @@ class Draft:
     ack_to: str = ""
     text: str = ""
     new_text: str = ""
+    html: str = ""
     attachments: tuple[Attachment, ...] = ()
     department: str = ""  # set by rule "recipients": the department the mail was sent to
     bounce: tuple[tuple[str, str, str], ...] = ()  # rule "bounce": permanently failed recipients of our mail
@@ -209,6 +211,7 @@ class Draft:
             ticket=self.ticket,
             text=self.text,
             new_text=self.new_text,
+            html=self.html,
             attachments=self.attachments,
             public=self.public,
             close=self.close,

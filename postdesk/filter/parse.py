@@ -20,6 +20,7 @@ from email.policy import EmailPolicy
 from typing import cast
 
 from postdesk.filter import headers as hdr
+from postdesk.filter import parts
 
 MAX_DEFECTS = 50
 MAX_PARSED_HEADER = 8192  # characters of one header value given to the header registry
@@ -68,6 +69,7 @@ class Parsed:
     body_sha256: str = ""  # hex digest of the body (after the blank line), line ends as LF
     defects: tuple[str, ...] = ()
     _index: dict[str, list[str]] | None = field(default=None, repr=False)
+    _hint: str | None = field(default=None, repr=False)
 
     def raw_headers(self, name: str) -> list[str]:
         """All raw values of header ``name`` (any case), in message order."""
@@ -88,7 +90,17 @@ class Parsed:
 
     def header(self, name: str) -> str:
         """The first value of ``name``, decoded and cleaned ("" when absent)."""
-        return hdr.decode_header(self.raw_header(name))
+        raw = self.raw_header(name)
+        return hdr.decode_header(raw, self.charset_hint if not raw.isascii() else "")
+
+    @property
+    def charset_hint(self) -> str:
+        """The charset of the message's text, for raw 8-bit headers: the same
+        client wrote both.  The first text part's declared charset, else a
+        guess from its bytes; "" when there is nothing to go on."""
+        if self._hint is None:
+            self._hint = _charset_hint(self.message)
+        return self._hint
 
     def has(self, name: str) -> bool:
         return bool(self.raw_headers(name))
@@ -111,6 +123,20 @@ def _defects(msg: EmailMessage) -> tuple[str, ...]:
     except Exception as e:  # walking a broken tree
         out.append(type(e).__name__)
     return tuple(out)
+
+
+def _charset_hint(msg: EmailMessage) -> str:
+    try:
+        for part, _ in parts.leaves(msg):
+            if not parts.content_type(part).startswith("text/") or parts.disposition(part) == "attachment":
+                continue
+            declared = hdr.resolve_charset(parts.param(part, "charset"))
+            if declared and declared not in ("us-ascii", "utf-8"):
+                return declared
+            return hdr.guess_charset(parts.payload_bytes(part))
+    except Exception:  # a hint is optional; never cost the message
+        pass
+    return ""
 
 
 def body_digest(raw: bytes) -> str:

@@ -1,18 +1,18 @@
 """Walking a MIME tree and getting a part's content, safely.
 
-Shared by the body and attachment steps.  ``get_content()`` raises
+Shared by the body, HTML and attachment steps.  ``get_content()`` raises
 ``KeyError`` on a part declared ``multipart/*`` without a usable boundary and
-``LookupError`` on an unknown charset (both seen in real-world mail); here
-it is guarded,
-with ``get_payload(decode=True)`` and a lenient decode as the fallback.
+``LookupError`` on an unknown charset (both seen in real-world mail), and
+trusts charset labels real mail gets wrong; text is read here as
+``get_payload(decode=True)`` and a lenient decode (``headers.lenient_decode``).
 Header parameters (filename, charset) are read with the same guards.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from email.message import EmailMessage, Message
-from typing import cast
+from email.message import Message
 
 from postdesk.filter import headers as hdr
 
@@ -88,26 +88,65 @@ def payload_bytes(part: Message) -> bytes:
     return b""
 
 
+# HTML from web forms often declares its charset only inside the document.
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,300}?charset\s*=\s*["']?\s*([A-Za-z0-9_:.+-]{1,40})""", re.IGNORECASE)
+
+
+def declared_charset(part: Message, data: bytes = b"") -> str:
+    """The part's charset label: the Content-Type parameter, else (HTML) a <meta> in the first 4 KB."""
+    charset = param(part, "charset")
+    if (not charset or charset.strip().lower() in ("us-ascii", "ascii")) and content_type(part) == "text/html":
+        m = _META_CHARSET.search(data[:4096])
+        if m:
+            return m.group(1).decode("ascii")
+    return charset
+
+
+def transfer_encoding(part: Message) -> str:
+    try:
+        return str(part.get("content-transfer-encoding", "") or "").strip().lower()
+    except Exception:
+        return ""
+
+
+def encoded_message_bytes(part: Message) -> bytes:
+    """The bytes of a message/rfc822 part sent with a base64 or quoted-printable
+    transfer encoding (against RFC 2046 5.2.1): the parser made a sub-message
+    of the encoded text, so the raw text is taken back and decoded here."""
+    import base64
+    import quopri
+
+    raw = b""
+    inner = children(part)
+    try:
+        if inner:
+            raw = inner[0].as_bytes()
+        else:
+            payload = part.get_payload()
+            raw = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else b""
+    except Exception:
+        return payload_bytes(part)
+    cte = transfer_encoding(part)
+    try:
+        if cte == "base64":
+            return base64.b64decode(b"".join(raw.split()), validate=False)
+        if cte == "quoted-printable":
+            return quopri.decodestring(raw)
+    except Exception:
+        pass
+    return raw
+
+
 def text(part: Message) -> str:
     """A text part's content as str; never raises.
 
-    ``get_content()`` first (it knows the charset); on the failures named in
-    the module docstring, or when the declared charset is missing or ASCII and the
-    bytes are 8-bit (old clients), a lenient decode of the payload.
+    ``get_content()`` would raise on an unknown charset and trusts a label
+    that real mail often gets wrong; the transfer-decoded bytes go through
+    ``headers.lenient_decode`` instead (aliases, valid UTF-8 under a wrong
+    label, a guess for unlabelled 8-bit text).
     """
-    charset = param(part, "charset")
-    if charset and charset.lower() not in ("us-ascii", "ascii"):
-        try:
-            content = cast(EmailMessage, part).get_content()  # parsed with policy.default: an EmailMessage
-            if isinstance(content, str):
-                # get_content replaces undecodable bytes; a wrong label then shows U+FFFD.
-                if "\ufffd" not in content:
-                    return content
-        except (KeyError, LookupError, ValueError, TypeError, AssertionError, UnicodeError):
-            pass
-        except Exception:
-            pass
-    return hdr.lenient_decode(payload_bytes(part), charset or None)
+    data = payload_bytes(part)
+    return hdr.lenient_decode(data, declared_charset(part, data) or None)
 
 
 def leaves(msg: Message) -> Iterator[tuple[Message, bool]]:
@@ -138,7 +177,29 @@ def filename(part: Message) -> str:
         name = part.get_filename() or ""
     except Exception:
         name = param(part, "filename", "content-disposition") or param(part, "name")
-    return hdr.decode_words(hdr.fix_8bit(str(name)))
+    name = str(name)
+    if "\ufffd" in name:
+        name = _raw_8bit_filename(part) or name
+    return hdr.decode_words(hdr.fix_8bit(name))
+
+
+def _raw_8bit_filename(part: Message) -> str:
+    """A filename sent as raw 8-bit bytes: the header registry has already
+    replaced them by U+FFFD, so the raw header is decoded (UTF-8, else the
+    part's charset, else a guess) and its parameter read again."""
+    for header, key in (("content-disposition", "filename"), ("content-type", "name")):
+        for name, value in _raw_items(part):
+            if name.lower() != header:
+                continue
+            fixed = hdr.fix_8bit(hdr.unfold(str(value)[: hdr.MAX_HEADER]), param(part, "charset"))
+            probe = Message()
+            probe[header] = fixed
+            found = probe.get_param(key, None, header=header)
+            if isinstance(found, tuple):
+                found = found[-1]
+            if found:
+                return str(found)
+    return ""
 
 
 def content_id(part: Message) -> str:

@@ -36,21 +36,12 @@ from postdesk.mail import OUTCOME_HEADER, TICKET_HEADER, strip_brackets
 from postdesk.milter import serial
 from postdesk.milter import subject as subj
 from postdesk.milter.spool import Spool
-from postdesk.outcomes import ANSWERS, FAILURE, TOO_BIG, Answer, Outcome, too_big_reason
+from postdesk.outcomes import ANSWERS, FAILURE, TEMPFAIL_TEXT, TOO_BIG, Answer, Outcome, reply_text, too_big_reason
 
 if TYPE_CHECKING:
     from postdesk.ingest import MessageStore  # not at run time: ingest loads the filter and the checkers
 
 log = logging.getLogger("postdesk")
-
-TEMPFAIL_TEXT = "postdesk cannot record this message now, try again later"
-
-
-def reply_text(text: str) -> str:
-    """A safe SMTP reply text: one line, printable, no '%' (libmilter formats it)."""
-    text = "".join(c if " " <= c <= "~" else " " for c in text).replace("%", " percent")
-    return " ".join(text.split())[:400] or "-"
-
 
 def actions_for(config: Config) -> int:
     """The milter actions we use, and nothing more (negotiated with Postfix)."""

@@ -76,8 +76,11 @@ def socket_alive(path: str, timeout: float = 1.0) -> bool:
         s.close()
 
 
-def prepare_socket(path: str) -> str | None:
-    """Make room for the socket; returns an error message or None."""
+def prepare_socket(path: str, what: str = "milter", key: str = "[milter] socket") -> str | None:
+    """Make room for the socket; returns an error message or None.
+
+    ``what`` and ``key`` name the server and its setting in the messages
+    (``postdesk lmtp`` passes "postdesk lmtp" and "[lmtp] listen")."""
     parent = os.path.dirname(path) or "."
     os.makedirs(parent, mode=0o755, exist_ok=True)
     try:
@@ -85,9 +88,9 @@ def prepare_socket(path: str) -> str | None:
     except FileNotFoundError:
         return None
     if not stat.S_ISSOCK(st.st_mode):
-        return f"{path} exists and is not a socket; remove it or change [milter] socket"
+        return f"{path} exists and is not a socket; remove it or change {key}"
     if socket_alive(path):
-        return f"another milter is already listening on {path}; stop it first"
+        return f"another {what} is already listening on {path}; stop it first"
     os.unlink(path)  # stale: left by a milter that did not exit cleanly
     log.info("removed stale socket %s", path)
     return None

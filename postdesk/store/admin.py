@@ -16,7 +16,7 @@ import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import selectinload
 
 from postdesk.store.apply import change_status, set_owner
@@ -32,6 +32,18 @@ if TYPE_CHECKING:
 
 STATUSES = ("open", "pending", "closed")
 _FOLLOW_UP = re.compile(r"(\d{1,10})\]")
+
+
+def ticket_page(status: str | None, department: str | None = None) -> Select:
+    """Tickets numbered above ``:after``, ``:limit`` of them, in number
+    order: a page reads only its rows through the unique index on number,
+    however many tickets the store holds (``postdesk ticket list``)."""
+    q = select(Ticket).where(Ticket.number > bindparam("after")).order_by(Ticket.number).limit(bindparam("limit"))
+    if status is not None:
+        q = q.where(Ticket.status == status)
+    if department is not None:
+        q = q.where(Ticket.department == department)
+    return q
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -74,6 +86,7 @@ def attachment_dict(a: Attachment) -> dict[str, Any]:
         "size": a.size,
         "sha256": a.sha256,
         "content_id": a.content_id,
+        "inline": bool(a.inline),  # shown in the action's HTML by its cid:
     }
 
 
@@ -95,6 +108,7 @@ def action_dict(a: Action) -> dict[str, Any]:
         "public": bool(a.public),
         "text": a.text,
         "new_text": a.new_text,
+        "html": a.html or "",  # sanitised (postdesk.sanitise); "" for a text-only mail
         "flags": a.flags.split() if a.flags else [],
         "message_id": a.message_id,
         "queue_id": a.queue_id,
@@ -133,18 +147,30 @@ class AdminMixin:
 
         def blob(self, sha256: str) -> Blob: ...
 
-    def list_tickets(self, status: str | None = None, department: str | None = None) -> list[dict[str, Any]]:
-        """Tickets, optionally of one status and one department (its stored
-        name; "" for the default department)."""
+    def list_tickets(
+        self, status: str | None = None, department: str | None = None, *, after: int | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Tickets in number order: those numbered above ``after``, at most
+        ``limit`` of them (None: all); optionally of one status and one
+        department (its stored name; "" for the default department)."""
         if status is not None and status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must not be negative, not {limit}")
         with self.session(read_only=True) as s:
-            q = select(Ticket).options(selectinload(Ticket.requester), selectinload(Ticket.owner)).order_by(Ticket.number)
-            if status is not None:
-                q = q.where(Ticket.status == status)
-            if department is not None:
-                q = q.where(Ticket.department == department)
-            return [ticket_dict(t) for t in s.scalars(q)]
+            if limit is None:
+                q = select(Ticket).order_by(Ticket.number)
+                if status is not None:
+                    q = q.where(Ticket.status == status)
+                if department is not None:
+                    q = q.where(Ticket.department == department)
+                if after is not None:
+                    q = q.where(Ticket.number > after)
+                rows = s.scalars(q.options(selectinload(Ticket.requester), selectinload(Ticket.owner)))
+            else:
+                q = ticket_page(status, department).options(selectinload(Ticket.requester), selectinload(Ticket.owner))
+                rows = s.scalars(q, {"after": after if after is not None else -(2**31), "limit": limit})
+            return [ticket_dict(t) for t in rows]
 
     def show_ticket(self, number: int) -> dict[str, Any] | None:
         with self.session(read_only=True) as s:

@@ -444,6 +444,7 @@ def apply(
             "text": clean(d.text),
             # A bounce's new text is what failed and why (the alert shows it).
             "new_text": clean(bounce_text(d.bounce) if d.bounce else d.new_text),
+            "html": clean(d.html),
             "flags": clean(" ".join(sorted(flags)), 200),
             "message_id": clean(d.message_id, KEY_MAX),
             "queue_id": clean(envelope.queue_id, 64),
@@ -464,6 +465,7 @@ def apply(
                     "content_type": clean(a.content_type, 255) or "application/octet-stream",
                     "filename": clean(a.filename, 255),
                     "content_id": clean(a.content_id, 255),
+                    "inline": bool(a.inline),
                     "path": blobs.location(sha),
                 }
                 for a, sha in stored

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from postdesk.outcomes import Outcome, Result
 from postdesk.store.admin import AdminMixin
 from postdesk.store.apply import TICKET_COUNTER, apply, existing_ticket_number
-from postdesk.store.blobs import Blob, BlobBackend, BlobInUse, BlobMissing, BlobReader, DatabaseBlobs, DirectoryBlobs, blob_path, resolve
+from postdesk.store.blobs import AFTER_COMMIT, Blob, BlobBackend, BlobInUse, BlobMissing, BlobReader, DatabaseBlobs, DirectoryBlobs, blob_path, resolve
 from postdesk.store.engine import READ_ONLY, make_engine, sqlite_path
 from postdesk.store.errors import INIT_HINT, StoreNotInitialised, StoreUnavailable, unavailable_on_failure
 from postdesk.store.models import Attachment, Counter, MessageId, Setting
@@ -105,8 +105,16 @@ class Store(AdminMixin):
         write transaction (BEGIN IMMEDIATE on SQLite), no ORM session."""
         with unavailable_on_failure("store"):
             self._check_exists()
+            after: list[Callable[[], None]] = []
             with self.engine.begin() as conn:
-                yield conn
+                # What must wait for the commit (a blob file's removal).
+                conn.info[AFTER_COMMIT] = after
+                try:
+                    yield conn
+                finally:
+                    conn.info.pop(AFTER_COMMIT, None)
+        for action in after:
+            action()
 
     # --- init ----------------------------------------------------------------
 

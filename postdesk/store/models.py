@@ -73,7 +73,18 @@ class Ticket(Base):
     __tablename__ = "tickets"
     # ix_tickets_pending: the notifier's due query (pending tickets by the
     # time of their last public staff action) reads only the due rows.
-    __table_args__ = (Index("ix_tickets_pending", "status", "last_public_staff_at"),)
+    # Revision 0006 (large stores): ix_tickets_requester_created serves the
+    # new-ticket rate limit (tickets a sender opened since ...), which
+    # scanned every ticket; ix_tickets_status_updated the purge's batches
+    # (closed, oldest first); ix_tickets_owner_id the foreign key check when
+    # a person is deleted.
+    __table_args__ = (
+        Index("ix_tickets_pending", "status", "last_public_staff_at"),
+        Index("ix_tickets_requester_created", "requester_id", "created_at"),
+        Index("ix_tickets_status_updated", "status", "updated_at"),
+        Index("ix_tickets_status_number", "status", "number"),
+        Index("ix_tickets_owner_id", "owner_id"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[int] = mapped_column(Integer, unique=True)
     subject: Mapped[str] = mapped_column(Text, default="")
@@ -104,7 +115,9 @@ class Participant(Base):
     """
 
     __tablename__ = "participants"
-    __table_args__ = (UniqueConstraint("ticket_id", "person_id"),)
+    # ix_participants_person_id (revision 0006): who still references a
+    # person (purge, forget) without a scan.
+    __table_args__ = (UniqueConstraint("ticket_id", "person_id"), Index("ix_participants_person_id", "person_id"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
@@ -123,6 +136,11 @@ class Action(Base):
     """
 
     __tablename__ = "actions"
+    # ix_actions_author_ticket (revision 0006): a person's actions (purge,
+    # forget), and a sender's actions on one ticket (the auto-responder
+    # rule): with the ticket in it, the planner never walks all of a staff
+    # member's actions on every ticket.
+    __table_args__ = (Index("ix_actions_author_ticket", "author_id", "ticket_id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
     author_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), nullable=True)
@@ -188,7 +206,8 @@ class MessageId(Base):
     key: Mapped[str] = mapped_column(String(998))
     digest: Mapped[str] = mapped_column(String(64), default="", server_default="")
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), nullable=True, index=True)
-    action_id: Mapped[int | None] = mapped_column(ForeignKey("actions.id"), nullable=True)
+    # Indexed (revision 0006): deleting an action checks this foreign key.
+    action_id: Mapped[int | None] = mapped_column(ForeignKey("actions.id"), nullable=True, index=True)
     ours: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
@@ -206,13 +225,22 @@ class Outbox(Base):
     """
 
     __tablename__ = "outbox"
-    # ix_outbox_message_id (revision 0003): the filter asks whom one of our
-    # Message-IDs was sent to (docs/filter.md, rule "stranger").
-    __table_args__ = (Index("ix_outbox_due", "state", "due_at"), Index("ix_outbox_message_id", "message_id"))
+    # ix_outbox_message_state (revision 0006, ix_outbox_message_id of 0003
+    # before): the filter asks whom one of our Message-IDs was sent to
+    # (docs/filter.md, rule "stranger"); with state in the index SQLite
+    # takes it rather than reading every sent row through ix_outbox_due.
+    # ix_outbox_sent (revision 0006): the notifier counts the acks sent in
+    # its window on every pass with an ack; it read every sent row.
+    __table_args__ = (
+        Index("ix_outbox_due", "state", "due_at"),
+        Index("ix_outbox_message_state", "message_id", "state"),
+        Index("ix_outbox_sent", "kind", "state", "sent_at"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
-    action_id: Mapped[int | None] = mapped_column(ForeignKey("actions.id"), nullable=True)
+    # Indexed (revision 0006): deleting an action checks this foreign key.
+    action_id: Mapped[int | None] = mapped_column(ForeignKey("actions.id"), nullable=True, index=True)
     recipient: Mapped[str] = mapped_column(String(320))
     state: Mapped[str] = mapped_column(String(16), default="queued")
     due_at: Mapped[datetime] = mapped_column(DateTime)

@@ -30,7 +30,13 @@ _PACKAGE_PARENT = str(Path(postdesk.__file__).resolve().parent.parent)
 
 
 class MilterProcess:
-    """``python -m postdesk.milter --config config_path`` listening on ``socket_path``."""
+    """``python -m postdesk.milter --config config_path`` listening on ``socket_path``.
+
+    ``postdesk.testing.lmtp.LmtpProcess`` is the same for ``postdesk.lmtp``
+    (``module``, ``what`` and ``ready`` differ)."""
+
+    module = "postdesk.milter"
+    what = "milter"
 
     def __init__(self, config_path: str | os.PathLike, socket_path: str | os.PathLike, log_path: str | os.PathLike):
         self.config_path = Path(config_path)
@@ -45,15 +51,23 @@ class MilterProcess:
         path = os.environ.get("PYTHONPATH")
         env = dict(os.environ, PYTHONPATH=_PACKAGE_PARENT + (os.pathsep + path if path else ""))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "postdesk.milter", "--config", str(self.config_path)],
+            [sys.executable, "-m", self.module, "--config", str(self.config_path)],
             stdout=self._log, stderr=self._log, env=env,
         )
         proc = self.proc
-        wait_for(lambda: unix_socket_open(str(self.socket_path)) or proc.poll() is not None, timeout, f"the milter socket {self.socket_path}")
+        wait_for(lambda: self.ready() or proc.poll() is not None, timeout, f"the {self.what} socket {self.socket_path}")
         if proc.poll() is not None:
             self._close_log()
-            raise RuntimeError(f"the milter exited {proc.returncode} before its socket answered:\n{self.text()}")
+            raise RuntimeError(f"the {self.what} exited {proc.returncode} before its socket answered:\n{self.text()}")
         return self
+
+    def ready(self) -> bool:
+        """Whether the socket answers (the milter's own start-up probe)."""
+        return unix_socket_open(str(self.socket_path))
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
 
     def kill(self) -> None:
         """SIGKILL: gone at once (libmilter can take seconds to act on SIGTERM)."""

@@ -94,7 +94,10 @@ class PrivatePostfix:
     delivered locally: ``mydestination`` is empty).  ``milter_socket``: a
     Postfix milter address such as ``unix:/path/milter.sock`` (``None``: no
     milter).  ``milter_default_action`` is ``tempfail`` as in production.
-    ``extra``: more main.cf settings.
+    ``extra``: more main.cf settings.  ``services``: more master.cf text,
+    appended as given (chroot off like the rest), e.g. the ``postdesk-lmtp``
+    service of contrib/postfix/master-lmtp.cf with ``transport_maps`` in
+    ``extra`` routing the support address to it.
 
     ``start()`` returns once smtpd accepts connections; ``stop()`` is safe to
     call twice and should be in a ``finally``.  ``reload()`` re-reads main.cf
@@ -105,7 +108,16 @@ class PrivatePostfix:
     unless ``keep=True``.
     """
 
-    def __init__(self, tmpdir, port: int, relay_port: int, milter_socket: str | None = None, extra: dict[str, str] | None = None, keep: bool = False):
+    def __init__(
+        self,
+        tmpdir,
+        port: int,
+        relay_port: int,
+        milter_socket: str | None = None,
+        extra: dict[str, str] | None = None,
+        keep: bool = False,
+        services: list[str] | None = None,
+    ):
         # The instance itself lives in shared_tmpdir() (see there why);
         # ``tmpdir/postfix`` is a symlink to it, for looking at after a test.
         self.tmpdir = Path(tmpdir)
@@ -122,6 +134,7 @@ class PrivatePostfix:
         self.relay_port = relay_port
         self.milter_socket = milter_socket
         self.extra = dict(extra or {})
+        self.services = list(services or [])
         self.etc = self.root / "etc"
         self.spool = self.root / "spool"
         self.data = self.root / "data"
@@ -176,7 +189,7 @@ class PrivatePostfix:
 
     def _write_master_cf(self) -> None:
         lines = []
-        for line in DEBIAN_MASTER_CF.read_text().splitlines():
+        for line in DEBIAN_MASTER_CF.read_text().splitlines() + "\n".join(self.services).splitlines():
             fields = line.split()
             if line and not line[0].isspace() and not line.startswith("#") and len(fields) >= 8:
                 if fields[0] in ("smtp", "submission", "smtps") and fields[1] == "inet":

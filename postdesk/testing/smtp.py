@@ -13,6 +13,7 @@ Needs aiosmtpd, from the ``test`` extra (``pip install 'postdesk[test]'``).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -57,6 +58,8 @@ class _SinkHandler:
     async def handle_DATA(self, server, session, envelope) -> str:
         # Recorded before the 250: once the sender has its reply, the mail is in ``messages``.
         self.sink._add(Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content)))
+        if self.sink.delay:
+            await asyncio.sleep(self.sink.delay)  # a slow server: a crash test's window to kill the sender in
         return "250 2.0.0 OK stored"
 
 
@@ -66,10 +69,12 @@ class Sink:
     ``messages`` is the list of ``Received``; with ``directory`` each mail is
     also written there as ``NNNN.eml``.  ``wait(n, timeout)`` waits until
     ``n`` mails arrived.  ``start()``/``stop()`` or a ``with`` block.
+    ``delay``: seconds between keeping a mail and answering 250.
     """
 
-    def __init__(self, port: int | None = None, directory: str | os.PathLike | None = None):
+    def __init__(self, port: int | None = None, directory: str | os.PathLike | None = None, delay: float = 0.0):
         self.port = port or free_port()
+        self.delay = delay  # seconds between keeping a mail and its 250
         self.directory = Path(directory) if directory else None
         self.messages: list[Received] = []
         self._lock = threading.Lock()

@@ -8,12 +8,16 @@ the address by forwarding it; rule "ack" reads ``requester``), and the
 staff member's own text above the forward is a private note.  No customer
 found, or one of our own or a staff address: the command is refused (the
 sender is told) and the mail is an ordinary new ticket of theirs.
+
+The action's HTML follows its text: the attached mail's own HTML when the
+customer's mail came as a message/rfc822 part; none for an inline forward,
+whose HTML mixes the staff member's private note with the customer's words.
 """
 
 from __future__ import annotations
 
 from postdesk.filter import body as bodymod
-from postdesk.filter import forwarded
+from postdesk.filter import forwarded, htmlbody, parts
 from postdesk.filter.decision import Decision
 from postdesk.filter.draft import Draft
 
@@ -30,8 +34,19 @@ def apply(d: Draft) -> Decision | None:
         d.requester, d.requester_name = found.address, found.name
         d.note = found.note
         d.text, d.new_text = found.text, bodymod.new_text(found.text)
+        d.html = _attached_html(d) if found.style == "attachment" else ""
         return None
     d.forward = False
     d.flags.discard("fwd")
     d.flags.add("refused")
     return None
+
+
+def _attached_html(d: Draft) -> str:
+    """The HTML of the first attached mail (the one ``forwarded.attached`` read)."""
+    for part, _alt in parts.leaves(d.parsed.message):
+        if parts.content_type(part) in ("message/rfc822", "message/global"):
+            inner = parts.children(part)
+            if inner:
+                return htmlbody.extract(inner[0])
+    return ""

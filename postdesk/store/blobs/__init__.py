@@ -13,6 +13,7 @@ from __future__ import annotations
 from sqlalchemy.engine import make_url
 
 from postdesk.store.blobs.common import (
+    AFTER_COMMIT,
     CHUNK,
     Blob,
     BlobBackend,
@@ -23,7 +24,7 @@ from postdesk.store.blobs.common import (
     BlobReader,
 )
 from postdesk.store.blobs.database import DatabaseBlobs
-from postdesk.store.blobs.directory import DirectoryBlobs, blob_path, relative_path, write_blob
+from postdesk.store.blobs.directory import DirectoryBlobs, blob_path, relative_path, unlink_unused, write_blob
 
 BACKENDS = ("database", "directory")
 
@@ -38,6 +39,7 @@ def resolve(setting: str, url: str) -> str:
 
 
 __all__ = [
+    "AFTER_COMMIT",
     "BACKENDS",
     "CHUNK",
     "Blob",
@@ -52,5 +54,6 @@ __all__ = [
     "blob_path",
     "relative_path",
     "resolve",
+    "unlink_unused",
     "write_blob",
 ]

@@ -30,6 +30,11 @@ CHUNK = 256 * 1024  # bytes per read, per database row
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
+# Key of ``Connection.info`` under which ``Store._write`` keeps what must
+# run after its transaction has committed (a file removal: never before).
+AFTER_COMMIT = "postdesk_after_commit"
+
+
 class BlobError(Exception):
     """A blob could not be read as stored (not an OSError: the store maps
     those to StoreUnavailable, and a missing blob is not the database being

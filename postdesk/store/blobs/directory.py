@@ -15,26 +15,44 @@ Files are 0640 and directories 0750 whatever the umask (chmod, which the
 umask does not mask).
 
 Deleting inside a caller's transaction (``conn``) waits for that
-transaction: the file goes when it commits (SQLAlchemy's "commit" event,
+transaction: the file goes after it has committed (``Store._write`` runs
+the removal then; for another connection, at SQLAlchemy's "commit" event,
 just before the database's own COMMIT) and stays when it rolls back.
+
+Removal races with a message that needs the same bytes again: it may find
+the file, skip writing it, and commit its row after the deleting
+transaction decided the blob was unused.  So a message reusing a file
+touches it (sets its mtime), and removal (``unlink_unused``) first renames
+the file aside, then puts it back if it was touched within ``GRACE``; a
+message that looks for the file after the rename writes it anew.  Files
+kept that way are listed in ``<attachments>/.purge-pending`` for a later
+``postdesk purge`` to look at again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import event
 
-from postdesk.store.blobs.common import CHUNK, BlobBackend, BlobCorrupt, BlobMissing, BlobReader, check_sha256, chunks_of
+from postdesk.store.blobs.common import AFTER_COMMIT, CHUNK, BlobBackend, BlobCorrupt, BlobMissing, BlobReader, check_sha256, chunks_of
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
+log = logging.getLogger("postdesk.store")
+
+# A file touched this recently (seconds) is never removed: far longer than
+# any transaction lives (the store's busy_timeout is seconds).
+GRACE = 3600.0
+PENDING_FILE = ".purge-pending"
 FILE_MODE = 0o640  # the service user writes, its group (admins) may read
 DIR_MODE = 0o750
 
@@ -111,7 +129,11 @@ def write_blob(root: Path, data: bytes | bytearray | memoryview) -> tuple[str, s
     rel = relative_path(sha)
     final = Path(root) / rel
     if final.exists() and final.stat().st_size == len(data):
-        return sha, rel
+        try:
+            os.utime(final)  # in use again: see the module docstring
+            return sha, rel
+        except FileNotFoundError:
+            pass  # removed meanwhile: write it again
     _write_file(final, chunks_of(data), None)
     return sha, rel
 
@@ -159,6 +181,18 @@ class DirectoryBlobs(BlobBackend):
         if conn is None:
             return _unlink(path)
         here = path.exists()
+
+        def remove() -> None:
+            try:
+                _gone, recent = unlink_unused(self.root, {sha256}, lambda _sha: False)
+                remember(self.root, recent)
+            except OSError as e:
+                log.warning("blob %s: not removed: %s", sha256, e)
+
+        after = conn.info.get(AFTER_COMMIT)
+        if after is not None:
+            after.append(remove)  # Store._write: once committed
+            return here
         # After the caller's transaction decides: the file goes with a
         # commit, stays with a rollback (whichever comes first, once).
         state = {"done": False}
@@ -166,7 +200,7 @@ class DirectoryBlobs(BlobBackend):
         def on_commit(_conn) -> None:
             if not state["done"]:
                 state["done"] = True
-                _unlink(path)
+                remove()
 
         def on_rollback(_conn) -> None:
             state["done"] = True
@@ -194,3 +228,64 @@ def _unlink(path: Path) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def unlink_unused(root: Path, shas: Iterable[str], referenced: Callable[[str], bool], grace: float = GRACE) -> tuple[int, set[str]]:
+    """Remove the files of ``shas``, which no committed row referenced,
+    unless ``referenced`` says a row names one again, or a message touched
+    it within ``grace`` seconds.  Returns how many files went, and the
+    shas kept only for being recent (to try again later).  A missing file
+    is no error (removed before, or never written)."""
+    gone = 0
+    recent: set[str] = set()
+    for sha in sorted(set(shas)):
+        final = blob_path(root, sha)
+        aside = final.with_name(f".purge-{sha}")
+        try:
+            os.replace(final, aside)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            log.warning("blob %s: cannot remove it: %s", sha, e.strerror)
+            continue
+        try:
+            if referenced(sha):
+                os.replace(aside, final)  # a fresh copy written meanwhile has the same bytes
+                continue
+            if aside.stat().st_mtime > time.time() - grace:
+                os.replace(aside, final)
+                recent.add(sha)
+                continue
+            os.unlink(aside)
+            gone += 1
+        except BaseException:
+            if aside.exists():
+                os.replace(aside, final)
+            raise
+    return gone, recent
+
+
+def pending(root: Path) -> set[str]:
+    """The blobs a removal kept for being recent (``PENDING_FILE``)."""
+    try:
+        return {w for w in (Path(root) / PENDING_FILE).read_text().split() if len(w) == 64}
+    except FileNotFoundError:
+        return set()
+
+
+def save_pending(root: Path, shas: set[str]) -> None:
+    path = Path(root) / PENDING_FILE
+    if not shas:
+        path.unlink(missing_ok=True)
+        return
+    fd, tmp = tempfile.mkstemp(dir=root, prefix=".tmp-")
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(f"{sha}\n" for sha in sorted(shas)))
+    os.chmod(tmp, FILE_MODE)
+    os.replace(tmp, path)
+
+
+def remember(root: Path, shas: set[str]) -> None:
+    """Add ``shas`` to the pending list (a later purge looks again)."""
+    if shas and Path(root).is_dir():
+        save_pending(root, pending(root) | shas)
