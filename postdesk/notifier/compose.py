@@ -1,4 +1,9 @@
-"""Build the mails the notifier sends: acknowledgement, team alert, customer update.
+"""Build the mails the notifier sends: acknowledgement, team alert, customer
+update, pending reminder, bounce alert.
+
+Each goes out as the ticket's department (``Config.department``: its
+display name and ``reply_to`` in From and Reply-To, its name under the
+text); tickets of the default department as ``[organization]``.
 
 Input is a ``Job`` (plain data loaded by ``postdesk.store.outbox``); output is
 a ``Mail``: envelope plus the exact bytes to submit.
@@ -319,12 +324,17 @@ def _tag(config: Config, job: Job) -> str:
     return f"[{config.organization.tag}{job.ticket}]"
 
 
-def _who(person: Person | None, config: Config) -> str:
+def _signature(config: Config, job: Job) -> str:
+    """The name the mail is signed with: the ticket's department's."""
+    return clean(config.department(job.department).display_name) or clean(config.organization.name)
+
+
+def _who(person: Person | None, config: Config, job: Job) -> str:
     if person is None:
-        return config.organization.name
+        return _signature(config, job)
     if person.staff:
         # Customers see staff by name, not by address: replies go to the desk.
-        return clean(person.name) or config.organization.name
+        return clean(person.name) or _signature(config, job)
     return clean(person.label())
 
 
@@ -348,10 +358,58 @@ def ack_text(job: Job, config: Config) -> str:
             f"and keep {tag} in the subject.",
             "",
             "-- ",
-            clean(config.organization.name),
+            _signature(config, job),
             "",
         ]
     )
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = round(seconds / size)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    n = max(1, round(seconds))
+    return f"{n} second{'s' if n != 1 else ''}"
+
+
+def reminder_text(job: Job, config: Config) -> str:
+    """The one reminder of a ticket waiting for the customer's answer."""
+    hello = f"Hello {clean(job.recipient.name)}," if clean(job.recipient.name) else "Hello,"
+    tag = _tag(config, job)
+    left = float(config.lifecycle.pending_close) - float(config.lifecycle.pending_reminder)
+    lines = [
+        REPLY_MARKER,
+        "",
+        hello,
+        "",
+        f"we are waiting for your answer on ticket {tag}:",
+        f"  {clean(job.subject) or '(no subject)'}",
+        "",
+        f"To answer, reply to this mail and keep {tag} in the subject.",
+    ]
+    if float(config.lifecycle.pending_close) and left > 0:
+        lines.append(f"If we do not hear from you, the ticket will be closed in about {_duration(left)}.")
+    lines += ["", "-- ", _signature(config, job), ""]
+    return "\n".join(lines)
+
+
+def bounce_alert_text(job: Job, config: Config) -> str:
+    """To the owner (or the team): our mail on a ticket did not reach someone."""
+    tag = _tag(config, job)
+    lines = [REPLY_MARKER, "", f"Mail on ticket {tag} could not be delivered: {clean(job.subject) or '(no subject)'}", ""]
+    for entry in job.entries:
+        lines.append(f"Report received: {_when(entry.created_at)}")
+        lines += ["", entry.text.rstrip() or "(the report named no recipient)", ""]
+    lines += [
+        "The customer does not get our answers at this address. Find another way",
+        f"to reach them, or note it on {tag} (reply with [pvt] to keep it internal).",
+        "",
+        "-- ",
+        _signature(config, job),
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def alert_text(job: Job, config: Config) -> str:
@@ -388,13 +446,13 @@ def update_text(job: Job, config: Config) -> str:
             lines.append(f"{_when(entry.created_at)}: {entry.text.strip() or 'status changed to ' + job.status}")
             lines.append("")
             continue
-        lines.append(f"{_who(entry.author, config)} wrote on {_when(entry.created_at)}:")
+        lines.append(f"{_who(entry.author, config, job)} wrote on {_when(entry.created_at)}:")
         lines += ["", entry.text.rstrip() or "(no text)", ""]
         if entry.attachments:
             lines.append("Attached:")
             lines += _attachment_lines(entry)
             lines.append("")
-    lines += ["-- ", f"To answer, reply to this mail and keep {tag} in the subject.", clean(config.organization.name), ""]
+    lines += ["-- ", f"To answer, reply to this mail and keep {tag} in the subject.", _signature(config, job), ""]
     return "\n".join(lines)
 
 
@@ -490,7 +548,8 @@ def compose(
     """The mail for ``job``.  ``read_attachment(sha256)`` gives an update's
     attachments: a ``Source`` (streamed when the mail is written) or bytes."""
     org = config.organization
-    reply_to = org.reply_to
+    department = config.department(job.department)
+    reply_to = department.reply_to
     domain = reply_to.rpartition("@")[2]
     recipient = address(job.recipient.address)
 
@@ -500,6 +559,10 @@ def compose(
         text, auto = alert_text(job, config), "auto-generated"
     elif job.kind == "update":
         text, auto = update_text(job, config), "auto-generated"
+    elif job.kind == "reminder":
+        text, auto = reminder_text(job, config), "auto-generated"
+    elif job.kind == "bounce-alert":
+        text, auto = bounce_alert_text(job, config), "auto-generated"
     elif job.kind == "refusal":
         text, auto = refusal.text(job, config, clean), "auto-replied"
     else:
@@ -518,12 +581,15 @@ def compose(
     if job.kind == "refusal":
         subject = f"Not done: {subject}"
 
-    # A staff reply to an alert must reach a system address to become an action.
-    answer_to = reply_to if job.kind not in ("alert", "refusal") or config.is_system_address(reply_to) else org.system_addresses[0]
+    # A staff reply to an alert must reach a system address to become an
+    # action: the department's first address when its reply_to is not one.
+    staff_mail = job.kind in ("alert", "bounce-alert", "refusal")
+    answer_to = reply_to if not staff_mail or config.is_system_address(reply_to) else department.addresses[0]
+    name = department.display_name or org.name
 
     headers: list[tuple[str, str]] = [
-        ("From", mailbox(org.name, reply_to)),
-        ("Reply-To", mailbox(org.name, answer_to)),
+        ("From", mailbox(name, reply_to)),
+        ("Reply-To", mailbox(name, answer_to)),
         ("To", mailbox(job.recipient.name, recipient)),
         ("Subject", unstructured(subject, "Subject")),
         ("Date", format_datetime(now.replace(tzinfo=UTC))),
@@ -537,7 +603,8 @@ def compose(
         ("Auto-Submitted", auto),  # RFC 3834 section 5
         # Exchange/Outlook: no out-of-office or read receipts back to the desk.
         ("X-Auto-Response-Suppress", "All"),
-        (LOOP_HEADER, reply_to),
+        # The installation's marker, whatever the department (rule "loop").
+        (LOOP_HEADER, org.reply_to),
         (TICKET_HEADER, str(job.ticket)),
     ]
     headers.append(("MIME-Version", "1.0"))
