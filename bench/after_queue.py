@@ -189,4 +189,8 @@ def main() -> int:
 
 if __name__ == "__main__":
     os.umask(0o022)
+    # A SIGTERM (timeout, kill) must still stop the private Postfix, the
+    # sink and postdesk lmtp in main's finally: left running, the Postfix
+    # would retry its queued mail forever.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     sys.exit(main())

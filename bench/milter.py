@@ -14,6 +14,12 @@ Interleaved rounds (bare, milter, then milter, bare, ...) of:
       milter's own ``ms=`` (filter + store) from its log line;
   (e) the milter's RSS after warm-up and after --rss-messages support mails.
 
+With ``--departments`` it measures instead what ``[[departments]]`` cost at
+ingest: two milters on the same store, one configured with no departments,
+one with 10 departments of 3 addresses each (30 addresses, the support
+address in none of them, so every lookup scans them all), attached in turn
+in interleaved rounds of (b); the ratio is departments / none.
+
 The milter checks SPF/DKIM/DMARC against a DNS server on loopback
 (``postdesk.testing.dns``: SPF pass and a DMARC record for the senders'
 domain), never the machine's own resolver; ``--no-verify`` sets
@@ -26,6 +32,7 @@ runs so delivery never competes with the next run.  Needs root and Postfix.
 
     .venv/bin/python bench/milter.py                       # about 2-4 min on 2 cores
     .venv/bin/python bench/milter.py --messages 2000 --rss-messages 10000
+    .venv/bin/python bench/milter.py --departments --rounds 4   # about 1 min
 """
 
 from __future__ import annotations
@@ -184,6 +191,25 @@ class Bench:
         }
         cfg = self.dir / "postdesk.toml"
         cfg.write_text(toml_dumps(data))
+        if self.args.departments:
+            # The same desk with 10 departments, 30 addresses: its own socket and log.
+            self.dept_sock = self.sock.parent / "departments.sock"
+            self.dept_log_path = self.dir / "milter-departments.log"
+            depts = [
+                {
+                    "name": f"Dept{d}",
+                    "addresses": [f"dept{d}-{k}@example.com" for k in range(3)],
+                    "team": [f"dept{d}-team@example.com"],
+                    "reply_to": f"dept{d}-0@example.com",
+                }
+                for d in range(10)
+            ]
+            # Rounds reuse the senders: their new-ticket quota is not what is measured.
+            data["limits"] = {"new_tickets_per_sender": 0}
+            cfg.write_text(toml_dumps(data))
+            dept_data = dict(data, milter=dict(data["milter"], socket=f"unix:{self.dept_sock}"), departments=depts)
+            self.dept_cfg = self.dir / "postdesk-departments.toml"
+            self.dept_cfg.write_text(toml_dumps(dept_data))
         from postdesk import config as configmod
         from postdesk.store import Store
 
@@ -201,6 +227,15 @@ class Bench:
         wait_for(lambda: unix_socket_open(str(self.sock)) or self.milter.poll() is not None, 15, "the milter")
         if self.milter.poll() is not None:
             raise SystemExit(f"milter did not start:\n{self.milter_log.read_text()}")
+        if self.args.departments:
+            self.dept_log = open(self.dept_log_path, "ab")
+            self.dept_milter = subprocess.Popen(
+                [sys.executable, "-m", "postdesk.milter", "--config", str(self.dept_cfg)], stdout=self.dept_log, stderr=self.dept_log, env=env, cwd=ROOT
+            )
+            self.procs.append(self.dept_milter)
+            wait_for(lambda: unix_socket_open(str(self.dept_sock)) or self.dept_milter.poll() is not None, 15, "the departments milter")
+            if self.dept_milter.poll() is not None:
+                raise SystemExit(f"departments milter did not start:\n{self.dept_log_path.read_text()}")
         if self.args.with_minimal:
             self.minimal_sock = self.dir / "milter" / "minimal.sock"
             self.minimal = subprocess.Popen([sys.executable, str(ROOT / "bench" / "minimal_milter.py"), str(self.minimal_sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -261,14 +296,63 @@ class Bench:
     def drain(self) -> None:
         wait_for(self.pf.queue_empty, 300, "the Postfix queue to drain", interval=0.2)
 
-    def log_ms(self, start_offset: int) -> list[float]:
-        with open(self.milter_log, "rb") as f:
+    def log_ms(self, start_offset: int, path: Path | None = None) -> list[float]:
+        with open(path or self.milter_log, "rb") as f:
             f.seek(start_offset)
             text = f.read().decode(errors="replace")
         return [float(m.group(1)) for m in re.finditer(r"outcome=created\b.*?\bms=(\d+)", text)]
 
+    def run_departments(self) -> int:
+        """(b) with no departments against 10 departments / 30 addresses, interleaved."""
+        a = self.args
+        sides = {"none": (self.sock, self.milter_log, self.milter), "departments": (self.dept_sock, self.dept_log_path, self.dept_milter)}
+        results = {side: {"n": 0, "t": 0.0, "ms": [], "cpu": 0.0, "fail": 0, "rates": []} for side in sides}
+        # Warm-up (imports, first connections, caches), not counted.
+        for sock, _log, _proc in sides.values():
+            self.pf.set_milter(f"unix:{sock}")
+            send_unique(self.pf.port, max(20, a.messages // 10), a.sessions, 0)
+            self.drain()
+        for rnd in range(a.rounds):
+            order = list(sides) if rnd % 2 == 0 else list(sides)[::-1]
+            for side in order:
+                sock, log, proc = sides[side]
+                self.pf.set_milter(f"unix:{sock}")
+                offset = log.stat().st_size
+                cpu0 = cpu_seconds(proc.pid)
+                elapsed, _lat, fail = send_unique(self.pf.port, a.messages, a.sessions, 0)
+                r = results[side]
+                r["cpu"] += cpu_seconds(proc.pid) - cpu0
+                self.drain()
+                r["n"] += a.messages - fail
+                r["t"] += elapsed
+                r["fail"] += fail
+                r["ms"] += self.log_ms(offset, log)
+                r["rates"].append((a.messages - fail) / elapsed)
+                print(f"  round {rnd + 1} {side:11} {a.messages - fail:5d} msgs {elapsed:6.2f}s {(a.messages - fail) / elapsed:7.1f} msg/s", flush=True)
+        print()
+        print(
+            f"postdesk milter, departments: {a.rounds} interleaved rounds, {a.sessions} sessions, --messages {a.messages}, "
+            f"{'PostgreSQL' if a.pg else 'SQLite'} store; new 2 KB tickets to {SUPPORT}"
+        )
+        print(f"{'config':34} {'msg/s':>7} {'ms= p50':>8} {'p99':>5} {'CPU ms/msg':>11}")
+        for side, label in (("none", "no [[departments]]"), ("departments", "10 departments, 30 addresses")):
+            r = results[side]
+            print(f"{label:34} {r['n'] / r['t']:7.1f} {pct(r['ms'], 50):8.0f} {pct(r['ms'], 99):5.0f} {r['cpu'] / max(1, r['n']) * 1000:11.2f}")
+        # Each round's two runs are next to each other in time: their ratio
+        # cancels most of what the rest of the machine does meanwhile.
+        ratios = sorted(d / n for d, n in zip(results["departments"]["rates"], results["none"]["rates"]))
+        cpu = {side: r["cpu"] / max(1, r["n"]) for side, r in results.items()}
+        print(f"ratio departments / none: median of the rounds {ratios[len(ratios) // 2]:.2f} (rounds {', '.join(f'{x:.2f}' for x in ratios)});"
+              f" milter CPU per message {cpu['departments'] / cpu['none']:.2f}x")
+        failed = sum(r["fail"] for r in results.values())
+        if failed:
+            print(f"warning: {failed} messages failed")
+        return 0
+
     def run(self) -> int:
         a = self.args
+        if a.departments:
+            return self.run_departments()
         results: dict[tuple[str, str], dict] = {}
         cases = [("a", "pass-through (smtp-source)"), ("b", "new ticket, 2 KB"), ("c", f"new ticket + {a.attachment_kb} KB attachment")]
         sides = ["bare", "milter"] + (["minimal"] if a.with_minimal else [])
@@ -358,6 +442,7 @@ def main(argv=None) -> int:
     p.add_argument("--pg", metavar="URL", default="", help="use PostgreSQL (a fresh schema in this database), e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test")
     p.add_argument("--with-minimal", action="store_true", help="also run (a) through a do-nothing pymilter milter (bench/minimal_milter.py)")
     p.add_argument("--no-verify", action="store_true", help="[trust] verify = false: no SPF/DKIM/DMARC (default: checked against a loopback DNS server)")
+    p.add_argument("--departments", action="store_true", help="only (b): no departments against 10 departments / 30 addresses, in one run")
     p.add_argument("--log-level", default="INFO", help="the milter's [log] level; DEBUG adds its per-stage timing line (default INFO)")
     args = p.parse_args(argv)
     ok, why = available()

@@ -72,18 +72,18 @@ class Job:
 
     row_id: int
     token: int
-    kind: str  # ack | alert | update
+    kind: str  # ack | alert | update | reminder | bounce-alert
     ticket: int  # the ticket number
     subject: str
     status: str
     recipient: Person
     entries: tuple[Entry, ...]
+    department: str = ""  # the ticket's [[departments]] name: its From/Reply-To ("" = [organization])
     in_reply_to: str = ""  # Message-ID without <>, "" for none
     up_to_action_id: int = 0  # update: the newest action it accounts for
     since_action_id: int = 0  # update: the participant's mark it started from
     created_at: datetime | None = None  # when the row was queued (gives up after retry_max_age)
     new_ticket: bool = True  # alert: a new ticket, or a reply on one
-    department: str = ""  # the ticket's department ("" the default)
     language: str = ""  # the ticket's language ("" unknown)
 
 
@@ -164,7 +164,7 @@ class PastUpdate:
 class Claimed:
     """A claimed outbox row with what the policy needs to decide about it.
 
-    ack/alert: ``action`` is the action it is about.  update: ``participant``
+    ack/alert/bounce-alert: ``action`` is the action it is about.  update: ``participant``
     (None: not on the ticket), ``candidates`` (public message/status actions
     after the lowest mark this recipient ever had, oldest first), ``past``
     (settled updates), ``sent_in_window`` (send times of updates to this
@@ -181,14 +181,14 @@ class Claimed:
     visible: bool
     recipient: Person
     created_at: datetime
+    department: str = ""  # the ticket's [[departments]] name ("" = the default)
     action: ActionRow | None = None
     first_action_id: int = 0
     participant: ParticipantRow | None = None
     candidates: tuple[ActionRow, ...] = ()
     past: tuple[PastUpdate, ...] = ()
     sent_in_window: tuple[datetime, ...] = ()
-    department: str = ""
-    language: str = ""
+    language: str = ""  # the ticket's language ("" unknown)
 
 
 @dataclass(frozen=True)

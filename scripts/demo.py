@@ -12,8 +12,11 @@ runs; its log is copied to ``demo-run/postfix.log``).  Then it plays a
 conversation (a customer writes; staff reply twice quickly, once with an
 attachment; a private note; the customer answers; staff close the ticket;
 a duplicate ticket merged by ``[merge #N]``; a customer's mail forwarded by
-staff with ``[fwd]``),
-prints what each party received, the ticket, and the log lines, and stops
+staff with ``[fwd]``; a second department: a customer writes to billing@,
+gets Billing's acknowledgement, Billing's team is alerted, a staff reply
+takes the ticket, staff set it pending, and with the demo's short timers the
+customer gets one reminder and the ticket is closed automatically), prints
+what each party received, the tickets, and the log lines, and stops
 everything it started.  It never touches the system Postfix or port 25.
 
 A DNS server on loopback publishes SPF and DMARC for the customer's domain
@@ -62,6 +65,11 @@ CAROL = "carol@customer.example"  # wrote to Bob directly (the forward scene)
 TEAM = "team@example.com"
 SUPPORT = "support@example.com"
 QUIET = 5  # seconds; 120 in production
+BILLING = "billing@example.com"  # the second department's address
+BILLING_TEAM = "billing-team@example.com"
+BILLING_CUSTOMER = "dan@customer.example"
+ERIN = "erin@example.com"  # Billing staff
+REMIND, CLOSE = 12, 24  # seconds after the last public staff reply; days in production
 
 
 class DemoError(Exception):
@@ -147,6 +155,16 @@ class Demo:
                     "store": {"url": f"sqlite:///{RUN}/postdesk.db", "attachments": str(RUN / "attachments")},
                     "milter": {"socket": f"unix:{self.socket}", "socket_mode": "0666"},
                     "notifier": {"smtp": f"127.0.0.1:{port}", "quiet_period": QUIET, "tick": 1},
+                    "lifecycle": {"pending_reminder": REMIND, "pending_close": CLOSE},
+                    "departments": [
+                        {
+                            "name": "Billing",
+                            "display_name": "Example Inc Billing",
+                            "addresses": [BILLING],
+                            "team": [BILLING_TEAM],
+                            "reply_to": BILLING,
+                        }
+                    ],
                     # Nothing is trusted by default: staff send from loopback here.
                     "trust": {"trusted_networks": ["127.0.0.0/8"]},
                     "dns": {"nameservers": [self.dns.address], "timeout": 2},
@@ -247,7 +265,9 @@ class Demo:
         answer["References"] = update["Message-ID"]
         answer.set_content("Thanks, it works again!\n\n> We are on it\n")
         self.send(answer)
-        self.wait_mails(TEAM, 2, "the team alert for the customer's answer")
+        # Bob's first public reply took the ticket: its alerts now go to him, the owner.
+        self.wait_mails(STAFF, 1, "the owner's alert for the customer's answer")
+        print(f"   the alert went to the ticket's owner {STAFF} (his first reply took the ticket), not to the team")
 
         step("5. Staff close the ticket ([closed])")
         close = EmailMessage()
@@ -266,7 +286,70 @@ class Demo:
         self.scene_merge()
         self.scene_forward()
         wait_for(self.settled, QUIET * 3 + 30, "the outbox and Postfix's queue to empty")
+        billing = self.scene_billing_department()
+        self.scene_pending_reminder_and_close(billing)
+        wait_for(self.settled, QUIET * 3 + 30, "the outbox and Postfix's queue to empty")
         self.report(number)
+        self.report_ticket(billing)
+
+    # -- a second department; a pending ticket reminded and closed ------------------
+
+    def scene_billing_department(self) -> str:
+        """A customer writes to billing@: Billing's ticket, acknowledged as
+        Billing, alerting Billing's team; a staff reply takes it."""
+        step("8. A second department: a customer writes to billing@")
+        first = EmailMessage()
+        first["From"] = f"Dan Customer <{BILLING_CUSTOMER}>"
+        first["To"] = BILLING
+        first["Subject"] = "Invoice 2026-114 charged twice"
+        first.set_content("Hello,\n\nmy card was charged twice for invoice 2026-114.\n\nDan\n")
+        self.send(first)
+        ack = self.wait_mails(BILLING_CUSTOMER, 1, "Billing's acknowledgement")[0].message
+        number = str(ack["Subject"]).split("[#", 1)[1].split("]", 1)[0]
+        alert = self.wait_mails(BILLING_TEAM, 1, "Billing's team alert")[0].message
+        print(f"   the customer got {str(ack['Subject'])!r} from {ack['From']}")
+        print(f"   Billing's team got {str(alert['Subject'])!r} (the support team got nothing)")
+        listed = json.loads(self.postdesk("ticket", "list", "--department", "Billing", "--json"))
+        print(f"   ticket list --department Billing: {[t['number'] for t in listed]}")
+
+        step("9. Billing staff answer with [pending]: the first public staff reply takes the ticket, and it waits for the customer")
+        reply = EmailMessage()
+        reply["From"] = f"Erin Billing <{ERIN}>"
+        reply["To"] = BILLING
+        reply["Subject"] = f"Re: [#{number}] Invoice 2026-114 charged twice [pending]"
+        reply["In-Reply-To"] = alert["Message-ID"]
+        reply.set_content("We refunded the second charge. Can you see it on your statement?\n\nErin\n")
+        self.send(reply)
+        shown = wait_for(lambda: (t := json.loads(self.postdesk("ticket", "show", number, "--json")))["owner"] and t, 30, "the owner")
+        print(f"   #{number}: owner {shown['owner']}, status {shown['status']}")
+        return number
+
+    def scene_pending_reminder_and_close(self, number: str) -> None:
+        """The ticket waits for the customer: one reminder after REMIND
+        seconds, closed after CLOSE seconds, both from the staff reply."""
+        step(f"10. No answer: {REMIND} s after the staff reply one reminder, after {CLOSE} s the ticket is closed")
+        reminder = wait_for(
+            lambda: [m for m in self.mails_to(BILLING_CUSTOMER) if "waiting for your answer" in self._text(m)], CLOSE + 30, "the reminder"
+        )[0]
+        print(f"   the customer got ONE reminder: {str(reminder.message['Subject'])!r}")
+        closed = wait_for(
+            lambda: [m for m in self.mails_to(BILLING_CUSTOMER) if "Closed automatically" in self._text(m)],
+            CLOSE + QUIET + 30,
+            "the closing update",
+        )[0]
+        status = json.loads(self.postdesk("ticket", "show", number, "--json"))["status"]
+        print(f"   no answer: #{number} is {status}; the customer was told: {str(closed.message['Subject'])!r}")
+        reminders = [m for m in self.mails_to(BILLING_CUSTOMER) if "waiting for your answer" in self._text(m)]
+        print(f"   reminders sent in all: {len(reminders)}")
+
+    @staticmethod
+    def _text(m) -> str:
+        body = m.message.get_body(("plain",))
+        return body.get_content() if body else ""
+
+    def report_ticket(self, number: str) -> None:
+        step(f"Ticket {number} (Billing)")
+        print(self.postdesk("ticket", "show", number))
 
     # -- more scenes: each its own function ------------------------------------------
 
@@ -329,7 +412,7 @@ class Demo:
 
     def settled(self) -> bool:
         jobs = json.loads(self.postdesk("outbox", "list", "--json"))
-        return all(j["state"] in ("sent", "failed") for j in jobs) and self.postfix.queue_empty()
+        return all(j["state"] in ("sent", "failed", "suppressed") for j in jobs) and self.postfix.queue_empty()
 
     def report(self, number: str) -> None:
         step("What each party received")
@@ -337,7 +420,7 @@ class Demo:
         # business); what counts is that the desk sent the forger nothing.
         from_desk = [m for m in self.mails_to(FORGER) if SUPPORT in str(m.message["From"])]
         print(f"-- {FORGER} (the forger): {len(from_desk)} mail(s) from the desk")
-        for who in (CUSTOMER, DAVE, CAROL, TEAM, SUPPORT):
+        for who in (CUSTOMER, DAVE, CAROL, TEAM, STAFF, SUPPORT, BILLING_CUSTOMER, BILLING_TEAM):
             print(f"-- {who}:")
             for m in self.mails_to(who):
                 msg = m.message

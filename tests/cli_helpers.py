@@ -28,7 +28,10 @@ def write_config(path: Path, store_url: str, attachments: Path, **sections: dict
     data: dict[str, dict[str, Any]] = {k: dict(v) for k, v in BASE_CONFIG.items()}
     data["store"] = {"url": store_url, "attachments": str(attachments)}
     for section, values in sections.items():
-        data.setdefault(section, {}).update(values)
+        if isinstance(values, list):  # [[departments]]
+            data[section] = values  # type: ignore[assignment]
+        else:
+            data.setdefault(section, {}).update(values)
     path.write_text(toml_dumps(data), encoding="utf-8")
     return path
 

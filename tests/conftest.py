@@ -62,7 +62,10 @@ BASE_CONFIG = {
 def _merge(base: dict, extra: dict) -> dict:
     out = copy.deepcopy(base)
     for section, values in extra.items():
-        out.setdefault(section, {}).update(values)
+        if isinstance(values, list):  # an array of tables: [[departments]]
+            out[section] = copy.deepcopy(values)
+        else:
+            out.setdefault(section, {}).update(values)
     return out
 
 

@@ -220,7 +220,7 @@ def test_ticket_list_table_and_json(shared_desk):
     p = desk.cli("ticket", "list")
     assert p.returncode == 0, err(p)
     lines = out(p).splitlines()
-    assert lines[0].split() == ["number", "status", "visible", "requester", "created", "subject"]
+    assert lines[0].split() == ["number", "status", "visible", "owner", "requester", "created", "subject"]
     assert any(line.startswith("#1000 ") and "Printer on fire" in line and "alice@customer.example" in line for line in lines)
     assert any(line.startswith("#1001 ") and "Password reset" in line for line in lines)
     # Aligned: the subject column starts at the same offset on every row.
@@ -446,6 +446,50 @@ def test_json_is_parseable_by_scripts(shared_desk):
     p = shared_desk.cli("ticket", "show", "1000", "--json")
     data = json.loads(p.stdout)
     assert json.loads(json.dumps(data)) == data
+
+
+# --- departments and owners ----------------------------------------------------------------
+
+BILLING = [{"name": "Billing", "addresses": ["billing@example.com"], "team": ["billing-team@example.com"], "reply_to": "billing@example.com"}]
+
+
+def test_ticket_list_by_department_and_json_department(tmp_path):
+    desk = make_desk(tmp_path / "desk", f"sqlite:///{tmp_path}/desk/postdesk.db", departments=BILLING)
+    assert desk.record(make_mail(subject="Invoice wrong", to="billing@example.com"), recipients=("billing@example.com",)).ticket == 1000
+    # To both: one ticket, and the configured department wins over the default.
+    both = make_mail(subject="Both", to="support@example.com, billing@example.com")
+    assert desk.record(both, recipients=("support@example.com", "billing@example.com")).ticket == 1001
+    assert desk.record(make_mail(subject="Printer")).ticket == 1002
+    by_number = {t["number"]: t for t in desk.json("ticket", "list")}
+    assert [by_number[n]["department"] for n in (1000, 1001, 1002)] == ["Billing", "Billing", None]
+    assert [t["number"] for t in desk.json("ticket", "list", "--department", "billing")] == [1000, 1001]
+    p = desk.cli("ticket", "list")
+    assert out(p).splitlines()[0].split()[3] == "department" and "(default)" in out(p)
+    p = desk.cli("ticket", "list", "--department", "Sales")
+    assert p.returncode == 64 and "no department 'Sales' (known: Billing)" in err(p)
+    assert "department: Billing" in out(desk.cli("ticket", "show", "1000"))
+
+
+def test_ticket_assign(busy_desk):
+    desk = busy_desk
+    assert desk.json("ticket", "show", "1000")["owner"] is None
+    p = desk.cli("ticket", "assign", "1000", "Bob@Example.com")
+    assert p.returncode == 0 and "owner now bob@example.com" in out(p), err(p)
+    assert desk.json("ticket", "show", "1000")["owner"] == "bob@example.com"
+    assert "owner:      bob@example.com" in out(desk.cli("ticket", "show", "1000"))
+    assert "already owned by bob@example.com" in out(desk.cli("ticket", "assign", "1000", "bob@example.com"))
+    # Only staff: nothing changes, exit 65 with the reason.
+    p = desk.cli("ticket", "assign", "1000", "mallory@customer.example")
+    assert p.returncode == 65 and "mallory@customer.example is not staff" in err(p)
+    p = desk.cli("ticket", "assign", "1000", "not an address")
+    assert p.returncode == 65 and "is not an address" in err(p)
+    p = desk.cli("ticket", "assign", "1000", "support@example.com")
+    assert p.returncode == 65 and "own addresses" in err(p)
+    assert desk.json("ticket", "show", "1000")["owner"] == "bob@example.com"
+    assert desk.cli("ticket", "assign", "1000", "none").returncode == 0
+    assert desk.json("ticket", "show", "1000")["owner"] is None
+    p = desk.cli("ticket", "assign", "9999", "none")
+    assert p.returncode == 66 and "no ticket #9999" in err(p)
 
 
 def test_ticket_merge_and_show(busy_desk):

@@ -8,9 +8,9 @@ from postdesk.cli import render
 from postdesk.cli.common import open_store
 from postdesk.cli.errors import CommandError
 from postdesk.clock import utcnow as now  # read here, at the edge, and passed in
-from postdesk.outcomes import EX_DATAERR, EX_OK
+from postdesk.outcomes import EX_DATAERR, EX_OK, EX_USAGE
 
-TICKET_LIST_COLUMNS = ("number", "status", "visible", "requester", "created", "subject")
+TICKET_LIST_COLUMNS = ("number", "status", "visible", "owner", "requester", "created", "subject")
 
 
 def ticket_or_fail(store, number: int) -> dict:
@@ -20,34 +20,54 @@ def ticket_or_fail(store, number: int) -> dict:
     return ticket
 
 
+def department_name(config, name: str | None) -> str | None:
+    """``--department NAME``: a configured [[departments]] name (any case),
+    as stored on tickets; an unknown one is a usage error naming the known."""
+    if name is None:
+        return None
+    for d in config.departments:
+        if d.name.lower() == name.strip().lower():
+            return d.name
+    known = ", ".join(d.name for d in config.departments) or "none configured"
+    raise CommandError(f"no department {name!r} (known: {known})", EX_USAGE)
+
+
 def cmd_list(args, config) -> int:
+    department = department_name(config, getattr(args, "department", None))
     limit = args.limit or None  # 0: everything, as before paging
     # One more than the page: whether there is a next page, without counting.
-    tickets = open_store(config).list_tickets(args.status, after=args.after, limit=None if limit is None else limit + 1)
+    tickets = open_store(config).list_tickets(args.status, department, after=args.after, limit=None if limit is None else limit + 1)
     if limit is not None and len(tickets) > limit:
         tickets = tickets[:limit]
-        more = ["postdesk", "ticket", "list"] + (["--status", args.status] if args.status else []) + (["--json"] if args.json else [])
-        more += ([f"--limit={limit}"] if limit != 50 else []) + [f"--after={tickets[-1]['number']}"]
+        more = ["postdesk", "ticket", "list"] + (["--status", args.status] if args.status else []) + (["--department", department] if department else [])
+        more += (["--json"] if args.json else []) + ([f"--limit={limit}"] if limit != 50 else []) + [f"--after={tickets[-1]['number']}"]
         # stderr: stdout stays the page alone (a JSON list, a table).
         print(f"more tickets: {' '.join(more)}", file=sys.stderr)
     if args.json:
         render.print_json([{k: v for k, v in t.items() if k != "actions"} for t in tickets])
         return EX_OK
     if not tickets:
-        print("no tickets" if not args.status else f"no {args.status} tickets")
+        what = " ".join(w for w in (args.status, f"{department}" if department else None) if w)
+        print(f"no {what} tickets" if what else "no tickets")
         return EX_OK
-    rows = [
-        (
+    columns: tuple[str, ...] = TICKET_LIST_COLUMNS
+    if config.departments:
+        columns = columns[:3] + ("department",) + columns[3:]
+    rows = []
+    for t in tickets:
+        row = [
             f"{config.organization.tag}{t.get('number')}",
             t.get("status"),
             "customers" if t.get("visible_to_customers") else "internal",
+            t.get("owner"),
             t.get("requester"),
             t.get("created_at"),
             t.get("subject"),
-        )
-        for t in tickets
-    ]
-    print(render.table(TICKET_LIST_COLUMNS, rows))
+        ]
+        if config.departments:
+            row.insert(3, t.get("department") or "(default)")
+        rows.append(row)
+    print(render.table(columns, rows))
     return EX_OK
 
 

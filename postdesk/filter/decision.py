@@ -93,6 +93,10 @@ class Decision:
     requester_name: str = ""
     note: str = ""  # [fwd]: the staff member's own text, a private action beside the customer's
     refused: tuple[str, ...] = ()  # commands not honoured, each "COMMAND: why", for the private reply to staff
+    # A permanent delivery failure of our mail (rule "bounce", RFC 3464): per
+    # failed recipient (Final-Recipient, Status, Diagnostic-Code); the owner
+    # or the team get one alert about it.
+    bounce: tuple[tuple[str, str, str], ...] = ()
     language: str = ""  # a new ticket's language (rule "language"), "" unknown
 
 

@@ -132,7 +132,8 @@ class Draft:
     html: str = ""
     attachments: tuple[Attachment, ...] = ()
     department: str = ""  # set by rule "recipients": the department the mail was sent to
-    # The lifecycle (rules "commands", "reopen", "forwarded"; Decision has the meaning).
+    bounce: tuple[tuple[str, str, str], ...] = ()  # rule "bounce": permanently failed recipients of our mail
+    # The lifecycle (rules "commands", "reopen", "forwarded", "take"; Decision has the meaning).
     status: str = ""
     owner: str | None = None
     merge_into: int | None = None
@@ -222,6 +223,7 @@ class Draft:
             cc=self.cc,
             flags=frozenset(self.flags),
             department=self.department,
+            bounce=self.bounce,
             status=self.status,
             owner=self.owner,
             merge_into=self.merge_into,

@@ -1,4 +1,9 @@
-"""Build the mails the notifier sends: acknowledgement, team alert, customer update.
+"""Build the mails the notifier sends: acknowledgement, team alert, customer
+update, pending reminder, bounce alert.
+
+Each goes out as the ticket's department (``Config.department``: its
+display name and ``reply_to`` in From and Reply-To, its name under the
+text); tickets of the default department as ``[organization]``.
 
 Input is a ``Job`` (plain data loaded by ``postdesk.store.outbox``); output is
 a ``Mail``: envelope plus the exact bytes to submit.
@@ -401,6 +406,14 @@ def ack_text(job: Job, config: Config) -> str:
     return render(job, config).text
 
 
+def reminder_text(job: Job, config: Config) -> str:
+    return render(job, config).text
+
+
+def bounce_alert_text(job: Job, config: Config) -> str:
+    return render(job, config).text
+
+
 def alert_text(job: Job, config: Config) -> str:
     return render(job, config).text
 
@@ -572,7 +585,8 @@ def compose(
     """The mail for ``job``.  ``read_attachment(sha256)`` gives an update's
     attachments: a ``Source`` (streamed when the mail is written) or bytes."""
     org = config.organization
-    reply_to = org.reply_to
+    department = config.department(job.department)
+    reply_to = department.reply_to
     domain = reply_to.rpartition("@")[2]
     recipient = address(job.recipient.address)
 
@@ -600,12 +614,15 @@ def compose(
         # Replies find their ticket by the tag (docs/filter.md): a template cannot drop it.
         subject = f"{_tag(config, job)} {subject}".rstrip()
 
-    # A staff reply to an alert must reach a system address to become an action.
-    answer_to = reply_to if job.kind not in ("alert", "refusal", "bounce-alert") or config.is_system_address(reply_to) else org.system_addresses[0]
+    # A staff reply to an alert must reach a system address to become an
+    # action: the department's first address when its reply_to is not one.
+    staff_mail = job.kind in ("alert", "bounce-alert", "refusal")
+    answer_to = reply_to if not staff_mail or config.is_system_address(reply_to) else department.addresses[0]
+    name = department.display_name or org.name
 
     headers: list[tuple[str, str]] = [
-        ("From", mailbox(org.name, reply_to)),
-        ("Reply-To", mailbox(org.name, answer_to)),
+        ("From", mailbox(name, reply_to)),
+        ("Reply-To", mailbox(name, answer_to)),
         ("To", mailbox(job.recipient.name, recipient)),
         ("Subject", unstructured(subject, "Subject")),
         ("Date", format_datetime(now.replace(tzinfo=UTC))),
@@ -619,7 +636,8 @@ def compose(
         ("Auto-Submitted", auto),  # RFC 3834 section 5
         # Exchange/Outlook: no out-of-office or read receipts back to the desk.
         ("X-Auto-Response-Suppress", "All"),
-        (LOOP_HEADER, reply_to),
+        # The installation's marker, whatever the department (rule "loop").
+        (LOOP_HEADER, org.reply_to),
         (TICKET_HEADER, str(job.ticket)),
     ]
     headers.append(("MIME-Version", "1.0"))

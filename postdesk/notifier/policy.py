@@ -20,6 +20,10 @@ issued" to automatic mail, and never to the null sender):
 - at most ``ack_global_limit`` to all senders together per ``ack_window``,
   so a burst of forged senders cannot make us a backscatter source.
 
+Team alerts (and bounce alerts) go to whoever the store queued them for
+(the ticket's department's team, or its owner); never to a system address.
+A pending ticket's reminder goes only while the ticket is still pending.
+
 Customer updates ("what an update holds"):
 
 - only for tickets visible to customers, only to customers on the ticket;
@@ -113,10 +117,12 @@ def decide(batch: Sequence[Claimed | None], acks: AckHistory, config: Config, no
             out.append(None)
         elif c.kind == "ack":
             out.append(ack(c, counter, config))
-        elif c.kind == "alert":
+        elif c.kind in ("alert", "bounce-alert"):
             out.append(alert(c, config))
         elif c.kind == "update":
             out.append(update(c, config, now))
+        elif c.kind == "reminder":
+            out.append(reminder(c, config))
         elif c.kind == "refusal":
             out.append(refusal.decide(c, config))
         else:
@@ -190,6 +196,23 @@ def alert(c: Claimed, config: Config) -> Decision:
         up_to_action_id=c.action.id,
         new_ticket=(c.action.id == c.first_action_id),
     )
+
+
+# --- pending reminders --------------------------------------------------------
+
+
+def reminder(c: Claimed, config: Config) -> Decision:
+    """The one reminder of a pending ticket (``postdesk.store.lifecycle``
+    queued it): only while the ticket still waits for the customer, and
+    only for a ticket visible to customers."""
+    to = c.recipient.address
+    if c.status != "pending":
+        return _skip(c, f"ticket no longer pending ({c.status})")
+    if not c.visible:
+        return _skip(c, "ticket not visible to customers")
+    if not to or config.is_own_address(to) or to.partition("@")[0] in SYSTEM_LOCALS:
+        return _skip(c, "own address")
+    return _job(c, [])
 
 
 # --- customer updates ---------------------------------------------------------
@@ -279,11 +302,11 @@ def _job(c: Claimed, entries: list[Entry], *, in_reply_to: str = "", **kw) -> Jo
         recipient=c.recipient,
         entries=tuple(entries),
         created_at=c.created_at,
-        in_reply_to=in_reply_to or "",
         department=c.department,
+        in_reply_to=in_reply_to or "",
         language=c.language,
         **kw,
     )
 
 
-__all__ = ["NO_ACK_FLAGS", "ack", "alert", "customers", "decide", "entry", "is_customer", "late", "sender_key", "update"]
+__all__ = ["NO_ACK_FLAGS", "ack", "alert", "customers", "decide", "entry", "is_customer", "late", "reminder", "sender_key", "update"]

@@ -1,6 +1,8 @@
 """The notifier worker: one pass sends what is due; ``run`` ticks passes with ``schedule``.
 
-A pass claims due outbox rows in batches (``postdesk.store.outbox``: one
+A pass first closes the pending tickets that waited too long for the
+customer and queues the one reminder of those due one
+(``postdesk.store.lifecycle``); then it claims due outbox rows in batches (``postdesk.store.outbox``: one
 transaction to claim, one to load, one to record a batch), lets the policy
 (``postdesk.notifier.policy``) decide about each row, composes each mail, submits it over the pass's one SMTP connection, and logs one line per
 mail with the Postfix queue id first, as Postfix logs its own:
@@ -34,7 +36,7 @@ from postdesk.notifier.compose import ComposeError, StreamError, compose
 from postdesk.notifier.smtp import SubmitError, Submitter
 from postdesk.outbox_rows import Defer, Done, Job, Skip
 from postdesk.outcomes import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_TEMPFAIL
-from postdesk.store import StoreUnavailable, outbox
+from postdesk.store import StoreUnavailable, lifecycle, outbox
 from postdesk.store.blobs import Blob, BlobError
 
 log = logging.getLogger("postdesk.notifier")
@@ -50,6 +52,8 @@ class PassStats:
     failed: int = 0
     suppressed: int = 0
     lost: int = 0  # our lease ran out and another worker took the row
+    reminded: int = 0  # pending tickets whose one reminder was queued (postdesk.store.lifecycle)
+    closed: int = 0  # pending tickets closed for want of an answer
 
     @property
     def handled(self) -> int:
@@ -103,6 +107,10 @@ class Worker:
             self._record(self._unrecorded, stats)
         if self._secret is None:
             self._secret = self.store.secret()
+        # Pending tickets first: the reminders and status mails they queue
+        # go out in this same pass.
+        due = lifecycle.run(self.store, self.config, self.clock())
+        stats.reminded, stats.closed = due.reminded, due.closed
         with self._submitter_factory() as submitter:
             while not self.stopping:
                 claims = outbox.claim(self.store, self.clock(), self.config.notifier.lease, self.batch)

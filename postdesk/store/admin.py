@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import selectinload
 
-from postdesk.store.apply import change_status
+from postdesk.store.apply import change_status, set_owner
 from postdesk.store.blobs import Blob, BlobMissing
 from postdesk.store.merge import merge
-from postdesk.store.models import Action, Attachment, Outbox, Ticket
+from postdesk.store.models import Action, Attachment, Outbox, Person, Ticket
 from postdesk.store.updates import queue_updates
 
 if TYPE_CHECKING:
@@ -34,13 +34,15 @@ STATUSES = ("open", "pending", "closed")
 _FOLLOW_UP = re.compile(r"(\d{1,10})\]")
 
 
-def ticket_page(status: str | None) -> Select:
+def ticket_page(status: str | None, department: str | None = None) -> Select:
     """Tickets numbered above ``:after``, ``:limit`` of them, in number
     order: a page reads only its rows through the unique index on number,
     however many tickets the store holds (``postdesk ticket list``)."""
     q = select(Ticket).where(Ticket.number > bindparam("after")).order_by(Ticket.number).limit(bindparam("limit"))
     if status is not None:
         q = q.where(Ticket.status == status)
+    if department is not None:
+        q = q.where(Ticket.department == department)
     return q
 
 
@@ -55,12 +57,15 @@ def ticket_dict(t: Ticket) -> dict[str, Any]:
         "status": t.status,
         "visible_to_customers": bool(t.visible_to_customers),
         "requester": t.requester.address,
+        # The [[departments]] name; null for the default ([organization]).
+        "department": t.department or None,
+        "owner": t.owner.address if t.owner is not None else None,
         "created_at": _iso(t.created_at),
         "updated_at": _iso(t.updated_at),
-        "department": t.department or "",
-        "owner": t.owner.address if t.owner is not None else None,
         "merged_into": t.merged_into,
         "closed_at": _iso(t.closed_at),
+        "last_public_staff_at": _iso(t.last_public_staff_at),
+        "reminded_at": _iso(t.reminded_at),
         "language": t.language or "",
     }
 
@@ -143,9 +148,12 @@ class AdminMixin:
 
         def blob(self, sha256: str) -> Blob: ...
 
-    def list_tickets(self, status: str | None = None, *, after: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    def list_tickets(
+        self, status: str | None = None, department: str | None = None, *, after: int | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
         """Tickets in number order: those numbered above ``after``, at most
-        ``limit`` of them (None: all)."""
+        ``limit`` of them (None: all); optionally of one status and one
+        department (its stored name; "" for the default department)."""
         if status is not None and status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         if limit is not None and limit < 0:
@@ -155,11 +163,13 @@ class AdminMixin:
                 q = select(Ticket).order_by(Ticket.number)
                 if status is not None:
                     q = q.where(Ticket.status == status)
+                if department is not None:
+                    q = q.where(Ticket.department == department)
                 if after is not None:
                     q = q.where(Ticket.number > after)
                 rows = s.scalars(q.options(selectinload(Ticket.requester), selectinload(Ticket.owner)))
             else:
-                q = ticket_page(status).options(selectinload(Ticket.requester), selectinload(Ticket.owner))
+                q = ticket_page(status, department).options(selectinload(Ticket.requester), selectinload(Ticket.owner))
                 rows = s.scalars(q, {"after": after if after is not None else -(2**31), "limit": limit})
             return [ticket_dict(t) for t in rows]
 
@@ -203,6 +213,28 @@ class AdminMixin:
             if config.organization.status_change_emails:
                 queue_updates(s.connection(), t.id, bool(t.visible_to_customers), now, config)
             return True
+
+    def assign(self, number: int, address: str | None, config: Config, now: datetime) -> bool:
+        """Make staff member ``address`` the owner of ticket ``number`` (None:
+        nobody); False when it already was.  ``address`` must be staff
+        (``[organization] staff``); the caller checks it, this stores it."""
+        with self.session() as s:
+            t = self._ticket(s, number)
+            owner_id = None
+            if address is not None:
+                address = address.strip().lower()
+                person = s.scalar(select(Person).where(Person.address == address))
+                if person is None:
+                    person = Person(address=address, name="", staff=True)
+                    s.add(person)
+                    s.flush()
+                elif not person.staff:
+                    person.staff = True
+                owner_id = person.id
+            changed = set_owner(s.connection(), t.id, owner_id)
+            if changed:
+                t.updated_at = now
+            return changed
 
     def merge_tickets(self, source: int, into: int, config: Config, now: datetime) -> int:
         """``postdesk ticket merge M N`` (postdesk.store.merge); returns the

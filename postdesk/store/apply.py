@@ -66,7 +66,14 @@ _TICKET_NUMBER_OF_KEY = (
 _TICKET_NUMBER_OF_KEY_DIGEST = _TICKET_NUMBER_OF_KEY.where(_KEYS.c.digest == bindparam("digest"))
 # Lock the ticket row (PostgreSQL; SQLite holds the database write lock).
 _LOCK_TICKET = (
-    select(_TICKETS.c.id, _TICKETS.c.number, _TICKETS.c.status, _TICKETS.c.visible_to_customers)
+    select(
+        _TICKETS.c.id,
+        _TICKETS.c.number,
+        _TICKETS.c.status,
+        _TICKETS.c.visible_to_customers,
+        _TICKETS.c.department,
+        _TICKETS.c.owner_id,
+    )
     .where(_TICKETS.c.number == bindparam("number"))
     .with_for_update()
 )
@@ -84,11 +91,17 @@ _SET_STATUS = (
         reminded_at=None,
     )
 )
+_PENDING_SINCE = (
+    _TICKETS.update()
+    .where(_TICKETS.c.id == bindparam("t_id"), _TICKETS.c.last_public_staff_at.is_(None))
+    .values(last_public_staff_at=bindparam("t_at"))
+)
 _SET_OWNER = _TICKETS.update().where(_TICKETS.c.id == bindparam("t_id")).values(owner_id=bindparam("t_owner"))
 _OWNER_OF = select(_TICKETS.c.owner_id).where(_TICKETS.c.id == bindparam("t_id"))
 _PUBLIC_STAFF_ACTED = (
     _TICKETS.update().where(_TICKETS.c.id == bindparam("t_id")).values(last_public_staff_at=bindparam("t_at"))
 )
+_ADDRESS_OF = select(_PEOPLE.c.address).where(_PEOPLE.c.id == bindparam("p_id"))
 _PERSON = select(_PEOPLE.c.id, _PEOPLE.c.name, _PEOPLE.c.staff).where(_PEOPLE.c.address == bindparam("address"))
 _INSERT_PERSON = _PEOPLE.insert().returning(_PEOPLE.c.id)
 _UPDATE_PERSON = (
@@ -190,6 +203,9 @@ def change_status(conn: Connection, ticket_id: int, old: str, new: str, author_i
     # closed_at only while closed: a reopened ticket is not "closed long ago".
     closed_at = now if new == "closed" else None
     conn.execute(_SET_STATUS, {"t_id": ticket_id, "t_status": new, "t_updated": now, "t_closed_at": closed_at})
+    if new == "pending":
+        # A ticket set pending before any public staff reply is timed from now.
+        conn.execute(_PENDING_SINCE, {"t_id": ticket_id, "t_at": now})
     return action_id
 
 
@@ -201,6 +217,56 @@ def set_owner(conn: Connection, ticket_id: int, owner_id: int | None) -> bool:
         return False
     conn.execute(_SET_OWNER, {"t_id": ticket_id, "t_owner": owner_id})
     return True
+
+
+def bounce_text(failed: tuple[tuple[str, str, str], ...]) -> str:
+    """What a bounce says, for people: one paragraph per failed recipient."""
+    out = []
+    for recipient, status, diagnostic in failed:
+        out.append(_bounce_line(recipient))
+        out.append(f"  Status: {status or '(none given)'}")
+        out.append(f"  Reason: {diagnostic or '(none given)'}")
+    return "\n".join(out)
+
+
+def _bounce_line(recipient: str) -> str:
+    return f"Our mail to {recipient or '(unknown recipient)'} could not be delivered."
+
+
+def _bounces_known(conn: Connection, ticket_id: int, action_id: int, failed: tuple[tuple[str, str, str], ...]) -> bool:
+    """Every address of this report was reported on this ticket before: its
+    owner or team were alerted then, and each further update to a dead
+    address would otherwise alert them again."""
+    for recipient, _status, _diagnostic in failed:
+        found = conn.execute(
+            select(_ACTIONS.c.id)
+            .where(
+                _ACTIONS.c.ticket_id == ticket_id,
+                _ACTIONS.c.id != action_id,
+                _ACTIONS.c.flags.contains("bounce"),
+                _ACTIONS.c.new_text.contains(_bounce_line(recipient), autoescape=True),
+            )
+            .limit(1)
+        ).first()
+        if found is None:
+            return False
+    return True
+
+
+def alert_recipients(conn: Connection, config: Config, department: str, owner_id: int | None) -> list[str]:
+    """Who hears of a customer's reply (or of a bounce) on a ticket of
+    ``department``: its team while nobody owns the ticket; once owned, the
+    owner, and the team too with ``[lifecycle] owner_alerts =
+    "owner_and_team"``."""
+    team = list(config.department(department).team)
+    if owner_id is None:
+        return team
+    owner = conn.execute(_ADDRESS_OF, {"p_id": owner_id}).scalar_one_or_none()
+    if owner is None:
+        return team
+    if config.lifecycle.owner_alerts == "owner_and_team":
+        return list(dict.fromkeys([owner, *team]))
+    return [owner]
 
 
 def existing_ticket_number(conn: Connection | Session, key: str, digest: str | None = None) -> int | None:
@@ -342,7 +408,7 @@ def apply(
         author_address = author[1]
     if created:
         requester = author or _person(conn, "", "")
-        status, visible = "open", True
+        status, visible, department, owner_id = "open", True, d.department, None
         ticket_id = conn.execute(
             _INSERT_TICKET,
             {
@@ -359,7 +425,7 @@ def apply(
         ).scalar_one()
     else:
         assert ticket is not None  # created is False
-        ticket_id, number, status, visible = ticket
+        ticket_id, number, status, visible, department, owner_id = ticket
         conn.execute(_TOUCH_TICKET, {"t_id": ticket_id, "t_updated": now})
 
     flags = set(d.flags)
@@ -377,7 +443,8 @@ def apply(
             "kind": "message",
             "public": public,
             "text": clean(d.text),
-            "new_text": clean(d.new_text),
+            # A bounce's new text is what failed and why (the alert shows it).
+            "new_text": clean(bounce_text(d.bounce) if d.bounce else d.new_text),
             "html": clean(d.html),
             "flags": clean(" ".join(sorted(flags)), 200),
             "message_id": clean(d.message_id, KEY_MAX),
@@ -446,10 +513,13 @@ def apply(
     ack_to = clean(d.ack_to, 320).lower() if d.ack_to else (author[1] if author is not None else "")
     if created and d.send_ack and "@" in ack_to and not config.is_own_address(ack_to):
         alerts.append(_outbox_row("ack", ticket_id, action_id, ack_to, now))
-    if d.notify_team:
-        for address in config.organization.team:
+    bounce_news = bool(d.bounce) and not _bounces_known(conn, ticket_id, action_id, d.bounce)
+    if d.notify_team or bounce_news:
+        # The ticket's department's team, or its owner (README, "Owners").
+        kind = "bounce-alert" if d.bounce else "alert"
+        for address in alert_recipients(conn, config, department, owner_id):
             if address != author_address:
-                alerts.append(_outbox_row("alert", ticket_id, action_id, address, now))
+                alerts.append(_outbox_row(kind, ticket_id, action_id, address, now))
     if alerts:
         conn.execute(_INSERT_OUTBOX, alerts)
 

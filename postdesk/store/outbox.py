@@ -209,7 +209,7 @@ class _Preload:
             ).all()
         addresses = {(r.recipient or "").strip().lower() for r in rows}
         pre.people = {p.address: p for p in s.scalars(select(PersonRow).where(PersonRow.address.in_(addresses)))}
-        alerts = {r.ticket_id for r in rows if r.kind == "alert"}
+        alerts = {r.ticket_id for r in rows if r.kind in ("alert", "bounce-alert")}
         if alerts:
             pre.first_action = dict(
                 s.execute(select(Action.ticket_id, func.min(Action.id)).where(Action.ticket_id.in_(alerts), Action.kind == "message").group_by(Action.ticket_id)).all()
@@ -263,7 +263,7 @@ def _claimed(s: Session, row: Outbox, pre: _Preload) -> Claimed:
         department=ticket.department or "",
         language=ticket.language or "",
     )
-    if row.kind in ("ack", "alert", "refusal"):
+    if row.kind in ("ack", "alert", "bounce-alert", "refusal"):
         action = s.get(Action, row.action_id) if row.action_id else None
         return replace(base, action=_action_row(action) if action else None, first_action_id=pre.first_action.get(ticket.id, 0))
     if row.kind != "update":

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def toml_dumps(data: dict[str, dict[str, Any]]) -> str:
-    """``{"section": {"key": value}}`` as TOML text (tables of str/int/float/bool/lists/dicts)."""
+def toml_dumps(data: dict[str, Any]) -> str:
+    """``{"section": {"key": value}}`` as TOML text (tables of str/int/float/bool/lists/dicts);
+    ``{"section": [{...}, ...]}`` as an array of tables (``[[section]]``)."""
 
     def value(v: Any) -> str:
         if isinstance(v, bool):
@@ -28,6 +29,12 @@ def toml_dumps(data: dict[str, dict[str, Any]]) -> str:
 
     out = []
     for section, values in data.items():
+        if isinstance(values, list):  # an array of tables: [[departments]]
+            for table in values:
+                out.append(f"[[{section}]]")
+                out.extend(f"{k} = {value(v)}" for k, v in table.items())
+                out.append("")
+            continue
         out.append(f"[{section}]")
         out.extend(f"{k} = {value(v)}" for k, v in values.items())
         out.append("")

@@ -28,6 +28,7 @@ from postdesk.filter.rules import (
     recipients,
     reopen,
     stranger,
+    take,
     team_alert,
     thread,
     trust,
@@ -51,6 +52,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("commands", commands.apply),  # staff's commands (docs/commands.md)
     ("forwarded", forwarded.apply),  # [fwd]: the forwarded customer's ticket
     ("reopen", reopen.apply),  # a customer's reply to a pending or closed ticket
+    ("take", take.apply),  # the first public staff reply takes an unowned ticket
     ("stranger", stranger.apply),  # newcomers on a ticket stay private
     ("team_alert", team_alert.apply),  # who alerts the team
     ("ack", ack.apply),  # whether and where to acknowledge

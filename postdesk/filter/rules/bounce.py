@@ -20,8 +20,17 @@ A bounce is mail a mail system wrote about another mail:
 
 A bounce with a ticket (named by the bounce, or by the returned message
 inside it: often one of our own acknowledgements) becomes a private action
-flagged ``bounce``; nobody is mailed, acknowledged or alerted.  Without a
-ticket it is ignored.
+flagged ``bounce``; nobody is mailed or acknowledged.  Without a ticket it
+is ignored.
+
+When it reports a permanent failure (RFC 3464 section 2.3.3: ``Action:
+failed``, a 5.x.x ``Status``) of our mail to someone on the ticket, the
+failed recipients with their ``Status`` and ``Diagnostic-Code`` go into
+``Decision.bounce``: the store then queues one ``bounce-alert`` to the
+ticket's owner, or to its department's team when nobody owns it, so a
+customer who never gets our answers is noticed by a person.  Only people on
+the ticket count: a forged report naming a stranger alerts nobody.  A
+non-standard bounce names its recipients through flufl.bounce (no status).
 """
 
 from __future__ import annotations
@@ -131,6 +140,63 @@ def returned_message(msg: Message) -> tuple[str, tuple[str, ...]]:
     return "", ()
 
 
+MAX_FIELD = 300  # characters of a Status or Diagnostic-Code kept for the alert
+MAX_FAILED = 10  # recipients of one report named in the alert
+
+
+def _field(block: Message, name: str) -> str:
+    """A DSN field, decoded and cleaned (no CR/LF or controls), shortened."""
+    try:
+        value = block.get(name)
+    except Exception:
+        return ""
+    return hdr.clean_header(str(value or ""))[:MAX_FIELD]
+
+
+def _blocks(part: Message) -> list[Message]:
+    """The field blocks of a message/delivery-status part (RFC 3464 section
+    2.1): the email package parses each into a Message, or leaves text
+    (message/global-delivery-status) that is parsed here block by block."""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return [b for b in payload if isinstance(b, Message)]
+    text = parts.text(part)[:65536].replace("\r\n", "\n")
+    parser = HeaderParser(policy=policy.default)
+    return [parser.parsestr(chunk) for chunk in text.split("\n\n") if chunk.strip()]
+
+
+def failed_recipients(msg: Message) -> tuple[tuple[str, str, str], ...]:
+    """(Final-Recipient address, Status, Diagnostic-Code) of each recipient
+    the report says failed permanently; delayed, relayed and delivered ones
+    (Action: delayed ...; a 4.x.x Status) are not failures."""
+    out: list[tuple[str, str, str]] = []
+    for part, _alt in parts.leaves(msg):
+        if parts.content_type(part) not in ("message/delivery-status", "message/global-delivery-status"):
+            continue
+        try:
+            blocks = _blocks(part)
+        except Exception:
+            continue
+        for block in blocks[1:]:  # the first block is about the message, the rest per recipient
+            action, status = _field(block, "action").lower(), _field(block, "status")
+            if action != "failed" and not status.startswith("5"):
+                continue
+            recipient = _field(block, "final-recipient") or _field(block, "original-recipient")
+            address = hdr.clean_address(recipient.partition(";")[2] if ";" in recipient else recipient)
+            out.append((address, status, _field(block, "diagnostic-code")))
+    return tuple(out[:MAX_FAILED])
+
+
+def _flufl_failed(msg: Message) -> tuple[tuple[str, str, str], ...]:
+    try:
+        from flufl.bounce import scan_message
+
+        found = sorted(a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in scan_message(msg))
+    except Exception:
+        return ()
+    return tuple((hdr.clean_address(a), "", "a non-standard delivery report") for a in found[:MAX_FAILED])
+
+
 def apply(d: Draft) -> Decision | None:
     if not is_bounce(d.parsed, d.envelope, d.author):
         return None
@@ -143,4 +209,8 @@ def apply(d: Draft) -> Decision | None:
     if d.ticket is None:
         return d.stop(Kind.IGNORE, "bounce without ticket", flags=d.flags)
     d.public, d.send_ack, d.notify_team = False, False, False
+    failed = failed_recipients(d.parsed.message) or (_flufl_failed(d.parsed.message) if not is_report(d.parsed) else ())
+    info = d.known.ticket(d.ticket)
+    on_ticket = info.participants if info is not None else frozenset()
+    d.bounce = tuple(f for f in failed if f[0] and f[0] in on_ticket)
     return None
