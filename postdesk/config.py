@@ -557,7 +557,8 @@ def _departments(value: Any, org: Section) -> tuple[Department, ...]:
         team = _addresses(f"{where}.team", table["team"]) if "team" in table else org.team
         reply_to = _address(f"{where}.reply_to", table["reply_to"]) if "reply_to" in table else addresses[0]
         display = _str(f"{where}.display_name", table.get("display_name", org.name))
-        language = _language(f"{where}.language", table["language"]) if "language" in table else ""
+        # "" (as `config show` writes it): the [templates] language.
+        language = _language(f"{where}.language", table["language"]) if table.get("language", "") != "" else ""
         templates = _directory(f"{where}.templates", table.get("templates", ""))
         out.append(Department(name, display, addresses, team, reply_to, language, templates))
     return tuple(out)

@@ -187,3 +187,11 @@ def test_a_template_failing_at_send_time_falls_back_to_the_shipped_one(make_conf
         text = render(dataclasses.replace(job, subject="boom"), cfg).text
     assert "wir haben Ihre Nachricht erhalten" in text  # the shipped German words
     assert f"{path}:2" in caplog.text
+
+
+@pytest.mark.parametrize("key, value, message", [("language", "Deutsch", "departments[Billing].language"), ("templates", "relative/dir", "departments[Billing].templates")])
+def test_bad_department_template_keys_are_config_errors(key, value, message):
+    from postdesk.config import ConfigError, from_dict
+
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        from_dict({"departments": [{"name": "Billing", "addresses": ["billing@example.com"], key: value}]})
