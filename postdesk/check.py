@@ -503,25 +503,9 @@ def check_socket(config: Config, report: Report, queue_directory: str | None = N
     report.ok(f"the milter answers on {address}")
     if st is None:
         return
-    ids = user_groups("postfix")
-    if ids is None:
-        report.warning("no user postfix on this host: cannot tell whether Postfix may open the socket")
-        return
-    uid, gids = ids
-    group = _group_name(st.st_gid)
-    blocked = blocking_directory(rest, uid, gids)
-    if blocked:
-        report.problem(CONFIG, f"user postfix cannot enter {blocked} on the way to {rest}", f"adduser postfix {_group_name(os.stat(blocked).st_gid)} && postfix reload, or chmod o+x {blocked}")
-    elif not may(st, uid, gids, 2):
-        report.problem(
-            CONFIG,
-            f"user postfix may not open {rest} (mode {stat.S_IMODE(st.st_mode):04o}, group {group}) and is not in group {group}",
-            # Never "socket_group = postfix": the milter (user postdesk) cannot
-            # chgrp its socket to a group it is not in, and would not start.
-            GROUP_FIX.format(group=group),
-        )
-    else:
-        report.ok(f"user postfix may open {rest} (mode {stat.S_IMODE(st.st_mode):04o}, group {group})")
+    opened = _postfix_may_open(rest, st, report)
+    if opened is not None:
+        uid, group = opened
         stale = [pid for pid, groups in smtpd_process_groups(queue_directory or "/var/spool/postfix", uid)
                  if not may(st, uid, groups, 2)]
         if stale:
@@ -568,19 +552,34 @@ def check_lmtp_socket(config: Config, report: Report) -> None:
     report.ok(f"postdesk lmtp answers on {listen}")
     if st is None:
         return
+    _postfix_may_open(path, st, report)
+
+
+def _postfix_may_open(path: str, st: os.stat_result, report: Report) -> tuple[int, str] | None:
+    """Whether user postfix may reach and open the socket at ``path`` (the
+    milter's and the LMTP server's alike), reported; (postfix's uid, the
+    socket's group) when it may, else None."""
     ids = user_groups("postfix")
     if ids is None:
         report.warning("no user postfix on this host: cannot tell whether Postfix may open the socket")
-        return
+        return None
     uid, gids = ids
     group = _group_name(st.st_gid)
     blocked = blocking_directory(path, uid, gids)
     if blocked:
         report.problem(CONFIG, f"user postfix cannot enter {blocked} on the way to {path}", f"adduser postfix {_group_name(os.stat(blocked).st_gid)} && postfix reload, or chmod o+x {blocked}")
-    elif not may(st, uid, gids, 2):
-        report.problem(CONFIG, f"user postfix may not open {path} (mode {stat.S_IMODE(st.st_mode):04o}, group {group}) and is not in group {group}", GROUP_FIX.format(group=group))
-    else:
-        report.ok(f"user postfix may open {path} (mode {stat.S_IMODE(st.st_mode):04o}, group {group})")
+        return None
+    if not may(st, uid, gids, 2):
+        report.problem(
+            CONFIG,
+            f"user postfix may not open {path} (mode {stat.S_IMODE(st.st_mode):04o}, group {group}) and is not in group {group}",
+            # Never "socket_group = postfix": the server (user postdesk)
+            # cannot chgrp its socket to a group it is not in, and would not start.
+            GROUP_FIX.format(group=group),
+        )
+        return None
+    report.ok(f"user postfix may open {path} (mode {stat.S_IMODE(st.st_mode):04o}, group {group})")
+    return uid, group
 
 
 def _group_name(gid: int) -> str:

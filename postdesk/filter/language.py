@@ -47,7 +47,7 @@ def declared(message: EmailMessage) -> str:
             break
     for value in values:
         first = str(value or "").split(",")[0].strip().lower().replace("_", "-")
-        if _TAG.match(first):
+        if _TAG.fullmatch(first):
             return first
     return ""
 
