@@ -19,6 +19,7 @@ microseconds and are deterministic (langdetect is not, unless seeded).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from email.message import EmailMessage
 
 MIN_HITS = 3
@@ -38,6 +39,13 @@ STOPWORDS: dict[str, frozenset[str]] = {
 }
 
 
+# Each stop word and the languages it counts for: one lookup per word.
+_LANGS_OF: dict[str, tuple[str, ...]] = {}
+for _lang, _words in STOPWORDS.items():
+    for _w in _words:
+        _LANGS_OF[_w] = _LANGS_OF.get(_w, ()) + (_lang,)
+
+
 def declared(message: EmailMessage) -> str:
     """The first tag of a Content-Language header (message, else first text part), "" for none."""
     values = [message.get("Content-Language", "")]
@@ -55,10 +63,10 @@ def declared(message: EmailMessage) -> str:
 def guess(text: str) -> str:
     """The language of ``text`` by stop-word count, "" when unsure."""
     counts = {lang: 0 for lang in STOPWORDS}
-    for word in _WORD.findall(text[:SAMPLE].lower()):
-        for lang, words in STOPWORDS.items():
-            if word in words:
-                counts[lang] += 1
+    langs_of = _LANGS_OF
+    for word, n in Counter(_WORD.findall(text[:SAMPLE].lower())).items():
+        for lang in langs_of.get(word, ()):
+            counts[lang] += n
     ranked = sorted(counts.items(), key=lambda kv: kv[1], reverse=True)
     (best, hits), (_, second) = ranked[0], ranked[1]
     if hits >= MIN_HITS and hits >= second * 1.5:
