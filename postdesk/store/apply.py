@@ -30,6 +30,7 @@ from postdesk.outcomes import Outcome, Result
 from postdesk.store import merge as mergemod
 from postdesk.store.blobs import BlobBackend
 from postdesk.store.errors import INIT_HINT, StoreNotInitialised
+from postdesk.store.fastexec import execute as fast
 from postdesk.store.merge import MergeRefused
 from postdesk.store.models import Action, Attachment, Counter, MessageId, Outbox, Participant, Person, Ticket
 from postdesk.store.text import KEY_MAX, clean, message_key
@@ -138,13 +139,13 @@ def next_ticket_number(conn: Connection | Session, config: Config) -> int:
     """UPDATE ... RETURNING on the counter row: concurrent writers serialise
     on its row lock (PostgreSQL) or on the write lock (SQLite), so numbers
     never collide; a rolled-back message gives its number back."""
-    value = conn.execute(_NEXT_NUMBER).scalar_one_or_none()
+    value = fast(conn, _NEXT_NUMBER).scalar_one_or_none()
     if value is None:
         raise StoreNotInitialised(f"the ticket counter is missing; {INIT_HINT}")
     first = int(config.organization.first_ticket_number)
     if value < first:
         # first_ticket_number was raised after init: jump forward once.
-        conn.execute(_SET_NUMBER, {"n_value": first})
+        fast(conn, _SET_NUMBER, {"n_value": first})
         value = first
     return value
 
@@ -159,10 +160,10 @@ def _person(conn: Connection, address: str, name: str = "", staff: bool = False,
     (forged mail: a forger cannot rename anyone)."""
     address = clean(address, 320).lower()
     name = clean(name, 200)
-    row = conn.execute(_PERSON, {"address": address}).first()
+    row = fast(conn, _PERSON, {"address": address}).first()
     if row is None:
         first_name = name if rename != "never" else ""
-        p_id = conn.execute(_INSERT_PERSON, {"address": address, "name": first_name, "staff": bool(staff)}).scalar_one()
+        p_id = fast(conn, _INSERT_PERSON, {"address": address, "name": first_name, "staff": bool(staff)}).scalar_one()
         return p_id, address, bool(staff)
     p_id, old_name, old_staff = row
     may_rename = rename == "always" or (rename == "new" and not old_name)
@@ -170,7 +171,7 @@ def _person(conn: Connection, address: str, name: str = "", staff: bool = False,
     # Only trusted mail sets staff; an untrusted message never clears it.
     new_staff = True if staff and not old_staff else bool(old_staff)
     if new_name != old_name or new_staff != bool(old_staff):
-        conn.execute(_UPDATE_PERSON, {"p_id": p_id, "p_name": new_name, "p_staff": new_staff})
+        fast(conn, _UPDATE_PERSON, {"p_id": p_id, "p_name": new_name, "p_staff": new_staff})
     return p_id, address, new_staff
 
 
@@ -184,7 +185,7 @@ def change_status(conn: Connection, ticket_id: int, old: str, new: str, author_i
     ``[closed]`` command (``apply``) and ``postdesk ticket status``
     (``postdesk.store.admin``); the caller queues the customer update."""
     text = _status_text(old, new)
-    action_id = conn.execute(
+    action_id = fast(conn, 
         _INSERT_ACTION,
         {
             "ticket_id": ticket_id,
@@ -202,10 +203,10 @@ def change_status(conn: Connection, ticket_id: int, old: str, new: str, author_i
     ).scalar_one()
     # closed_at only while closed: a reopened ticket is not "closed long ago".
     closed_at = now if new == "closed" else None
-    conn.execute(_SET_STATUS, {"t_id": ticket_id, "t_status": new, "t_updated": now, "t_closed_at": closed_at})
+    fast(conn, _SET_STATUS, {"t_id": ticket_id, "t_status": new, "t_updated": now, "t_closed_at": closed_at})
     if new == "pending":
         # A ticket set pending before any public staff reply is timed from now.
-        conn.execute(_PENDING_SINCE, {"t_id": ticket_id, "t_at": now})
+        fast(conn, _PENDING_SINCE, {"t_id": ticket_id, "t_at": now})
     return action_id
 
 
@@ -213,9 +214,9 @@ def set_owner(conn: Connection, ticket_id: int, owner_id: int | None) -> bool:
     """Make ``owner_id`` (a person id, None: nobody) the ticket's owner;
     False when it already was.  The one path for the ``[take]`` and
     ``[assign]`` commands, the first staff reply and ``ticket assign``."""
-    if conn.execute(_OWNER_OF, {"t_id": ticket_id}).scalar_one_or_none() == owner_id:
+    if fast(conn, _OWNER_OF, {"t_id": ticket_id}).scalar_one_or_none() == owner_id:
         return False
-    conn.execute(_SET_OWNER, {"t_id": ticket_id, "t_owner": owner_id})
+    fast(conn, _SET_OWNER, {"t_id": ticket_id, "t_owner": owner_id})
     return True
 
 
@@ -261,7 +262,7 @@ def alert_recipients(conn: Connection, config: Config, department: str, owner_id
     team = list(config.department(department).team)
     if owner_id is None:
         return team
-    owner = conn.execute(_ADDRESS_OF, {"p_id": owner_id}).scalar_one_or_none()
+    owner = fast(conn, _ADDRESS_OF, {"p_id": owner_id}).scalar_one_or_none()
     if owner is None:
         return team
     if config.lifecycle.owner_alerts == "owner_and_team":
@@ -272,9 +273,9 @@ def alert_recipients(conn: Connection, config: Config, department: str, owner_id
 def existing_ticket_number(conn: Connection | Session, key: str, digest: str | None = None) -> int | None:
     """The ticket of a recorded message key (with ``digest``: of that content)."""
     if digest is None:
-        row = conn.execute(_TICKET_NUMBER_OF_KEY, {"key": message_key(key)}).first()
+        row = fast(conn, _TICKET_NUMBER_OF_KEY, {"key": message_key(key)}).first()
     else:
-        row = conn.execute(_TICKET_NUMBER_OF_KEY_DIGEST, {"key": message_key(key), "digest": digest}).first()
+        row = fast(conn, _TICKET_NUMBER_OF_KEY_DIGEST, {"key": message_key(key), "digest": digest}).first()
     return row[0] if row else None
 
 
@@ -306,7 +307,7 @@ class _Participants:
         self.changed: set[int] = set()
 
     def load(self, conn: Connection, ticket_id: int) -> None:
-        for pt_id, person_id, role, address, staff, last in conn.execute(_PARTICIPANTS_OF, {"t_id": ticket_id}):
+        for pt_id, person_id, role, address, staff, last in fast(conn, _PARTICIPANTS_OF, {"t_id": ticket_id}):
             self.by_person[person_id] = [pt_id, role, address, bool(staff), last]
 
     def join(self, person: tuple[int, str, bool], role: str) -> list:
@@ -340,11 +341,11 @@ class _Participants:
             if pt_id is None
         ]
         if new:
-            conn.execute(_INSERT_PARTICIPANT, new)
+            fast(conn, _INSERT_PARTICIPANT, new)
         for person_id in self.changed:
             pt_id, role, _address, _staff, last = self.by_person[person_id]
             if pt_id is not None:
-                conn.execute(_UPDATE_PARTICIPANT, {"pt_id": pt_id, "pt_role": role, "pt_last_message_id": last})
+                fast(conn, _UPDATE_PARTICIPANT, {"pt_id": pt_id, "pt_role": role, "pt_last_message_id": last})
 
     def for_updates(self) -> list[tuple[str, str, bool]]:
         return [(address, role, staff) for _id, role, address, staff, _last in self.by_person.values()]
@@ -375,7 +376,7 @@ def apply(
     key_id = None
     key = message_key(d.message_key)
     if key:
-        key_id = conn.execute(_INSERT_KEY, {"key": key, "digest": d.digest, "ours": False, "created_at": now}).scalar_one()
+        key_id = fast(conn, _INSERT_KEY, {"key": key, "digest": d.digest, "ours": False, "created_at": now}).scalar_one()
 
     # Through the blob backend, in this transaction (database rows roll
     # back with the message; a file written for a rolled-back message is
@@ -387,7 +388,7 @@ def apply(
         # Lock the ticket row (PostgreSQL; SQLite holds the database write
         # lock already): concurrent changes to one ticket serialise, so
         # participants and the queued update row stay single.
-        ticket = conn.execute(_LOCK_TICKET, {"number": d.ticket}).first()
+        ticket = fast(conn, _LOCK_TICKET, {"number": d.ticket}).first()
     created = ticket is None  # a FOLLOWUP whose ticket vanished opens a new one
     # The number before any person row: every new ticket takes the counter
     # lock first, so two new tickets naming each other's new addresses
@@ -409,7 +410,7 @@ def apply(
     if created:
         requester = author or _person(conn, "", "")
         status, visible, department, owner_id = "open", True, d.department, None
-        ticket_id = conn.execute(
+        ticket_id = fast(conn, 
             _INSERT_TICKET,
             {
                 "number": number,
@@ -426,7 +427,7 @@ def apply(
     else:
         assert ticket is not None  # created is False
         ticket_id, number, status, visible, department, owner_id = ticket
-        conn.execute(_TOUCH_TICKET, {"t_id": ticket_id, "t_updated": now})
+        fast(conn, _TOUCH_TICKET, {"t_id": ticket_id, "t_updated": now})
 
     flags = set(d.flags)
     if created and d.kind is Kind.FOLLOWUP:
@@ -435,7 +436,7 @@ def apply(
         # The new ticket's first action names the one it follows up.
         _system_action(conn, ticket_id, None, f"Follow-up to [{config.organization.tag}{d.follow_up_of}]", "follow-up", now)
     public = bool(d.public)
-    action_id = conn.execute(
+    action_id = fast(conn, 
         _INSERT_ACTION,
         {
             "ticket_id": ticket_id,
@@ -456,7 +457,7 @@ def apply(
         },
     ).scalar_one()
     if stored:
-        conn.execute(
+        fast(conn, 
             _INSERT_ATTACHMENT,
             [
                 {
@@ -475,7 +476,7 @@ def apply(
     if forwarder is not None and d.note.strip():
         _system_action(conn, ticket_id, forwarder[0], d.note, "fwd-note", now, kind="message")
     if key_id is not None:
-        conn.execute(_KEY_OWNER, {"k_id": key_id, "k_ticket": ticket_id, "k_action": action_id})
+        fast(conn, _KEY_OWNER, {"k_id": key_id, "k_ticket": ticket_id, "k_action": action_id})
 
     # Participants.  The requester wrote the first action: they get the
     # acknowledgement, not an update about it.  People in To/Cc received the
@@ -521,7 +522,7 @@ def apply(
             if address != author_address:
                 alerts.append(_outbox_row(kind, ticket_id, action_id, address, now))
     if alerts:
-        conn.execute(_INSERT_OUTBOX, alerts)
+        fast(conn, _INSERT_OUTBOX, alerts)
 
     if public:
         # A ticket created just now has no queued update to postpone.
@@ -534,7 +535,7 @@ def apply(
     if d.staff and public:
         # The pending reminder and auto-close are timed from here
         # (docs/lifecycle.md), not from any update of the ticket.
-        conn.execute(_PUBLIC_STAFF_ACTED, {"t_id": ticket_id, "t_at": now})
+        fast(conn, _PUBLIC_STAFF_ACTED, {"t_id": ticket_id, "t_at": now})
     if d.owner is not None:
         owner = _person(conn, d.owner, staff=True, rename="never") if d.owner else None
         if set_owner(conn, ticket_id, owner[0] if owner else None):
@@ -558,7 +559,7 @@ def apply(
         text = "Not done:\n" + "\n".join(f"  {clean(r, 400)}" for r in refused[:20])
         staff = forwarder or author
         note_id = _system_action(conn, ticket_id, staff[0] if staff else None, text, "refused", now)
-        conn.execute(_INSERT_OUTBOX, [_outbox_row("refusal", ticket_id, note_id, staff_address, now)])
+        fast(conn, _INSERT_OUTBOX, [_outbox_row("refusal", ticket_id, note_id, staff_address, now)])
     return Result(
         Outcome.CREATED if created else Outcome.UPDATED, ticket=number, action_id=action_id, decision=d, changes=changes
     )
@@ -567,7 +568,7 @@ def apply(
 def _system_action(conn: Connection, ticket_id: int, author_id: int | None, text: str, flags: str, now: datetime, kind: str = "system") -> int:
     """A private action beside the message (a follow-up's reference, a
     forwarder's note, what was refused); returns its id."""
-    return conn.execute(
+    return fast(conn, 
         _INSERT_ACTION,
         {
             "ticket_id": ticket_id, "author_id": author_id, "kind": kind, "public": False, "text": clean(text),

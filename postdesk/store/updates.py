@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection
 
 from postdesk.config import Config
 from postdesk.outbox_rows import customers
+from postdesk.store.fastexec import execute as fast
 from postdesk.store.models import Outbox, Participant, Person
 
 _OUTBOX = cast(Table, Outbox.__table__)
@@ -95,17 +96,17 @@ def queue_updates(
     queued: set[str] = set()
     if postpone:
         moves = []
-        for o_id, recipient, created, current in conn.execute(_QUEUED, {"t_id": ticket_id}):
+        for o_id, recipient, created, current in fast(conn, _QUEUED, {"t_id": ticket_id}):
             queued.add(recipient)
             due = due_at(now, created, current, config)
             if due != current:
                 moves.append({"o_id": o_id, "o_due": due})
         if moves:
-            conn.execute(_POSTPONE, moves)
+            fast(conn, _POSTPONE, moves)
     if not visible:
         return
     if participants is None:
-        participants = conn.execute(_PARTICIPANTS_OF, {"t_id": ticket_id}).all()
+        participants = fast(conn, _PARTICIPANTS_OF, {"t_id": ticket_id}).all()
     excluded = _excluded(exclude)
     due = due_at(now, now, None, config)
     rows = [
@@ -114,7 +115,7 @@ def queue_updates(
         if address not in excluded and address not in queued
     ]
     if rows:
-        conn.execute(_INSERT, rows)
+        fast(conn, _INSERT, rows)
 
 
 __all__ = ["due_at", "queue_updates"]

@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, case, exists, func, select
 from sqlalchemy.engine import Connection
 
 from postdesk.filter.decision import TicketInfo
+from postdesk.store.fastexec import execute as fast
 from postdesk.store.models import Action, MessageId, Outbox, Participant, Person, Ticket
 from postdesk.store.text import message_key as _key
 
@@ -93,11 +94,11 @@ class KnownView:
         self._secret = secret
 
     def ticket(self, number: int) -> TicketInfo | None:
-        row = self._conn.execute(_TICKET, {"number": number}).first()
+        row = fast(self._conn, _TICKET, {"number": number}).first()
         if row is None:
             return None
         t_id, number, status, requester, department, owner, merged_into, closed_at = row
-        addresses = self._conn.execute(_PARTICIPANT_ADDRESSES, {"t_id": t_id}).scalars().all()
+        addresses = fast(self._conn, _PARTICIPANT_ADDRESSES, {"t_id": t_id}).scalars().all()
         return TicketInfo(
             number=number,
             status=status,
@@ -117,13 +118,13 @@ class KnownView:
         # References newest first, RFC 5322 section 3.6.4): the first one we
         # know decides, so a References chain that crosses two tickets
         # follows the message actually replied to.
-        found = dict(self._conn.execute(_TICKETS_OF_KEYS, {"keys": keys}).all())
+        found = dict(fast(self._conn, _TICKETS_OF_KEYS, {"keys": keys}).all())
         return next((found[k] for k in keys if k in found), None)
 
     def message_seen(self, message_key: str, digest: str = "") -> bool:
         if not digest:
-            return self._conn.execute(_SEEN, {"key": _key(message_key)}).first() is not None
-        return self._conn.execute(_SEEN_WITH, {"key": _key(message_key), "digest": digest}).first() is not None
+            return fast(self._conn, _SEEN, {"key": _key(message_key)}).first() is not None
+        return fast(self._conn, _SEEN_WITH, {"key": _key(message_key), "digest": digest}).first() is not None
 
     def new_tickets_since(self, address: str, since: datetime, include_forged: bool = False, verified_only: bool = False) -> int:
         query = _OPENED_VERIFIED if verified_only else _OPENED if include_forged else _OPENED_GENUINE
@@ -135,14 +136,14 @@ class KnownView:
             return {}
         # The outbox keeps the id as the notifier wrote it; look both forms up.
         ids = bare + [f"<{m}>" for m in bare]
-        return {mid.strip("<>"): (recipient.lower(), number) for mid, recipient, number in self._conn.execute(_SENT, {"ids": ids})}
+        return {mid.strip("<>"): (recipient.lower(), number) for mid, recipient, number in fast(self._conn, _SENT, {"ids": ids})}
 
     def sent_times(self, address: str, ticket: int, limit: int = 2) -> tuple[datetime, ...]:
-        rows = self._conn.execute(_SENT_TIMES, {"number": ticket, "address": address.lower(), "limit": limit}).scalars()
+        rows = fast(self._conn, _SENT_TIMES, {"number": ticket, "address": address.lower(), "limit": limit}).scalars()
         return tuple(rows)
 
     def authored_times(self, address: str, ticket: int, limit: int = 1) -> tuple[datetime, ...]:
-        rows = self._conn.execute(_AUTHORED_TIMES, {"number": ticket, "address": address.lower(), "limit": limit}).scalars()
+        rows = fast(self._conn, _AUTHORED_TIMES, {"number": ticket, "address": address.lower(), "limit": limit}).scalars()
         return tuple(rows)
 
     def secret(self) -> bytes:
