@@ -5,7 +5,7 @@
     .venv/bin/python bench/stages.py /tmp/postdesk-bench-*/milter.log
 
 Each support message at ``[log] level = "DEBUG"`` gets one line
-``<queue id>: timing ms data-eom=.. prepare=.. queue=.. lock-wait=.. record=.. hand-back=..``
+``<queue id>: timing ms data-eom=.. prepare=.. queue=.. batch=.. before=.. record=.. commit=.. hand-back=..``
 (postdesk/milter/app.py, described in docs/postfix.md); this prints mean, p50
 and p99 of each stage.
 """
@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
     if not rows:
         print("no timing lines (run the milter with [log] level = \"DEBUG\")", file=sys.stderr)
         return 1
-    print(f"{len(rows)} support messages; ms per stage")
+    print(f"{len(rows)} support messages; ms per stage (batch: messages per transaction)")
     print(f"{'stage':12} {'mean':>7} {'p50':>7} {'p99':>7}")
     for key in rows[0]:
         values = [r[key] for r in rows]

@@ -178,12 +178,48 @@ def test_size_hint_over_the_limit_is_refused_at_data(make_config):
     assert ctx._data() == Milter.ACCEPT
 
 
-def test_body_over_the_limit_is_refused_early(make_config):
+def test_body_over_the_limit_is_refused_at_end_of_data_and_not_kept(make_config):
+    # Body chunks are "no reply": the refusal comes at end of data, and
+    # nothing past the limit is kept meanwhile.
     config = make_config(limits={"max_message_bytes": 2048})
     ingest = FakeIngest()
-    rc, ctx = drive(config, ingest, message(body=b"x" * 70 + b"\n") * 1 + b"y" * 4000 + b"\n")
-    assert rc == Milter.REJECT
+    Milter.factory = make_factory(config, store=object(), ingest=ingest)
+    ctx = testctx.TestCtx()
+    ctx._connect(ip="192.0.2.7")
+    assert ctx._envfrom("<c@example.org>") == Milter.CONTINUE
+    assert ctx._envrcpt("<support@example.com>") == Milter.CONTINUE
+    assert ctx._data() == Milter.CONTINUE
+    assert ctx._header("Subject", "big") == Milter.CONTINUE
+    assert ctx._eoh() == Milter.CONTINUE
+    for _ in range(10):
+        assert ctx._priv.body(b"y" * 1000) == Milter.CONTINUE
+    assert ctx._priv.spool.read() == b""  # dropped once over the limit
+    assert ctx._priv.over_limit > 10000
+    assert ctx._eom() == Milter.REJECT
     assert ctx._reply[:2] == ("552", "5.3.4")
+    assert ingest.calls == []
+
+
+def test_headers_over_the_limit_are_refused_at_end_of_headers(make_config):
+    config = make_config(limits={"max_message_bytes": 2048})
+    ingest = FakeIngest()
+    rc, ctx = drive(config, ingest, message(extra=b"X-Big: " + b"h" * 3000 + b"\n"))
+    assert rc == Milter.REJECT and ctx._reply[:2] == ("552", "5.3.4")
+    assert ingest.calls == []
+
+
+def test_a_failing_header_callback_is_answered_451_at_end_of_headers(config, monkeypatch):
+    ingest = FakeIngest()
+    Milter.factory = make_factory(config, store=object(), ingest=ingest)
+    ctx = testctx.TestCtx()
+    ctx._connect(ip="192.0.2.7")
+    ctx._envfrom("<c@example.org>")
+    ctx._envrcpt("<support@example.com>")
+    assert ctx._data() == Milter.CONTINUE
+    monkeypatch.setattr(Spool, "header", lambda *a: 1 / 0)
+    assert ctx._header("Subject", "x") == Milter.CONTINUE  # no reply: nothing to refuse with
+    assert ctx._eoh() == Milter.TEMPFAIL
+    assert ctx._reply[:2] == ("451", "4.3.0")
     assert ingest.calls == []
 
 
@@ -313,21 +349,22 @@ def test_spool_rolls_over_to_disk():
     s.close()
 
 
-def test_only_envelope_callbacks_are_no_reply():
-    # connect/HELO/MAIL/RCPT never refuse: Postfix need not wait for them.
-    # DATA, headers and body may answer 552/451, so they are replied to.
-    for name in ("connect", "hello", "envfrom", "envrcpt"):
+def test_only_data_eoh_and_eom_are_replied_to():
+    # connect/HELO/MAIL/RCPT, each header and each body chunk never refuse:
+    # Postfix need not wait for them.  DATA, end of headers and end of data
+    # answer 552/451 (and ACCEPT for mail that is not ours), so they reply.
+    for name in ("connect", "hello", "envfrom", "envrcpt", "header", "body"):
         assert getattr(PostdeskMilter, name).milter_protocol
-    for name in ("header", "body", "eoh", "data"):
+    for name in ("eoh", "data"):
         assert not getattr(getattr(PostdeskMilter, name), "milter_protocol", 0)
     Milter.factory = make_factory(defaults_config(), store=object(), ingest=FakeIngest())
     ctx = testctx.TestCtx()
     ctx._opts = opts = [Milter.CURR_ACTS, 0x1FFFFF, 0, 0]
     ctx._stage = -1
     assert Milter.negotiate_callback(ctx, opts) == Milter.CONTINUE
-    wanted = Milter.P_NR_CONN | Milter.P_NR_HELO | Milter.P_NR_MAIL | Milter.P_NR_RCPT
+    wanted = Milter.P_NR_CONN | Milter.P_NR_HELO | Milter.P_NR_MAIL | Milter.P_NR_RCPT | Milter.P_NR_HDR | Milter.P_NR_BODY
     assert opts[1] & wanted == wanted
-    assert not opts[1] & (Milter.P_NR_DATA | Milter.P_NR_HDR | Milter.P_NR_BODY | Milter.P_NR_EOH)
+    assert not opts[1] & (Milter.P_NR_DATA | Milter.P_NR_EOH)
     # HELO is read (SPF's identity for the null sender), unknown commands are not.
     assert not opts[1] & Milter.P_NOHELO and opts[1] & Milter.P_NOUNKNOWN
 
@@ -349,18 +386,17 @@ def defaults_config():
     return defaults()
 
 
-def test_ingest_runs_on_the_executor_thread(config, monkeypatch):
-    # server.run passes a ThreadPoolExecutor: the store must never run on
+def test_the_store_runs_on_a_writer_thread_and_dns_on_the_session(config, monkeypatch):
+    # server.run passes a GroupCommit: the store must never run on
     # libmilter's threads (see postdesk.milter.app.make_factory); the DNS of
-    # authentication waits on the session's own thread, never on a store thread.
+    # authentication waits on the session's own thread, never on a writer.
     import threading
-    from concurrent.futures import ThreadPoolExecutor
 
     import postdesk.ingest
     from postdesk.auth.result import UNCHECKED
+    from postdesk.store.groupcommit import GroupCommit
 
-    seen = []
-    checked = []
+    checked, stored = [], []
 
     def authenticate(parsed, raw, envelope, config):
         checked.append(threading.current_thread().name)
@@ -368,18 +404,24 @@ def test_ingest_runs_on_the_executor_thread(config, monkeypatch):
 
     monkeypatch.setattr(postdesk.ingest, "authenticate", authenticate)
 
-    def ingest(raw, envelope, store, config, now=None, prepared=None):
-        seen.append((threading.current_thread().name, prepared is not None))
-        return FakeResult(Outcome.CREATED, ticket=8)
+    class Store:
+        def record_batch(self, items, done=None):
+            from postdesk.outcomes import Result
 
-    with ThreadPoolExecutor(1, thread_name_prefix="postdesk-store") as ex:
-        Milter.factory = make_factory(config, store=object(), ingest=ingest, executor=ex)
+            stored.append(threading.current_thread().name)
+            return [Result(Outcome.CREATED, ticket=8) for _ in items]
+
+    writer = GroupCommit(Store())
+    try:
+        Milter.factory = make_factory(config, store=writer)
         ctx = testctx.TestCtx()
         ctx._setsymval("i", "Q1")
         ctx._connect(ip="192.0.2.7")
         assert ctx._feedFile(io.BytesIO(message()), "c@example.org", "support@example.com") == Milter.ACCEPT
-    assert seen and seen[0][0].startswith("postdesk-store") and seen[0][1]
-    assert checked and not checked[0].startswith("postdesk-store")
+    finally:
+        writer.stop()
+    assert stored == ["postdesk-writer-0"]
+    assert checked and checked[0] != "postdesk-writer-0"
     assert last(ctx, "Subject") == "[#8] Printer on fire"
 
 
@@ -389,36 +431,6 @@ def test_oversize_staff_mail_is_let_through_unrecorded(make_config):
     rc, ctx = drive(config, ingest, message(b"Re: [#5] big", body=b"z" * 5000 + b"\n"), sender="alice@example.com",
                     rcpts=("customer@example.org",), macros={"{auth_authen}": "alice@example.com"})
     assert rc == Milter.ACCEPT and ingest.calls == [] and ctx._reply is None
-
-
-def test_sqlite_store_is_serialized_for_the_milter():
-    import threading
-    import time as _time
-
-    from postdesk.milter.serial import SerializedStore, for_milter
-
-    class Slow:
-        busy = 0
-        most = 0
-        url = "x"
-
-        def record(self, *a):
-            Slow.busy += 1
-            Slow.most = max(Slow.most, Slow.busy)
-            _time.sleep(0.01)
-            Slow.busy -= 1
-            return "ok"
-
-    store = for_milter(Slow(), "sqlite:////tmp/x.db")
-    assert isinstance(store, SerializedStore) and store.url == "x"
-    threads = [threading.Thread(target=store.record) for _ in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert Slow.most == 1
-    plain = Slow()
-    assert for_milter(plain, "postgresql+psycopg://h/db") is plain
 
 
 # -- with the real filter and store (SQLite) --------------------------------------
@@ -537,9 +549,9 @@ def _envelope():
     return Envelope("customer@example.org", ("support@example.com",), queue_id="QRETRY", client_address="198.51.100.9")
 
 
-def test_one_store_thread_on_sqlite_several_on_postgresql():
-    """SQLite has one writer: a second store thread only queues (docs/postfix.md)."""
-    from postdesk.milter import server
+def test_one_writer_on_sqlite_several_on_postgresql():
+    """SQLite has one writer: a second writer thread would only queue (docs/postfix.md)."""
+    from postdesk.store import groupcommit
 
-    assert server.store_threads("sqlite:////var/lib/postdesk/postdesk.db") == 1
-    assert server.store_threads("postgresql+psycopg://h/db") == server.STORE_THREADS > 1
+    assert groupcommit.writers_for("sqlite:////var/lib/postdesk/postdesk.db") == 1
+    assert groupcommit.writers_for("postgresql+psycopg://h/db") == groupcommit.WRITERS > 1

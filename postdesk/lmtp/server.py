@@ -6,10 +6,9 @@
   ``socket_mode``, so it is never more open than configured, whatever the
   umask of whoever started us.  XFORWARD is taken here only.
 - ``HOST:PORT``: TCP, for a Postfix on another host; no XFORWARD.
-- ingest (DNS, then the store) runs on worker threads, never on the event
-  loop: as many as the milter's store threads for PostgreSQL, one writer at
-  a time on SQLite (``postdesk.milter.serial``), parsing and DNS on the
-  others.
+- ingest (parsing and DNS, then the store) runs on worker threads, never
+  on the event loop; the store part goes to the writer threads of
+  ``postdesk.store.groupcommit``, as the milter's does.
 - SIGTERM/SIGINT/SIGHUP: stop listening (the socket file goes), answer
   ``421 4.3.2`` to the idle sessions, let the ones recording a message
   reply (at most ``DRAIN_SECONDS``), close the store.  Postfix retries what
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from postdesk.config import Config, redact_url
 from postdesk.lmtp.protocol import Handler, LMTPSession, Sessions
-from postdesk.milter.server import DRAIN_SECONDS, STOP_SIGNALS, prepare_socket, store_threads
+from postdesk.milter.server import DRAIN_SECONDS, STOP_SIGNALS, prepare_socket
 from postdesk.outcomes import EX_CONFIG, EX_OK, EX_UNAVAILABLE
 
 if TYPE_CHECKING:
@@ -40,8 +39,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("postdesk")
 
 # Parsing and the DNS of SPF/DKIM/DMARC wait on these threads; the store
-# part of each is serialized on SQLite.  Postfix's lmtp(8) opens at most
-# default_process_limit (100) sessions; 8 keeps DNS waits overlapping.
+# part of each waits for its batch (postdesk.store.groupcommit).  Postfix's
+# lmtp(8) opens at most default_process_limit (100) sessions; 8 keeps DNS
+# waits overlapping.
 WORKER_THREADS = 8
 
 
@@ -51,10 +51,6 @@ def split_listen(address: str) -> tuple[str | None, tuple[str, int] | None]:
         return address[len("unix:"):], None
     host, _, port = address.rpartition(":")
     return None, (host.strip("[]") or "127.0.0.1", int(port))
-
-
-def worker_threads(url: str) -> int:
-    return max(WORKER_THREADS, store_threads(url))
 
 
 async def serve(
@@ -118,7 +114,7 @@ async def serve(
         "yes" if path else "no",
         config.limits.max_message_bytes,
         redact_url(config.store.url),
-        worker_threads(config.store.url),
+        WORKER_THREADS,
         os.getpid(),
     )
     if ready is not None:
@@ -152,7 +148,7 @@ def run(config: Config, store: MessageStore | None = None, ingest: Callable | No
     ``store`` and ``ingest`` default to ``Store.from_config(config)`` and
     ``postdesk.ingest.ingest``; tests and benchmarks may pass their own.
     """
-    from postdesk.milter import serial
+    from postdesk.store.groupcommit import GroupCommit, writers_for
 
     if config.lmtp.socket_group:
         try:
@@ -174,8 +170,9 @@ def run(config: Config, store: MessageStore | None = None, ingest: Callable | No
         from postdesk.ingest import ingest as default_ingest  # fail at start-up, not per message
 
         ingest = default_ingest
-    executor = ThreadPoolExecutor(max_workers=worker_threads(config.store.url), thread_name_prefix="postdesk-lmtp")
-    handler = Handler(config, serial.for_milter(store, config.store.url), ingest, executor)
+    executor = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="postdesk-lmtp")
+    writer = GroupCommit(store, writers_for(config.store.url))
+    handler = Handler(config, writer, ingest, executor)
     try:
         status = asyncio.run(serve(config, handler))
     except OSError as e:
@@ -184,7 +181,7 @@ def run(config: Config, store: MessageStore | None = None, ingest: Callable | No
     finally:
         executor.shutdown(wait=True)
         try:
-            store.close()
+            writer.close()  # what is queued is committed first
         except Exception:
             log.warning("closing the store failed", exc_info=True)
     log.info("stopped")

@@ -22,7 +22,6 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
 import Milter
@@ -33,10 +32,10 @@ from postdesk.config import Config
 from postdesk.filter.decision import Envelope
 from postdesk.ingest import prepare
 from postdesk.mail import OUTCOME_HEADER, TICKET_HEADER, strip_brackets
-from postdesk.milter import serial
 from postdesk.milter import subject as subj
 from postdesk.milter.spool import Spool
 from postdesk.outcomes import ANSWERS, FAILURE, TEMPFAIL_TEXT, TOO_BIG, Answer, Outcome, reply_text, too_big_reason
+from postdesk.store import groupcommit
 
 if TYPE_CHECKING:
     from postdesk.ingest import MessageStore  # not at run time: ingest loads the filter and the checkers
@@ -57,12 +56,13 @@ def action_names(flags: int) -> str:
 
 
 def quiet_boundary(callback):
-    """For callbacks negotiated as "no reply" (connect, MAIL, RCPT).
+    """For callbacks negotiated as "no reply" (connect, MAIL, RCPT, header, body).
 
     Postfix does not wait for their answer (milter protocol 6, SMFIP_NR_*),
     which saves a round trip each on every SMTP session, ours or not.  They
     cannot refuse anything, so a failure is remembered and answered with
-    451 4.3.0 at DATA, where we do reply.
+    451 4.3.0 at the next callback that replies (DATA, end of headers, end
+    of data).
     """
 
     @functools.wraps(callback)
@@ -98,7 +98,7 @@ def boundary(callback):
 class PostdeskMilter(Milter.Base):
     """State of one SMTP connection (libmilter runs each in its own thread)."""
 
-    def __init__(self, config: Config, store: MessageStore, ingest: Callable | None = None, executor: Executor | None = None):
+    def __init__(self, config: Config, store: MessageStore, ingest: Callable | None = None):
         self.config = config
         self.store = store
         if ingest is None:
@@ -106,7 +106,6 @@ class PostdeskMilter(Milter.Base):
 
             ingest = default_ingest
         self.ingest: Callable = ingest
-        self.executor = executor
         self.wanted_actions = actions_for(config)
         self.client_addr = ""
         self.client_name = ""
@@ -132,8 +131,8 @@ class PostdeskMilter(Milter.Base):
         self.ar_values: list[str] = []  # every Authentication-Results value, in order (indexes for chgheader)
         self.ar_below: list[bool] = []  # ... and whether a Received: came before it (then it is from outside)
         self.seen_received = False
-        self.too_big = False
-        self.failed = False  # a no-reply callback failed: 451 at DATA
+        self.over_limit = 0  # the size that went over max_message_bytes (refused at eoh or eom)
+        self.failed = False  # a no-reply callback failed: 451 at DATA, eoh or eom
         self.started = 0.0
 
     def queue_id(self) -> str:
@@ -147,7 +146,6 @@ class PostdeskMilter(Milter.Base):
         return Milter.TEMPFAIL
 
     def reject_too_big(self, size: int) -> int:
-        self.too_big = True
         if self.spool is not None and not self.system_rcpts:
             # A staff member's own outgoing mail: not ours to refuse.  Stop
             # reading it; it goes out unrecorded (logged).
@@ -241,10 +239,19 @@ class PostdeskMilter(Milter.Base):
         self.spool = Spool(self.config.milter.spool_memory)
         return Milter.CONTINUE
 
+    # Headers and body chunks are negotiated "no reply" (SMFIP_NR_HDR,
+    # SMFIP_NR_BODY): Postfix streams them without waiting for an answer to
+    # each, which saved a round trip per header on every support message
+    # (docs/postfix.md, "Where the time goes").  They cannot refuse, so a
+    # message over max_message_bytes is noted here and refused at end of
+    # headers or end of data, where we reply; a failure is answered at eoh
+    # or eom like the envelope callbacks' (quiet_boundary).
+
+    @Milter.noreply
     @Milter.decode("bytes")
-    @boundary
+    @quiet_boundary
     def header(self, name, value):
-        if self.spool is None:
+        if self.spool is None or self.over_limit:
             return Milter.CONTINUE
         if isinstance(value, str):  # a harness that hands us text
             value = value.encode("utf-8", "surrogateescape")
@@ -259,14 +266,24 @@ class PostdeskMilter(Milter.Base):
         elif lname == "authentication-results":
             self.ar_values.append(value.decode("utf-8", "replace"))
             self.ar_below.append(self.seen_received)
-        if self.spool.size > self.config.limits.max_message_bytes:
-            return self.reject_too_big(self.spool.size)
+        self._check_size()
         return Milter.CONTINUE
+
+    def _check_size(self) -> None:
+        """Over max_message_bytes: keep no more of it (answered at eoh or eom)."""
+        assert self.spool is not None
+        if self.spool.size > self.config.limits.max_message_bytes:
+            self.over_limit = self.spool.size
+            self.spool.discard()
 
     @boundary
     def eoh(self):
+        if self.failed:
+            return self.tempfail()
         if self.spool is None:
             return Milter.CONTINUE
+        if self.over_limit:
+            return self.reject_too_big(self.over_limit)
         self.spool.end_of_headers()
         if not self.system_rcpts:
             # A staff candidate: only a [#N] tag makes it a direct reply.
@@ -274,19 +291,26 @@ class PostdeskMilter(Milter.Base):
                 return Milter.ACCEPT
         return Milter.CONTINUE
 
-    @boundary
+    @Milter.noreply
+    @quiet_boundary
     def body(self, chunk):
         if self.spool is None:
             return Milter.CONTINUE
+        if self.over_limit:
+            self.over_limit += len(chunk)
+            return Milter.CONTINUE
         self.spool.body(chunk)
-        if self.spool.size > self.config.limits.max_message_bytes:
-            return self.reject_too_big(self.spool.size)
+        self._check_size()
         return Milter.CONTINUE
 
     @boundary
     def eom(self):
+        if self.failed:
+            return self.tempfail()
         if self.spool is None:
             return Milter.ACCEPT
+        if self.over_limit:
+            return self.reject_too_big(self.over_limit)
         envelope = Envelope(
             sender=self.sender,
             recipients=tuple(strip_brackets(r) for r in self.recipients),
@@ -300,26 +324,16 @@ class PostdeskMilter(Milter.Base):
         self.spool.close()
         self.spool = None
         try:
-            if self.executor is None:
-                result = self.ingest(raw, envelope, self.store, self.config)
-            else:
-                # See make_factory: the store runs on real Python threads.
-                # The DNS of SPF/DKIM/DMARC waits here, on this session's own
-                # thread (ingest.prepare): a slow sender holds its session,
-                # never the store threads other support mail needs.
-                eom = time.monotonic()
-                prepared = prepare(raw, envelope, self.config)
-                submitted = time.monotonic()
-                result, ran, lock_wait, lock_hold, done = self.executor.submit(self._record, raw, envelope, prepared).result()
-                if log.isEnabledFor(logging.DEBUG):
-                    # Where a support message's time went (docs/postfix.md):
-                    # data..eom is Postfix streaming it to us.
-                    back = time.monotonic()
-                    log.debug(
-                        "%s: timing ms data-eom=%.1f prepare=%.1f queue=%.1f lock-wait=%.1f record=%.1f hand-back=%.1f",
-                        envelope.queue_id or "NOQUEUE",
-                        *(1000 * x for x in (eom - self.started, submitted - eom, ran - submitted, lock_wait, done - ran - lock_wait, back - done)),
-                    )
+            # The DNS of SPF/DKIM/DMARC waits here, on this session's own
+            # thread (ingest.prepare); the store's part waits for its batch
+            # on a writer thread (postdesk.store.groupcommit), never on this
+            # one (see make_factory).
+            eom = time.monotonic()
+            prepared = prepare(raw, envelope, self.config)
+            submitted = time.monotonic()
+            result = self.ingest(raw, envelope, self.store, self.config, prepared=prepared)
+            if log.isEnabledFor(logging.DEBUG):
+                self._log_timing(envelope, eom, submitted)
         except Exception as e:
             # Transient or not, the message is not recorded: the sender's MTA
             # must keep it and retry: nothing is accepted that is not recorded.
@@ -335,12 +349,30 @@ class PostdeskMilter(Milter.Base):
             return Milter.ACCEPT  # a staff direct reply: recorded, sent on untouched
         return self.edit(result)
 
-    def _record(self, raw: bytes, envelope: Envelope, prepared) -> tuple:
-        """On a store thread: ingest, with when it ran and waited (for the DEBUG timing line)."""
-        ran = time.monotonic()
-        serial.last.wait = serial.last.hold = 0.0
-        result = self.ingest(raw, envelope, self.store, self.config, prepared=prepared)
-        return result, ran, serial.last.wait, serial.last.hold, time.monotonic()
+    def _log_timing(self, envelope: Envelope, eom: float, submitted: float) -> None:
+        """Where a support message's time went (docs/postfix.md, "Where the time goes")."""
+        back = time.monotonic()
+        job = getattr(groupcommit.last, "job", None)
+        if job is None or job.queued < submitted:  # not through a GroupCommit (tests, benchmarks)
+            log.debug("%s: timing ms data-eom=%.1f prepare=%.1f store=%.1f", envelope.queue_id or "NOQUEUE",
+                      *(1000 * x for x in (eom - self.started, submitted - eom, back - submitted)))
+            return
+        # data-eom: Postfix streaming it to us; queue: waiting for a writer;
+        # batch: how many messages share its transaction; before: the ones
+        # ahead of it in the batch; record: its own decision and inserts;
+        # commit: the rest of the batch and the commit (with its fsync).
+        log.debug(
+            "%s: timing ms data-eom=%.1f prepare=%.1f queue=%.1f batch=%d before=%.1f record=%.1f commit=%.1f hand-back=%.1f",
+            envelope.queue_id or "NOQUEUE",
+            1000 * (eom - self.started),
+            1000 * (submitted - eom),
+            1000 * (job.started - job.queued),
+            job.batch,
+            1000 * job.before,
+            1000 * (job.applied - job.started - job.before),
+            1000 * (job.committed - job.applied),
+            1000 * (back - job.committed),
+        )
 
     def edit(self, result) -> int:
         """Tag and mark the support copy, or drop it (deliver = "discard")."""
@@ -405,19 +437,20 @@ class PostdeskMilter(Milter.Base):
         return Milter.CONTINUE
 
 
-def make_factory(config: Config, store: MessageStore, ingest: Callable | None = None, executor: Executor | None = None) -> Callable[[], PostdeskMilter]:
-    """The per-connection factory for ``Milter.factory``; one Store shared by all.
+def make_factory(config: Config, store: MessageStore, ingest: Callable | None = None) -> Callable[[], PostdeskMilter]:
+    """The per-connection factory for ``Milter.factory``; one store shared by all.
 
-    ``executor``: where ingest (filter + store) runs.  server.run passes a
-    ThreadPoolExecutor, and must: Debian's libmilter serves callbacks from a
-    worker pool, so one connection's callbacks hop between OS threads, and
-    pymilter 1.0.5 creates one PyThreadState per connection on whichever
-    thread comes first and deletes it on whichever thread runs close.  That
-    leaves a dangling PyGILState entry behind on the first thread; C code
-    that calls PyGILState_Ensure there (sqlite3's function destructor when
+    ``store``: server.run passes a ``postdesk.store.groupcommit.GroupCommit``,
+    and must: the database is then used only on its writer threads, never
+    on libmilter's.  Debian's libmilter serves callbacks from a worker pool,
+    so one connection's callbacks hop between OS threads, and pymilter 1.0.5
+    creates one PyThreadState per connection on whichever thread comes first
+    and deletes it on whichever thread runs close.  That leaves a dangling
+    PyGILState entry behind on the first thread; C code that calls
+    PyGILState_Ensure there (sqlite3's function destructor when
     SQLAlchemy's pool closes an overflow connection, for one) then crashes
     the process.  Seen here: a segfault in libpython after a few hundred
     support mails over 10 concurrent sessions.  Threads started by Python's
     threading module have proper thread states, so the store lives there.
     """
-    return lambda: PostdeskMilter(config, store, ingest, executor)
+    return lambda: PostdeskMilter(config, store, ingest)

@@ -25,7 +25,6 @@ import socket
 import stat
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from postdesk.config import Config, redact_url
@@ -42,19 +41,6 @@ BACKLOG = 128  # SMTP bursts open many milter connections at once
 # milter_content_timeout is 300 s, systemd's TimeoutStopSec 30 s: a message
 # past its end of data is recorded within this, the rest Postfix defers.
 DRAIN_SECONDS = 20.0
-# How many messages are recorded at once (parsing and authentication run
-# before, on the sessions' own threads).  PostgreSQL overlaps writers.
-# SQLite has one writer: more threads only queue on serial.py's lock and
-# take the GIL from the one that holds it; in bench/milter.py, with
-# 1 thread 128-147 new tickets/s with the milter's ms= p99 76-118, 4 threads
-# 119-127/s with p99 119-137, 3-4 runs each (docs/postfix.md, "Where the time goes").
-STORE_THREADS = 4
-SQLITE_STORE_THREADS = 1
-
-
-def store_threads(url: str) -> int:
-    return SQLITE_STORE_THREADS if url.startswith("sqlite") else STORE_THREADS
-
 
 def unix_path(address: str) -> str | None:
     """The file of a ``unix:``/``local:`` milter address, else None."""
@@ -303,8 +289,8 @@ def run(config: Config, store: MessageStore | None = None, ingest: Callable | No
     import Milter
     import milter
 
-    from postdesk.milter import serial
     from postdesk.milter.app import action_names, actions_for, make_factory
+    from postdesk.store.groupcommit import GroupCommit, writers_for
 
     if store is None:
         from postdesk.store import Store
@@ -339,11 +325,11 @@ def run(config: Config, store: MessageStore | None = None, ingest: Callable | No
                 return EX_CONFIG
 
     actions = actions_for(config)
-    # Filter + store run on these threads, never on libmilter's (see make_factory).
-    threads = store_threads(config.store.url)
-    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="postdesk-store")
+    # The store runs on the writer threads, never on libmilter's (see make_factory).
+    threads = writers_for(config.store.url)
+    writer = GroupCommit(store, threads)
     sessions = Sessions()
-    register(make_factory(config, serial.for_milter(store, config.store.url), ingest, executor), actions, sessions)
+    register(make_factory(config, writer, ingest), actions, sessions)
     milter.setconn(address)
     milter.settimeout(config.milter.timeout)
     milter.setbacklog(BACKLOG)
@@ -355,6 +341,7 @@ def run(config: Config, store: MessageStore | None = None, ingest: Callable | No
     except milter.error as e:
         log.error("cannot open milter socket %s: %s", address, e)
         _restore(default_handlers)
+        writer.close()
         return EX_UNAVAILABLE
     if path:
         try:
@@ -366,10 +353,11 @@ def run(config: Config, store: MessageStore | None = None, ingest: Callable | No
             except OSError:
                 pass
             _restore(default_handlers)
+            writer.close()
             return EX_UNAVAILABLE
 
     log.info(
-        "starting: socket=%s mode=%s group=%s deliver=%s actions=%s timeout=%ds spool_memory=%d max_message_bytes=%d store=%s store_threads=%d pid=%d",
+        "starting: socket=%s mode=%s group=%s deliver=%s actions=%s timeout=%ds spool_memory=%d max_message_bytes=%d store=%s writers=%d pid=%d",
         address,
         f"{config.milter.socket_mode:04o}" if path else "-",
         config.milter.socket_group or "-",
@@ -389,18 +377,15 @@ def run(config: Config, store: MessageStore | None = None, ingest: Callable | No
             log.error("milter stopped: %s", error)
             status = EX_SOFTWARE
     finally:
-        executor.shutdown(wait=True)
         if path:
             try:
                 os.unlink(path)
             except OSError:
                 pass
-        close = getattr(store, "close", None) or getattr(store, "dispose", None)
-        if callable(close):
-            try:
-                close()
-            except Exception:
-                log.warning("closing the store failed", exc_info=True)
+        try:
+            writer.close()  # what is queued is committed first
+        except Exception:
+            log.warning("closing the store failed", exc_info=True)
     _restore(default_handlers)
     log.info("stopped")
     return status

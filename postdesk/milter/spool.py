@@ -54,5 +54,10 @@ class Spool:
         self._file.seek(0)
         return self._file.read()
 
+    def discard(self) -> None:
+        """Drop what was kept (the message went over the size limit); ``size`` stays."""
+        self._file.seek(0)
+        self._file.truncate()
+
     def close(self) -> None:
         self._file.close()

@@ -265,6 +265,27 @@ class Store(AdminMixin):
                 raise
         raise StoreUnavailable(f"store: gave up after {ATTEMPTS} attempts: {last}") from last
 
+    def record_batch(self, items: list[tuple[Callable[[Known], Decision], Envelope, Config, datetime]], done: Callable[[int], None] | None = None) -> list[Result]:
+        """Decide and apply several messages in ONE transaction, in order.
+
+        ``postdesk.store.groupcommit`` calls it with the messages waiting at
+        once: they share a BEGIN, a COMMIT and its fsync, and each sees the
+        ones before it (the same connection), as if recorded one by one.
+        ``done(i)`` is called after message ``i`` is applied (for timing).
+        All or nothing: on any error the whole transaction is rolled back
+        and the exception propagates; the caller then records the messages
+        one by one (``record``), where a lost race becomes a DUPLICATE.
+        """
+        results: list[Result] = []
+        with self._write() as conn:
+            self._load_secret(conn)
+            for i, (decide, envelope, config, now) in enumerate(items):
+                decision = decide(KnownView(conn, self.secret))
+                results.append(apply(conn, decision, envelope, config, now, self.blobs))
+                if done is not None:
+                    done(i)
+        return results
+
     def _key_owner(self, key: str, digest: str) -> tuple[bool, int | None]:
         """Is this message (key and content digest) recorded, and on which ticket."""
         with self.session(read_only=True) as s:

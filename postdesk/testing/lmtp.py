@@ -47,7 +47,7 @@ class LmtpServer:
         from concurrent.futures import ThreadPoolExecutor
 
         from postdesk.lmtp.protocol import Handler
-        from postdesk.milter import serial
+        from postdesk.store.groupcommit import GroupCommit, writers_for
 
         if ingest is None:
             from postdesk.ingest import ingest as default_ingest
@@ -57,7 +57,8 @@ class LmtpServer:
         self.listen = config.lmtp.listen
         self.drain = drain
         self.executor = ThreadPoolExecutor(max_workers=workers)
-        self.handler = Handler(config, serial.for_milter(store, config.store.url), ingest, self.executor)
+        self.writer = GroupCommit(store, writers_for(config.store.url))
+        self.handler = Handler(config, self.writer, ingest, self.executor)
         self.status: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -88,6 +89,7 @@ class LmtpServer:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)
         self.executor.shutdown(wait=True)
+        self.writer.stop()  # the caller's store stays open
         return self.status
 
 
