@@ -24,6 +24,7 @@ from postdesk.config import Config
 from postdesk.filter import decide, parse
 from postdesk.filter.decision import Decision, Envelope, Kind, Known
 from postdesk.filter.parse import Parsed
+from postdesk.filter.pipeline import read_ahead
 from postdesk.outcomes import Outcome, Result
 
 log = logging.getLogger("postdesk")
@@ -65,7 +66,9 @@ def prepare(raw: bytes, envelope: Envelope, config: Config) -> Prepared:
     """
     started = time.monotonic()
     parsed = parse(raw)
-    return Prepared(parsed, authenticate(parsed, raw, envelope, config), started)
+    auth = authenticate(parsed, raw, envelope, config)
+    read_ahead(parsed, envelope, config)  # the rules' reading of the message, out of the store's transaction
+    return Prepared(parsed, auth, started)
 
 
 def ingest(

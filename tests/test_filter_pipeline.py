@@ -423,3 +423,40 @@ def test_missing_closing_boundary_flags_truncated(config):
 def test_bounce_with_tag_is_not_a_stranger(config):
     d = run(mail(frm="feedback@fbl.example", subject="FW: [#1042] x", extra="Content-Type: multipart/report; report-type=feedback-report; boundary=r", body="--r\nContent-Type: text/plain\n\nabuse\n--r--\n"), env(sender="fbl@fbl.example"), config=config)
     assert d.kind is Kind.FOLLOWUP and d.flags == {"bounce"}
+
+
+# -- read_ahead: the message's own reading, done before the store's transaction --
+
+
+def test_after_read_ahead_decide_reads_nothing_from_the_message_again(config, monkeypatch):
+    """What read_ahead computed is what the rules use: inside the store's
+    transaction they only look it up (the body, HTML, attachments, headers
+    and language are not worked out a second time)."""
+    from postdesk.filter import body, draft, htmlbody, language
+    from postdesk.filter.pipeline import read_ahead
+
+    parsed = parse(mail(body="Hello, the printer is broken and the toner is empty. Please help, thanks."))
+    read_ahead(parsed, env(), config)
+    expected = decide(parse(mail(body="Hello, the printer is broken and the toner is empty. Please help, thanks.")), env(), fake_known(), config, NOW)
+
+    def again(*_a, **_k):
+        raise AssertionError("read a second time inside decide()")
+
+    for module, name in ((body, "extract"), (htmlbody, "extract"), (language, "detect"), (draft, "read_headers")):
+        monkeypatch.setattr(module, name, again)
+    d = decide(parsed, env(), fake_known(), config, NOW)
+    assert d.kind is Kind.NEW and d.new_text == expected.new_text and d.language == expected.language == "en"
+
+
+def test_a_failing_read_ahead_leaves_the_reading_to_the_rules(config, monkeypatch, caplog):
+    from postdesk.filter import body
+    from postdesk.filter.pipeline import read_ahead
+
+    parsed = parse(mail())
+    real = body.extract
+    monkeypatch.setattr(body, "extract", lambda *_a: 1 / 0)
+    with caplog.at_level("DEBUG", logger="postdesk"):
+        read_ahead(parsed, env(), config)  # no exception: decide() will meet it
+    assert "read-ahead failed" in caplog.text
+    monkeypatch.setattr(body, "extract", real)
+    assert decide(parsed, env(), fake_known(), config, NOW).new_text == "It smokes."

@@ -81,6 +81,11 @@ def read_headers(parsed: Parsed, envelope: Envelope) -> Headers:
     )
 
 
+def headers_of(parsed: Parsed, envelope: Envelope) -> Headers:
+    """``read_headers``, once per message (``Parsed.memo``)."""
+    return parsed.memo(("headers", envelope.sender), lambda: read_headers(parsed, envelope))
+
+
 def content_digest(author: str, subject: str, body_sha256: str, refuted: bool, verified: bool = False, to_cc: tuple[str, ...] = ()) -> str:
     """Who sent what: the second half of a message's identity for duplicates.
 
@@ -147,7 +152,7 @@ class Draft:
 
     @classmethod
     def start(cls, parsed: Parsed, envelope: Envelope, known: Known, config: Config, now: datetime | None, auth: AuthResult) -> Draft:
-        headers = read_headers(parsed, envelope)
+        headers = headers_of(parsed, envelope)
         # The verdict vouches only for an author of the domain it judged.
         return cls(parsed, envelope, known, config, now, auth.for_author(headers.author), headers)
 

@@ -13,15 +13,17 @@ decoded by ``postdesk.filter.headers``, which is linear and lenient.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import EmailPolicy
-from typing import cast
+from typing import Any, TypeVar, cast
 
 from postdesk.filter import headers as hdr
 from postdesk.filter import parts
 
+T = TypeVar("T")
 MAX_DEFECTS = 50
 MAX_PARSED_HEADER = 8192  # characters of one header value given to the header registry
 _CACHE_SIZE = 512
@@ -70,6 +72,18 @@ class Parsed:
     defects: tuple[str, ...] = ()
     _index: dict[str, list[str]] | None = field(default=None, repr=False)
     _hint: str | None = field(default=None, repr=False)
+    _memo: dict[Hashable, Any] = field(default_factory=dict, repr=False)
+
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()`` once per message and ``key``: what the rules read
+        from the message alone (headers, body, language), worked out by
+        ``postdesk.filter.pipeline.read_ahead`` before the store's
+        transaction and found here by the rules inside it."""
+        try:
+            return self._memo[key]
+        except KeyError:
+            value = self._memo[key] = compute()
+            return value
 
     def raw_headers(self, name: str) -> list[str]:
         """All raw values of header ``name`` (any case), in message order."""

@@ -5,18 +5,46 @@ Pure: the parsed message, the envelope, a read-only view of the store
 in; a ``Decision`` out.  No I/O, no clock reads.  The rules and their order
 are in ``postdesk.filter.rules`` (and docs/filter.md); this module only
 runs them.
+
+``read_ahead`` works out beforehand what the rules read from the message
+alone (its header fields, text, HTML, attachments and language), so that
+inside the store's transaction, where one writer serves every SMTP
+session, the rules only look it up (``Parsed.memo``).
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from postdesk.auth.result import UNCHECKED, AuthResult
 from postdesk.config import Config
+from postdesk.filter import language
 from postdesk.filter.decision import Decision, Envelope, Known
 from postdesk.filter.draft import Draft
+from postdesk.filter.draft import headers_of as draft_headers
 from postdesk.filter.parse import Parsed
 from postdesk.filter.rules import RULES
+from postdesk.filter.rules import content as content_rule
+
+log = logging.getLogger("postdesk")
+
+
+def read_ahead(parsed: Parsed, envelope: Envelope, config: Config) -> None:
+    """Compute what decide() will read from the message alone; no store, no clock.
+
+    Called by ``postdesk.ingest.prepare`` on the adapter's own thread.  It
+    may do work for a message the rules then ignore (a loop, a duplicate),
+    which costs the session, not the writer.  A failure here is left to the
+    rule that needs the value, which meets it again inside decide().
+    """
+    try:
+        draft_headers(parsed, envelope)
+        c = content_rule.read(parsed, config.limits.max_attachments)
+        text = c.new_text or c.text
+        parsed.memo(("language", text), lambda: language.detect(parsed.message, text))
+    except Exception:  # decide() meets it again, where it is answered
+        log.debug("read-ahead failed; the rules will read the message themselves", exc_info=True)
 
 
 def decide(

@@ -15,5 +15,6 @@ from postdesk.filter.draft import Draft
 
 def apply(d: Draft) -> Decision | None:
     if d.kind is Kind.NEW:
-        d.language = language.detect(d.parsed.message, d.new_text or d.text)
+        text = d.new_text or d.text
+        d.language = d.parsed.memo(("language", text), lambda: language.detect(d.parsed.message, text))
     return None
