@@ -36,6 +36,7 @@ setup(
     ],
     extras_require={
         "pg": ["psycopg[binary]>=3.1"],
+        "bench": ["py-spy>=0.3"],  # bench/milter.py --profile
         "test": ["pytest>=7", "dnslib>=0.9.24", "hypothesis>=6.100", "mypy>=1.10", "ruff>=0.5"],
     },
     entry_points={"console_scripts": ["postdesk = postdesk.cli:main"]},

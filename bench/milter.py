@@ -14,6 +14,14 @@ Interleaved rounds (bare, milter, then milter, bare, ...) of:
       milter's own ``ms=`` (filter + store) from its log line;
   (e) the milter's RSS after warm-up and after --rss-messages support mails.
 
+``--with-minimal`` adds the floors, what pymilter + libmilter cost with no
+work of ours (bench/minimal_milter.py): (a) through a milter that accepts
+at DATA, (b) and (c) through one that reads every header and the body and
+tags the Subject.  ``--profile`` samples with py-spy which of the milter's
+threads holds the GIL during (b), and prints the shares by stage.  Each
+sender opens one ticket in the whole run, so [limits]
+new_tickets_per_sender is checked, as on a real desk, but never reached.
+
 With ``--departments`` it measures instead what ``[[departments]]`` cost at
 ingest: two milters on the same store, one configured with no departments,
 one with 10 departments of 3 addresses each (30 addresses, the support
@@ -33,6 +41,7 @@ runs so delivery never competes with the next run.  Needs root and Postfix.
     .venv/bin/python bench/milter.py                       # about 2-4 min on 2 cores
     .venv/bin/python bench/milter.py --messages 2000 --rss-messages 10000
     .venv/bin/python bench/milter.py --departments --rounds 4   # about 1 min
+    .venv/bin/python bench/milter.py --rounds 1 --profile       # needs pip install -e '.[bench]'
 """
 
 from __future__ import annotations
@@ -88,12 +97,21 @@ def ticket_mail(i: int, attachment_kb: int = 0) -> bytes:
     ).encode()
 
 
+# Sender numbers across the whole run, so that no sender's [limits]
+# new_tickets_per_sender quota is reached (its check still runs, as it does
+# for every new ticket on a real desk).
+_SENDERS = itertools.count()
+
+
 def send_unique(port: int, count: int, sessions: int, attachment_kb: int) -> tuple[float, list[float], int]:
     """``count`` unique mails, one per SMTP session, ``sessions`` at a time.
 
     Returns (elapsed seconds, per-message latencies, failures).
     """
     counter = itertools.count()
+    first = next(_SENDERS)  # a fresh block of senders: each opens one ticket in the whole run
+    for _ in range(count - 1):
+        next(_SENDERS)
     lock = threading.Lock()
     latencies: list[float] = []
     failures = [0]
@@ -104,11 +122,11 @@ def send_unique(port: int, count: int, sessions: int, attachment_kb: int) -> tup
                 i = next(counter)
             if i >= count:
                 return
-            raw = ticket_mail(i, attachment_kb)
+            raw = ticket_mail(first + i, attachment_kb)
             t0 = time.perf_counter()
             try:
                 with smtplib.SMTP("127.0.0.1", port, timeout=120) as s:
-                    s.sendmail(f"customer{i}@example.org", [SUPPORT], raw)
+                    s.sendmail(f"customer{first + i}@example.org", [SUPPORT], raw)
                     dt = time.perf_counter() - t0
             except (smtplib.SMTPException, OSError):
                 with lock:
@@ -138,6 +156,72 @@ def smtp_source(port: int, count: int, sessions: int) -> float:
 
 
 # -- processes --------------------------------------------------------------------
+
+
+# -- the profile (--profile) -------------------------------------------------------
+
+
+def start_profile(pid: int, path: Path) -> subprocess.Popen:
+    """py-spy sampling the thread that holds the GIL, 100 times a second."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not os.path.exists(exe):
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install -e '.[bench]'")
+    return subprocess.Popen(
+        [exe, "record", "--pid", str(pid), "--rate", "100", "--gil", "--nonblocking", "--threads", "--format", "raw", "-o", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_profile(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    proc.wait(30)
+
+
+# Where a sample's stack says the GIL was spent, first match wins.
+STAGES = (
+    ("writer: commit", ("_commit_impl", "do_commit")),
+    ("session: read ahead (body, HTML, language)", ("read_ahead (",)),
+    ("writer: decide (rules, reads)", ("decide (postdesk/filter/pipeline.py",)),
+    ("writer: apply (inserts)", ("store/apply.py",)),
+    ("writer: transaction begin", ("Engine.begin", "_begin_impl")),
+    ("session: parse", ("filter/parse.py",)),
+    ("session: authenticate (SPF/DKIM/DMARC)", ("postdesk/auth/",)),
+    ("session: edit (tag, headers)", ("PostdeskMilter.edit",)),
+    ("session: log line", ("log_result",)),
+    ("session: callbacks (headers, body, envelope)", ("postdesk/milter/app.py",)),
+    ("pymilter/libmilter glue", ("Milter/__init__.py", "milter/server.py")),
+)
+
+
+def summarise_profile(paths: list[Path]) -> None:
+    """Shares of the GIL-holding samples by stage and by thread."""
+    stages: dict[str, int] = {}
+    threads: dict[str, int] = {}
+    total = 0
+    for path in paths:
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            stack, _, n = line.rpartition(" ")
+            if not n.isdigit():
+                continue
+            count = int(n)
+            total += count
+            kind = "writer" if "postdesk-writer" in stack else "other"
+            if kind == "other":
+                kind = "session (libmilter)" if "server.py" in stack or "Milter/" in stack else "other (no Python frame)"
+            threads[kind] = threads.get(kind, 0) + count
+            stage = next((name for name, marks in STAGES if any(m in stack for m in marks)), "other")
+            stages[stage] = stages.get(stage, 0) + count
+    if not total:
+        print("(profile: no samples)")
+        return
+    print(f"profile of the milter's GIL during (b): {total} samples at 100 Hz (py-spy --gil)")
+    for name, count in sorted(threads.items(), key=lambda kv: -kv[1]):
+        print(f"  {count / total * 100:5.1f}%  thread {name}")
+    for name, count in sorted(stages.items(), key=lambda kv: -kv[1]):
+        print(f"  {count / total * 100:5.1f}%  {name}")
 
 
 def rss_kb(pid: int) -> int:
@@ -204,8 +288,6 @@ class Bench:
                 }
                 for d in range(10)
             ]
-            # Rounds reuse the senders: their new-ticket quota is not what is measured.
-            data["limits"] = {"new_tickets_per_sender": 0}
             cfg.write_text(toml_dumps(data))
             dept_data = dict(data, milter=dict(data["milter"], socket=f"unix:{self.dept_sock}"), departments=depts)
             self.dept_cfg = self.dir / "postdesk-departments.toml"
@@ -373,12 +455,18 @@ class Bench:
                     pid = {"minimal": getattr(self, "minimal", None), "reading": getattr(self, "reading", None)}.get(side) or self.milter
                     pid = pid.pid
                     cpu0 = cpu_seconds(pid)
+                    profile = None
+                    if a.profile and side == "milter" and key == "b":
+                        profile = start_profile(pid, self.dir / f"profile-{rnd + 1}.txt")
+                        time.sleep(1)  # py-spy attached
                     if key == "a":
                         elapsed, lat, fail, n = smtp_source(self.pf.port, a.pass_messages, a.sessions), [], 0, a.pass_messages
                     else:
                         n = a.messages if key == "b" else max(1, a.messages // 2)
                         elapsed, lat, fail = send_unique(self.pf.port, n, a.sessions, a.attachment_kb if key == "c" else 0)
                     cpu = cpu_seconds(pid) - cpu0
+                    if profile is not None:
+                        stop_profile(profile)
                     self.drain()
                     r = results.setdefault((key, side), {"n": 0, "t": 0.0, "lat": [], "fail": 0, "ms": [], "cpu": 0.0})
                     r["cpu"] += cpu
@@ -436,6 +524,9 @@ class Bench:
             )
         print(f"(e) milter RSS: start {rss0 / 1024:.1f} MB; " + ", ".join(f"after {n} msgs {kb / 1024:.1f} MB" for n, kb in samples)
               + f"; growth after warm-up {(samples[-1][1] - rss_warm) / 1024:+.1f} MB ({(samples[-1][1] / rss_warm - 1) * 100:+.1f}%)")
+        if a.profile:
+            summarise_profile(sorted(self.dir.glob("profile-*.txt")))
+            print("(a profiled run: its (b) throughput is not comparable; the raw stacks stay with --keep)")
         failed = sum(r["fail"] for r in results.values())
         if failed:
             print(f"warning: {failed} messages failed")
@@ -455,6 +546,7 @@ def main(argv=None) -> int:
     p.add_argument("--with-minimal", action="store_true", help="also run the floors (bench/minimal_milter.py): (a) through a pymilter milter that accepts at DATA, (b) and (c) through one that reads and tags every message but has no filter or store")
     p.add_argument("--no-verify", action="store_true", help="[trust] verify = false: no SPF/DKIM/DMARC (default: checked against a loopback DNS server)")
     p.add_argument("--departments", action="store_true", help="only (b): no departments against 10 departments / 30 addresses, in one run")
+    p.add_argument("--profile", action="store_true", help="sample the milter's GIL with py-spy during (b) and print where it went (needs the bench extra)")
     p.add_argument("--log-level", default="INFO", help="the milter's [log] level; DEBUG adds its per-stage timing line (default INFO)")
     args = p.parse_args(argv)
     ok, why = available()
