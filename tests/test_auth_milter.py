@@ -48,9 +48,9 @@ def feed(config, store, raw: bytes, helo="mail.customer.example"):
 
     seen = {}
 
-    def spy(raw, env, store, config, now=None):
+    def spy(raw, env, store, config, now=None, prepared=None):
         seen["envelope"] = env
-        return ingest(raw, env, store, config, now)
+        return ingest(raw, env, store, config, now, prepared=prepared)
 
     milter = {}
 
