@@ -56,12 +56,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from postdesk.cli.parser import CHECK_STEPS
 from postdesk.config import Config
 from postdesk.outcomes import EX_CONFIG, EX_OK, EX_UNAVAILABLE
 
 CONFIG = "config"  # the fix is a setting or a permission
 DOWN = "unavailable"  # the fix is to start or repair something
-STEPS = ("templates", "store", "postfix", "socket", "permissions", "dns")
+STEPS = CHECK_STEPS
 GROUP_FIX = "adduser postfix {group} && postfix reload"
 
 

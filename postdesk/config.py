@@ -239,15 +239,22 @@ def _phrases(key: str, value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
+_LANGUAGE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})?")
+
+
+def language_tag(value: object) -> str:
+    """``value`` as a language tag the way templates are filed (``en``, ``de``,
+    ``pt-br``: lower case, "_" read as "-"), or "" when it is none.  The one
+    test for the config, Content-Language and the template directories."""
+    tag = str(value or "").strip().lower().replace("_", "-")
+    return tag if _LANGUAGE.fullmatch(tag) else ""
 
 
 def _language(key: str, value: Any) -> str:
-    """A language tag as templates are filed: ``en``, ``de``, ``pt-br`` (lower case)."""
-    value = _str(key, value).strip().lower().replace("_", "-")
-    if not _LANGUAGE.match(value):
-        raise ConfigError(f"{key}: {value!r} is not a language tag (expected e.g. \"en\", \"de\" or \"pt-br\")")
-    return value
+    tag = language_tag(_str(key, value))
+    if not tag:
+        raise ConfigError(f"{key}: {str(value).strip().lower()!r} is not a language tag (expected e.g. \"en\", \"de\" or \"pt-br\")")
+    return tag
 
 
 def _directory(key: str, value: Any) -> str:

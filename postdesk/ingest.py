@@ -34,7 +34,7 @@ log = logging.getLogger("postdesk")
 class MessageStore(Protocol):
     """What ingest and its adapters (the milter, the pipe filter, the
     importer) need from a store, as ``Known`` is what the filter needs:
-    ``postdesk.store.Store`` is one, the milter's ``SerializedStore`` wraps
+    ``postdesk.store.Store`` is one, the adapters' ``GroupCommit`` wraps
     one, tests pass their own."""
 
     def record(self, decide: Callable[[Known], Decision], envelope: Envelope, config: Config, now: datetime) -> Result:

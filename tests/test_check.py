@@ -232,3 +232,12 @@ def test_permissions_are_checked_as_the_service_user_not_as_root(make_config, tm
     report = check.Report()
     check.check_permissions(config, report, "root")
     assert not any("attachment directory" in what for _, what, _ in report.problems), report.lines
+
+
+def test_every_step_can_be_skipped_by_name():
+    """The CLI's --skip list is check's own list of steps (templates included)."""
+    from postdesk import check
+    from postdesk.cli.parser import _skip_list
+
+    assert _skip_list(",".join(check.STEPS)) == frozenset(check.STEPS)
+    assert "templates" in _skip_list("templates")

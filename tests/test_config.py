@@ -70,3 +70,11 @@ def test_staff_and_trust_helpers(config):
     assert not config.is_trusted_client("203.0.113.5")
     assert not config.is_trusted_client("")
     assert not config.is_trusted_client("unknown")
+
+
+def test_language_tag_is_one_test_for_config_mail_and_template_directories():
+    from postdesk.config import language_tag
+
+    assert language_tag(" pt_BR ") == "pt-br" and language_tag("de") == "de"
+    for bad in ("../en", "en/de", "e", "english-language-x", "", None, "en\nde"):
+        assert language_tag(bad) == "", bad

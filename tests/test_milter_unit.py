@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import email.header
 import io
+import re
 from dataclasses import dataclass
 from datetime import UTC
 
@@ -386,7 +387,7 @@ def defaults_config():
     return defaults()
 
 
-def test_the_store_runs_on_a_writer_thread_and_dns_on_the_session(config, monkeypatch):
+def test_the_store_runs_on_a_writer_thread_and_dns_on_the_session(config, monkeypatch, caplog):
     # server.run passes a GroupCommit: the store must never run on
     # libmilter's threads (see postdesk.milter.app.make_factory); the DNS of
     # authentication waits on the session's own thread, never on a writer.
@@ -417,10 +418,13 @@ def test_the_store_runs_on_a_writer_thread_and_dns_on_the_session(config, monkey
         ctx = testctx.TestCtx()
         ctx._setsymval("i", "Q1")
         ctx._connect(ip="192.0.2.7")
-        assert ctx._feedFile(io.BytesIO(message()), "c@example.org", "support@example.com") == Milter.ACCEPT
+        with caplog.at_level("DEBUG", logger="postdesk"):
+            assert ctx._feedFile(io.BytesIO(message()), "c@example.org", "support@example.com") == Milter.ACCEPT
     finally:
         writer.stop()
     assert stored == ["postdesk-writer-0"]
+    # The DEBUG line gives the writer's stages of this message (docs/postfix.md).
+    assert re.search(r"Q1: timing ms data-eom=\S+ prepare=\S+ queue=\S+ batch=1 before=0.0 record=\S+ commit=\S+ hand-back=", caplog.text)
     assert checked and checked[0] != "postdesk-writer-0"
     assert last(ctx, "Subject") == "[#8] Printer on fire"
 

@@ -15,7 +15,9 @@ from collections.abc import Callable
 
 from postdesk.outcomes import EX_TEMPFAIL, EX_USAGE
 
-CHECK_STEPS = ("store", "postfix", "socket", "permissions", "dns")
+# postdesk check's steps, in the order they run (postdesk.check imports
+# them from here: the parser is built at every start without that module).
+CHECK_STEPS = ("templates", "store", "postfix", "socket", "permissions", "dns")
 
 
 class Parser(argparse.ArgumentParser):

@@ -73,6 +73,8 @@ def _html(part: Message, depth: int = 0) -> tuple[list[str], bool]:
 
 def extract(msg: Message) -> str:
     """The message's sanitised HTML, "" when it has no HTML part; never raises."""
+    if not any(parts.content_type(leaf) == "text/html" for leaf, _ in parts.leaves(msg)):
+        return ""  # plain text only: no need to decode its parts a second time (body.py did)
     try:
         pieces, is_html = _html(msg)
     except RecursionError:

@@ -22,9 +22,10 @@ import re
 from collections import Counter
 from email.message import EmailMessage
 
+from postdesk.config import language_tag
+
 MIN_HITS = 3
 SAMPLE = 2000  # characters of text looked at
-_TAG = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 _WORD = re.compile(r"[^\W\d_]+")
 
 # Frequent short words that are rare in the other languages of the table.
@@ -54,8 +55,8 @@ def declared(message: EmailMessage) -> str:
             values.append(part.get("Content-Language", ""))
             break
     for value in values:
-        first = str(value or "").split(",")[0].strip().lower().replace("_", "-")
-        if _TAG.fullmatch(first):
+        first = language_tag(str(value or "").split(",")[0])
+        if first:
             return first
     return ""
 

@@ -19,13 +19,13 @@ from datetime import datetime
 
 from postdesk.auth.result import UNCHECKED, AuthResult
 from postdesk.config import Config
-from postdesk.filter import language
 from postdesk.filter.decision import Decision, Envelope, Known
 from postdesk.filter.draft import Draft
 from postdesk.filter.draft import headers_of as draft_headers
 from postdesk.filter.parse import Parsed
 from postdesk.filter.rules import RULES
 from postdesk.filter.rules import content as content_rule
+from postdesk.filter.rules import language as language_rule
 
 log = logging.getLogger("postdesk")
 
@@ -41,8 +41,7 @@ def read_ahead(parsed: Parsed, envelope: Envelope, config: Config) -> None:
     try:
         draft_headers(parsed, envelope)
         c = content_rule.read(parsed, config.limits.max_attachments)
-        text = c.new_text or c.text
-        parsed.memo(("language", text), lambda: language.detect(parsed.message, text))
+        language_rule.read(parsed, c.new_text or c.text)
     except Exception:  # decide() meets it again, where it is answered
         log.debug("read-ahead failed; the rules will read the message themselves", exc_info=True)
 

@@ -230,11 +230,12 @@ class LMTPSession(LMTP):
 class Handler:
     """aiosmtpd's MAIL and RCPT hooks, and ``deliver``: ingest and the replies."""
 
-    def __init__(self, config: Config, store: MessageStore, ingest: Callable, executor: Executor | None) -> None:
+    def __init__(self, config: Config, store: MessageStore, ingest: Callable, executor: Executor) -> None:
         self.config = config
         self.store = store
         self.ingest = ingest
-        self.executor = executor  # None: ingest on the event loop (tests)
+        # ingest waits for DNS and for the store's writer: never on the event loop.
+        self.executor = executor
 
     async def handle_MAIL(self, server: LMTPSession, session, envelope, address: str, mail_options: list[str]) -> str:
         limit = self.config.limits.max_message_bytes
@@ -277,10 +278,7 @@ class Handler:
             return [ANSWERS[Outcome.REJECTED].lmtp_reply(EMPTY_TEXT)] * len(rcpts)
         try:
             record = functools.partial(self.ingest, raw, envelope, self.store, self.config)
-            if self.executor is None:
-                result = record()
-            else:
-                result = await asyncio.get_running_loop().run_in_executor(self.executor, record)
+            result = await asyncio.get_running_loop().run_in_executor(self.executor, record)
         except Exception as e:
             # Not recorded, so not accepted: Postfix keeps the message and
             # retries; the store records a redelivery once (same Message-ID).

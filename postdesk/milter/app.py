@@ -30,7 +30,6 @@ from postdesk.auth import headers as arheaders
 from postdesk.auth.result import UNCHECKED
 from postdesk.config import Config
 from postdesk.filter.decision import Envelope
-from postdesk.ingest import prepare
 from postdesk.mail import OUTCOME_HEADER, TICKET_HEADER, strip_brackets
 from postdesk.milter import subject as subj
 from postdesk.milter.spool import Spool
@@ -329,11 +328,10 @@ class PostdeskMilter(Milter.Base):
             # on a writer thread (postdesk.store.groupcommit), never on this
             # one (see make_factory).
             eom = time.monotonic()
-            prepared = prepare(raw, envelope, self.config)
-            submitted = time.monotonic()
-            result = self.ingest(raw, envelope, self.store, self.config, prepared=prepared)
-            if log.isEnabledFor(logging.DEBUG):
-                self._log_timing(envelope, eom, submitted)
+            result = self.ingest(raw, envelope, self.store, self.config)
+            timing = groupcommit.take_timing()  # taken even when not logged: it is per message
+            if timing is not None and log.isEnabledFor(logging.DEBUG):
+                self._log_timing(envelope, eom, timing)
         except Exception as e:
             # Transient or not, the message is not recorded: the sender's MTA
             # must keep it and retry: nothing is accepted that is not recorded.
@@ -349,29 +347,25 @@ class PostdeskMilter(Milter.Base):
             return Milter.ACCEPT  # a staff direct reply: recorded, sent on untouched
         return self.edit(result)
 
-    def _log_timing(self, envelope: Envelope, eom: float, submitted: float) -> None:
-        """Where a support message's time went (docs/postfix.md, "Where the time goes")."""
-        back = time.monotonic()
-        job = getattr(groupcommit.last, "job", None)
-        if job is None or job.queued < submitted:  # not through a GroupCommit (tests, benchmarks)
-            log.debug("%s: timing ms data-eom=%.1f prepare=%.1f store=%.1f", envelope.queue_id or "NOQUEUE",
-                      *(1000 * x for x in (eom - self.started, submitted - eom, back - submitted)))
-            return
-        # data-eom: Postfix streaming it to us; queue: waiting for a writer;
-        # batch: how many messages share its transaction; before: the ones
-        # ahead of it in the batch; record: its own decision and inserts;
-        # commit: the rest of the batch and the commit (with its fsync).
+    def _log_timing(self, envelope: Envelope, eom: float, t: groupcommit.Timing) -> None:
+        """Where a support message's time went (docs/postfix.md, "Where the time goes").
+
+        data-eom: Postfix streaming it to us; prepare: parsing,
+        authentication and read-ahead on this thread; queue: waiting for a
+        writer; batch: how many messages share its transaction; before: the
+        ones ahead of it in the batch; record: its own decision and inserts;
+        commit: the rest of the batch and the commit (with its fsync)."""
         log.debug(
             "%s: timing ms data-eom=%.1f prepare=%.1f queue=%.1f batch=%d before=%.1f record=%.1f commit=%.1f hand-back=%.1f",
             envelope.queue_id or "NOQUEUE",
             1000 * (eom - self.started),
-            1000 * (submitted - eom),
-            1000 * (job.started - job.queued),
-            job.batch,
-            1000 * job.before,
-            1000 * (job.applied - job.started - job.before),
-            1000 * (job.committed - job.applied),
-            1000 * (back - job.committed),
+            1000 * (t.queued - eom),
+            1000 * (t.started - t.queued),
+            t.batch,
+            1000 * t.before,
+            1000 * (t.applied - t.started - t.before),
+            1000 * (t.committed - t.applied),
+            1000 * (time.monotonic() - t.committed),
         )
 
     def edit(self, result) -> int:

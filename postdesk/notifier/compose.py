@@ -402,26 +402,6 @@ def render(job: Job, config: Config, html: bool = False, templates: Templates | 
     return Rendered(subject=out.subject, text=text, html=out.html)
 
 
-def ack_text(job: Job, config: Config) -> str:
-    return render(job, config).text
-
-
-def reminder_text(job: Job, config: Config) -> str:
-    return render(job, config).text
-
-
-def bounce_alert_text(job: Job, config: Config) -> str:
-    return render(job, config).text
-
-
-def alert_text(job: Job, config: Config) -> str:
-    return render(job, config).text
-
-
-def update_text(job: Job, config: Config) -> str:
-    return render(job, config).text
-
-
 # --- the message ---------------------------------------------------------------
 
 

@@ -49,7 +49,7 @@ from typing import Any
 from jinja2 import BaseLoader, StrictUndefined, Template, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
-from postdesk.config import Config, Department
+from postdesk.config import Config, Department, language_tag
 
 log = logging.getLogger("postdesk.notifier")
 
@@ -60,7 +60,6 @@ PARTS = ("subject", "txt", "html")
 REQUIRED = ("subject", "txt")  # per kind, in the shipped English set; html is optional
 FALLBACK = "en"
 _NAME = re.compile(r"^(?P<kind>[a-z-]+)\.(?P<part>[a-z]+)$")
-_LANG = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 
 
 class TemplateProblem(Exception):
@@ -142,7 +141,7 @@ class Templates:
         wanted += [department.language, self.language, FALLBACK]
         out: list[str] = []
         for lang in wanted:
-            lang = (lang or "").strip().lower().replace("_", "-")
+            lang = language_tag(lang)
             for tag in (lang, lang.split("-", 1)[0]):
                 if tag and tag in self.languages and tag not in out:
                     out.append(tag)
@@ -224,7 +223,7 @@ def load(config: Config, sample: Mapping[str, Mapping[str, Any]] | None = None) 
             continue
         for lang, path in _files(directory):
             m = _NAME.match(path.name)
-            if not _LANG.match(lang) or not m or m["kind"] not in KINDS or m["part"] not in PARTS:
+            if language_tag(lang) != lang or not m or m["kind"] not in KINDS or m["part"] not in PARTS:
                 problems.append(f"{path}: not a template (expected LANG/KIND.PART: KIND one of {', '.join(KINDS)}, PART one of {', '.join(PARTS)})")
                 continue
             try:

@@ -185,7 +185,8 @@ def change_status(conn: Connection, ticket_id: int, old: str, new: str, author_i
     ``[closed]`` command (``apply``) and ``postdesk ticket status``
     (``postdesk.store.admin``); the caller queues the customer update."""
     text = _status_text(old, new)
-    action_id = fast(conn, 
+    action_id = fast(
+        conn,
         _INSERT_ACTION,
         {
             "ticket_id": ticket_id,
@@ -410,7 +411,8 @@ def apply(
     if created:
         requester = author or _person(conn, "", "")
         status, visible, department, owner_id = "open", True, d.department, None
-        ticket_id = fast(conn, 
+        ticket_id = fast(
+            conn,
             _INSERT_TICKET,
             {
                 "number": number,
@@ -436,7 +438,8 @@ def apply(
         # The new ticket's first action names the one it follows up.
         _system_action(conn, ticket_id, None, f"Follow-up to [{config.organization.tag}{d.follow_up_of}]", "follow-up", now)
     public = bool(d.public)
-    action_id = fast(conn, 
+    action_id = fast(
+        conn,
         _INSERT_ACTION,
         {
             "ticket_id": ticket_id,
@@ -457,7 +460,8 @@ def apply(
         },
     ).scalar_one()
     if stored:
-        fast(conn, 
+        fast(
+            conn,
             _INSERT_ATTACHMENT,
             [
                 {
@@ -568,7 +572,8 @@ def apply(
 def _system_action(conn: Connection, ticket_id: int, author_id: int | None, text: str, flags: str, now: datetime, kind: str = "system") -> int:
     """A private action beside the message (a follow-up's reference, a
     forwarder's note, what was refused); returns its id."""
-    return fast(conn, 
+    return fast(
+        conn,
         _INSERT_ACTION,
         {
             "ticket_id": ticket_id, "author_id": author_id, "kind": kind, "public": False, "text": clean(text),

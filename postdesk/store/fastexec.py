@@ -141,7 +141,10 @@ class Scalars(list):
 
 def execute(conn: Connection | Session, stmt: Any, params: Any = None) -> Any:
     """``conn.execute(stmt, params)``, on the driver's cursor where that is the same."""
-    if not isinstance(conn, Connection):  # an ORM Session (the admin operations): as before
+    if not isinstance(conn, Connection) or not conn.in_transaction():
+        # An ORM Session (the admin operations), or a connection whose
+        # transaction SQLAlchemy has yet to begin (BEGIN IMMEDIATE on
+        # SQLite, see engine.py): as before.
         return conn.execute(stmt, params)
     many = isinstance(params, (list, tuple))
     first: Mapping[str, Any] = (params[0] if params else {}) if many else (params or {})

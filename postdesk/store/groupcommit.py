@@ -65,6 +65,19 @@ def writers_for(url: str) -> int:
 
 
 @dataclass
+class Timing:
+    """Where one message's time went with the writer (time.monotonic seconds),
+    for the milter's DEBUG line (docs/postfix.md, "Where the time goes")."""
+
+    queued: float = field(default_factory=time.monotonic)
+    started: float = 0.0  # the writer began its batch
+    before: float = 0.0  # seconds spent on the messages ahead of it in the batch
+    applied: float = 0.0  # it was decided and applied
+    committed: float = 0.0  # the batch's commit returned
+    batch: int = 0  # how many messages shared the transaction
+
+
+@dataclass
 class Job:
     """One message waiting for a writer, and, once answered, its outcome."""
 
@@ -72,20 +85,21 @@ class Job:
     envelope: Envelope
     config: Config
     now: datetime
-    queued: float = field(default_factory=time.monotonic)
+    timing: Timing = field(default_factory=Timing)
     done: threading.Event = field(default_factory=threading.Event)
     result: Result | None = None
     error: BaseException | None = None
-    # For the milter's DEBUG timing line (docs/postfix.md, "Where the time goes").
-    started: float = 0.0  # the writer began the batch
-    before: float = 0.0  # seconds spent on the messages before it in the batch
-    applied: float = 0.0  # this message was decided and applied
-    committed: float = 0.0  # the batch's commit returned
-    batch: int = 0  # how many messages shared the transaction
 
 
-# The last job the calling thread had answered (its timings).
-last = threading.local()
+_last = threading.local()
+
+
+def take_timing() -> Timing | None:
+    """The Timing of the last message this thread recorded through a
+    GroupCommit, once (None if it recorded none since it last asked)."""
+    timing = getattr(_last, "timing", None)
+    _last.timing = None
+    return timing
 
 
 class GroupCommit:
@@ -94,7 +108,8 @@ class GroupCommit:
     def __init__(self, store: MessageStore, writers: int = 1, max_batch: int = MAX_BATCH) -> None:
         self._store = store
         # A store without record_batch (a test's) is written one message at a time.
-        self._max_batch = max(1, max_batch) if hasattr(store, "record_batch") else 1
+        self._batches = hasattr(store, "record_batch")
+        self._max_batch = max(1, max_batch) if self._batches else 1
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._threads = [threading.Thread(target=self._run, name=f"postdesk-writer-{i}", daemon=True) for i in range(max(1, writers))]
         for t in self._threads:
@@ -106,7 +121,7 @@ class GroupCommit:
         job = Job(decide, envelope, config, now)
         self._queue.put(job)
         job.done.wait()
-        last.job = job
+        _last.timing = job.timing
         if job.error is not None:
             raise job.error
         assert job.result is not None
@@ -149,21 +164,21 @@ class GroupCommit:
             self._commit(jobs)
 
     def _commit(self, jobs: list[Job]) -> None:
-        if not hasattr(self._store, "record_batch"):
+        if not self._batches:
             self._alone(jobs[0])
             return
         started = time.monotonic()
         for job in jobs:
-            job.started, job.batch = started, len(jobs)
+            job.timing.started, job.timing.batch = started, len(jobs)
 
         def applied(i: int) -> None:
-            jobs[i].applied = time.monotonic()
+            jobs[i].timing.applied = time.monotonic()
             if i + 1 < len(jobs):
-                jobs[i + 1].before = jobs[i].applied - started
+                jobs[i + 1].timing.before = jobs[i].timing.applied - started
 
         try:
             items = [(j.decide, j.envelope, j.config, j.now) for j in jobs]
-            results = self._store.record_batch(items, done=applied)
+            results = self._store.record_batch(items, done=applied)  # type: ignore[attr-defined]  # checked: self._batches
         except StoreUnavailable as e:
             if _sqlstate(e) not in RETRY_SQLSTATES:
                 self._answer(jobs, error=e)
@@ -183,24 +198,24 @@ class GroupCommit:
             return
         committed = time.monotonic()
         for job, result in zip(jobs, results, strict=True):
-            job.result, job.committed = result, committed
+            job.result, job.timing.committed = result, committed
             job.done.set()
 
     def _alone(self, job: Job) -> None:
         """One message in its own transaction (Store.record: retries, duplicates)."""
-        job.started, job.batch = time.monotonic(), 1
+        job.timing.started, job.timing.batch, job.timing.before = time.monotonic(), 1, 0.0
         try:
             job.result = self._store.record(job.decide, job.envelope, job.config, job.now)
         except Exception as e:  # noqa: BLE001 -- the session answers 451
             job.error = e
-        job.applied = job.committed = time.monotonic()
+        job.timing.applied = job.timing.committed = time.monotonic()
         job.done.set()
 
     @staticmethod
     def _answer(jobs: list[Job], error: BaseException) -> None:
         now = time.monotonic()
         for job in jobs:
-            job.error, job.applied, job.committed = error, now, now
+            job.error, job.timing.applied, job.timing.committed = error, now, now
             job.done.set()
 
 

@@ -11,10 +11,15 @@ from __future__ import annotations
 from postdesk.filter import language
 from postdesk.filter.decision import Decision, Kind
 from postdesk.filter.draft import Draft
+from postdesk.filter.parse import Parsed
+
+
+def read(parsed: Parsed, text: str) -> str:
+    """``language.detect``, once per message and text (``Parsed.memo``; see pipeline.read_ahead)."""
+    return parsed.memo(("language", text), lambda: language.detect(parsed.message, text))
 
 
 def apply(d: Draft) -> Decision | None:
     if d.kind is Kind.NEW:
-        text = d.new_text or d.text
-        d.language = d.parsed.memo(("language", text), lambda: language.detect(d.parsed.message, text))
+        d.language = read(d.parsed, d.new_text or d.text)
     return None
