@@ -60,3 +60,21 @@ def test_rule_refuses_staff_and_own_addresses(config, who):
     d = fwd_draft(config, f"note\n\n---------- Forwarded message ---------\nFrom: X <{who}>\n\nhi")
     rule.apply(d)
     assert d.requester == "" and d.refused and "fwd" not in d.flags and "refused" in d.flags
+
+
+def test_an_inline_forward_wins_over_an_attached_mail(config):
+    """Gmail keeps a forwarded mail's attachments: a message/rfc822 the
+    customer attached names whoever they chose, not the customer whom the
+    staff member forwarded (and so vouched for)."""
+    raw = (
+        "From: bob@example.com\nSubject: [fwd] x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n"
+        "--b\nContent-Type: text/plain\n\nnote\n\n---------- Forwarded message ---------\nFrom: Mallory <mallory@evil.example>\n\nsee attached\n"
+        "--b\nContent-Type: message/rfc822\n\nFrom: Victim <victim@elsewhere.example>\nSubject: hi\n\nvictim's words\n--b--\n"
+    )
+    d = make_draft(raw, config)
+    d.staff, d.forward = True, True
+    d.text = "note\n\n---------- Forwarded message ---------\nFrom: Mallory <mallory@evil.example>\n\nsee attached"
+    rule.apply(d)
+    assert d.requester == "mallory@evil.example" and d.note == "note"
+    # Forwarded as an attachment only (no inline forward): the attached mail's sender.
+    assert forwarded.find(d.parsed.message, "just the note").address == "victim@elsewhere.example"

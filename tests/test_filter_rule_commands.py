@@ -184,3 +184,21 @@ def test_a_customers_commands_leave_the_subject_too(config):
     d = make_draft("From: c@cust.org\nSubject: [merge #1] [closed] Help [EXTERNAL]\n\nx", config)
     commands.apply(d)
     assert d.finish().subject == "Help [EXTERNAL]" and d.merge_into is None
+
+
+def test_a_forwarded_customers_brackets_are_not_staff_commands(config):
+    """[fwd]: the customer's own "[closed]" or "[assign ...]" inside the
+    forwarded mail commands nothing; the staff member's note still does."""
+    body = (
+        "Please look at this one.\n[pvt]\n\n---------- Forwarded message ---------\nFrom: C <c@cust.org>\n\n"
+        "My order is late.\n[closed]\n[assign carol@example.com]\n[frobnicate]"
+    )
+    d = staff_draft(config, "[fwd] Order", body, ticket=None)
+    d.text = body
+    commands.apply(d)
+    assert d.forward and not d.public  # the note's [fwd] and [pvt]
+    assert not d.close and d.status == "" and d.owner is None and d.refused == []
+    # Without [fwd] the same lines are the staff member's own.
+    d = staff_draft(config, "Order", "My order is late.\n[closed]", ticket=1001)
+    commands.apply(d)
+    assert d.close and d.status == "closed"

@@ -138,8 +138,13 @@ def attached(msg: Message, text: str) -> Forwarded | None:
 
 
 def find(msg: Message, text: str) -> Forwarded | None:
-    """The forwarded customer of a mail (module docstring), or None."""
-    return attached(msg, text) or inline(text)
+    """The forwarded customer of a mail (module docstring), or None.
+
+    An inline forward in the staff member's text comes first: the mail they
+    forwarded may itself carry an attached message (Gmail keeps a forwarded
+    mail's attachments), whose From: is whoever that sender chose, not the
+    customer the staff member vouched for by forwarding."""
+    return inline(text) or attached(msg, text)
 
 
 __all__ = ["Forwarded", "find", "inline", "attached", "sender"]

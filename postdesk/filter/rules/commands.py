@@ -19,6 +19,7 @@ from postdesk.filter import headers as hdr
 from postdesk.filter import thread as threadmod
 from postdesk.filter.decision import Decision, Kind
 from postdesk.filter.draft import Draft
+from postdesk.filter.rules import forwarded as forwarded_rule
 
 _NUMBER = re.compile(r"^\d{1,10}$")
 
@@ -72,10 +73,23 @@ def _merge(d: Draft, f: cmds.Found) -> None:
     d.merge_into = final
 
 
+def _commands(d: Draft) -> list[cmds.Found]:
+    """The staff member's commands.  With [fwd], the forwarded customer's
+    own words are not the staff member's: only the note above the forward
+    (and the subject) is read, so a customer who wrote "[closed]" or
+    "[assign ...]" in the mail being forwarded commands nothing."""
+    found = cmds.find(d.headers.original_subject, d.new_text)
+    if any(f.name == "fwd" for f in found):
+        forward = forwarded_rule.read(d.parsed, d.text)
+        if forward is not None:
+            found = cmds.find(d.headers.original_subject, forward.note)
+    return found
+
+
 def apply(d: Draft) -> Decision | None:
     if not d.staff:
         return None
-    for f in cmds.find(d.headers.original_subject, d.new_text):
+    for f in _commands(d):
         command = cmds.BY_NAME.get(f.name)
         if command is None:
             _refuse(d, f, "unknown command")

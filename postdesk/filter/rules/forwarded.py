@@ -20,12 +20,18 @@ from postdesk.filter import body as bodymod
 from postdesk.filter import forwarded, htmlbody, parts
 from postdesk.filter.decision import Decision
 from postdesk.filter.draft import Draft
+from postdesk.filter.parse import Parsed
+
+
+def read(parsed: Parsed, text: str) -> forwarded.Forwarded | None:
+    """``forwarded.find``, once per message and text (rule "commands" reads it too)."""
+    return parsed.memo(("forwarded", text), lambda: forwarded.find(parsed.message, text))
 
 
 def apply(d: Draft) -> Decision | None:
     if not d.forward:
         return None
-    found = forwarded.find(d.parsed.message, d.text)
+    found = read(d.parsed, d.text)
     if found is None:
         d.refused.append("[fwd]: no forwarded mail with a From: line found in it")
     elif d.config.is_own_address(found.address) or d.config.matches_staff(found.address):
