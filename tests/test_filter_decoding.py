@@ -194,3 +194,59 @@ def test_html_body_is_bounded_and_says_so(caplog):
         out = htmlbody.extract(parse(big).message)
     assert len(out) <= htmlbody.MAX_HTML + 20 and out.startswith("<p>aaa")
     assert "cut to" in caplog.text
+
+
+# --- only real character sets: a label naming another codec is an unknown charset ---
+
+NOT_CHARSETS = [
+    "punycode", "x-punycode", "PUNYCODE", "idna", "unicode_escape", "unicode-escape", "raw_unicode_escape",
+    "unicode_internal", "undefined", "charmap", "mbcs", "oem", "rot13", "rot_13", "rot-13", "base64", "base64_codec",
+    "hex", "hex_codec", "zlib", "zip", "bz2", "quopri", "quoted-printable", "uu", "uu_codec",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("label", NOT_CHARSETS)
+def test_resolve_charset_refuses_codecs_that_are_no_charset(label):
+    assert hdr.resolve_charset(label) == ""
+
+
+@pytest.mark.parametrize("label", ["utf-16", "utf-7", "koi8-r", "iso-2022-jp", "big5", "windows-1251", "x-mac-cyrillic"])
+def test_resolve_charset_still_knows_real_charsets(label):
+    assert hdr.resolve_charset(label) != ""
+
+
+@pytest.mark.parametrize("label", ["punycode", "unicode_escape", "raw_unicode_escape", "idna", "rot13", "base64", "hex", "uu"])
+def test_refused_charset_decodes_like_an_unknown_one(label):
+    for data in (b"caf\\xe9 \\u0041 -abc", "Grüße".encode("cp1252"), "Grüße".encode()):
+        assert hdr.lenient_decode(data, label) == hdr.lenient_decode(data, "bogus-charset")
+    assert hdr.decode_header(f"=?{label}?q?-abc?=") == "-abc"
+    assert hdr.decode_header(f"=?{label}?q?caf=C3=A9?=") == "café"
+
+
+def test_punycode_bomb_is_not_decoded_as_punycode():
+    """300 KB that CPython's quadratic punycode decoder needs seconds for:
+    refused, read as the ASCII it is, at the cost of a plain decode."""
+    import time
+
+    data = b"-" + b"a" * 300_000
+    assert hdr.lenient_decode(data, "punycode") == data.decode("ascii")
+
+    def best(f) -> float:
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    refused = best(lambda: hdr.lenient_decode(data, "punycode"))
+    plain = best(lambda: data.decode("latin-1"))
+    # Decoding it as punycode costs some 100000 times a latin-1 decode.
+    assert refused < 1000 * max(plain, 1e-6)
+
+
+def test_text_part_with_a_refused_charset():
+    from postdesk.filter import parts
+
+    raw = b"Content-Type: text/plain; charset=punycode\r\n\r\n-" + b"a" * 1000 + b"\r\n"
+    assert parts.text(parse(raw).message).startswith("-aaaa")

@@ -120,3 +120,15 @@ def test_message_ids_keep_the_end_of_a_100k_references():
     ids = [f"<{i:06d}.thread@lists.example>" for i in range(4000)]  # ~110 KB
     got = hdr.message_ids("\r\n ".join(ids))
     assert got[-1] == "003999.thread@lists.example" and len(got) == 100
+
+
+def test_encoded_words_in_a_codec_that_is_no_charset_are_not_decoded_by_it():
+    """punycode, unicode_escape, rot13 ... are Python codecs, not charsets:
+    such a word is read as an unknown charset (UTF-8, else a guess)."""
+    assert hdr.decode_header("=?punycode?q?-abc?=") == "-abc"
+    assert hdr.decode_header("=?unicode_escape?q?caf\\xe9?=") == "caf\\xe9"
+    assert hdr.decode_header("=?rot13?q?Uryyb?=") == "Uryyb"
+    assert hdr.decode_header("=?base64?q?aGVsbG8=3D?=") == "aGVsbG8="
+    # adjacent words are joined before decoding: a long punycode run stays plain text
+    long = " ".join(["=?punycode?q?-" + "a" * 60 + "?="] * 200)  # within MAX_HEADER
+    assert hdr.decode_header(long) == ("-" + "a" * 60) * 200

@@ -265,9 +265,13 @@ def test_reminder_policy_skips_a_ticket_no_longer_pending(config):
 
 def _dsn_draft(cfg, participants=("alice@customer.example",)):
     from postdesk.filter.decision import Envelope
+    from postdesk.msgid import make_message_id
 
     known = MemoryKnown([ticket_info(1042, "alice@customer.example", participants)], ids={})
-    d = make_draft(DSN.read_bytes(), cfg, envelope=Envelope("", ("support@example.com",)), known=known)
+    # The corpus file names our own mail as {{msgid:1042}}: the bounce rule
+    # alerts only about mail it can prove was ours (our signed Message-ID).
+    raw = DSN.read_bytes().replace(b"{{msgid:1042}}", make_message_id(1042, b"test-secret", "example.com").encode())
+    d = make_draft(raw, cfg, envelope=Envelope("", ("support@example.com",)), known=known)
     d.ticket = 1042
     return d
 

@@ -559,3 +559,11 @@ def test_one_writer_on_sqlite_several_on_postgresql():
 
     assert groupcommit.writers_for("sqlite:////var/lib/postdesk/postdesk.db") == 1
     assert groupcommit.writers_for("postgresql+psycopg://h/db") == groupcommit.WRITERS > 1
+
+
+def test_a_subject_in_a_pseudo_charset_is_not_decoded_with_it():
+    # punycode's decoder is quadratic, unicode_escape reads backslashes: neither is a character set.
+    for charset in ("punycode", "unicode_escape", "base64"):
+        raw = f"=?{charset}?Q?abc-{'x' * 50}?=".encode()
+        assert subj.decode(raw) == raw.decode()
+    assert subj.decode(b"=?utf-8?Q?Gr=C3=BC=C3=9Fe?=") == "Grüße"

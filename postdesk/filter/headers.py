@@ -10,7 +10,9 @@ never raises:
   us as ``surrogateescape`` characters; they are decoded as UTF-8, else in
   the charset the body declares (the same client wrote both), else a guess.
 - Charset labels are read leniently (``resolve_charset``): unknown aliases
-  and labels narrower than what senders really write are mapped.
+  and labels narrower than what senders really write are mapped.  Only real
+  character sets are used: a label naming one of Python's other codecs
+  (punycode, unicode_escape, base64, ...) is an unknown charset.
 - RFC 2047 encoded-words are decoded by hand, adjacent words joined as
   RFC 2047 section 6.2 asks; an unknown charset decodes leniently.
 - ``clean_header`` removes CR, LF, NUL and every other control character
@@ -70,12 +72,35 @@ MIN_GUESS_BYTES = 64
 GUESS_SAMPLE = 64 * 1024
 
 
+# Codecs Python knows that are no character set: text transforms and
+# escapes (punycode's decoder is quadratic: 300 KB cost seconds of CPU),
+# IDNA, Windows-only process code pages, and the bytes-to-bytes and
+# str-to-str "codecs" (also refused by ``_is_text_encoding``).  A sender's
+# label naming one of them is treated as an unknown charset.
+_NOT_CHARSETS = frozenset(
+    {
+        "punycode", "idna", "unicode-escape", "raw-unicode-escape", "unicode-internal", "undefined", "charmap",
+        "mbcs", "dbcs", "oem", "rot-13", "rot13", "uu", "base64", "hex", "zlib", "bz2", "quopri",
+        "string-escape", "escape",
+    }
+)  # fmt: skip
+
+
+def is_charset(info: codecs.CodecInfo) -> bool:
+    """The codec is a real character set (bytes to text), not a transform."""
+    if not getattr(info, "_is_text_encoding", True):
+        return False
+    return info.name.lower().replace("_", "-") not in _NOT_CHARSETS
+
+
 def resolve_charset(label: str | None) -> str:
     """A declared charset label as a Python codec name, "" when unknown or absent.
 
     Lenient about what real mail writes: quotes and spaces around it, an
     RFC 2231 language suffix ("utf-8*de"), "x-" prefixes, "cp-850",
-    "windows-1250", and the aliases above.  US-ASCII is "us-ascii".
+    "windows-1250", and the aliases above.  US-ASCII is "us-ascii".  Only
+    character sets count (``is_charset``): "punycode", "unicode_escape",
+    "base64", "rot13" and the like are unknown charsets ("").
     """
     cs = (label or "").strip().strip("'\"").strip().lower()[:64]
     cs = cs.split("*", 1)[0].strip()
@@ -92,10 +117,12 @@ def resolve_charset(label: str | None) -> str:
     found = ""
     for name in candidates:
         try:
-            found = codecs.lookup(name).name
-            break
+            info = codecs.lookup(name)
         except (LookupError, ValueError):
             continue
+        if is_charset(info):
+            found = info.name
+            break
     if found in ("ascii", "us-ascii"):
         found = "us-ascii"
     if len(_CHARSET_CACHE) < 1024:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from email.header import Header, decode_header, make_header
 
+from postdesk.filter.headers import resolve_charset
+
 MAX_VALUE = 2047  # characters; libmilter/Postfix limit on one header value
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 
@@ -49,7 +51,10 @@ def decode(raw: bytes | None) -> str:
     if not raw.isascii():
         return text
     try:
-        return str(make_header(decode_header(text)))
+        words = decode_header(text)
+        if any(charset and not resolve_charset(charset) for _, charset in words):
+            return text  # punycode, unicode_escape, base64 ...: not a character set (filter.headers)
+        return str(make_header(words))
     except (LookupError, ValueError, UnicodeError):
         return text  # unknown charset or broken encoded-word: show it as is
 

@@ -29,13 +29,24 @@ failed recipients with their ``Status`` and ``Diagnostic-Code`` go into
 ``Decision.bounce``: the store then queues one ``bounce-alert`` to the
 ticket's owner, or to its department's team when nobody owns it, so a
 customer who never gets our answers is noticed by a person.  Only people on
-the ticket count: a forged report naming a stranger alerts nobody.  A
-non-standard bounce names its recipients through flufl.bounce (no status).
+the ticket count: a forged report naming a stranger alerts nobody.  And only
+a report proven to be about our own mail counts (``about_our_mail``): the
+returned message's Message-ID, or the report's own In-Reply-To/References,
+is one of our HMAC-signed Message-IDs (``postdesk.msgid``) of this ticket.
+Anyone can send a null-sender ``multipart/report`` with ``[#1000]`` in its
+subject; without that proof it stays a private bounce action, and nobody
+is alerted with its text.  A non-standard bounce names its recipients
+through flufl.bounce (no status).
+
+The returned headers and a report's text are read from at most the first
+``MAX_TEXT`` bytes of their part, cut before decoding: a megabyte part in a
+slow charset must not cost the store's write transaction.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from email import policy
 from email.message import Message
 from email.parser import HeaderParser
@@ -110,9 +121,27 @@ def is_bounce(parsed: Parsed, envelope: Envelope, author: str) -> bool:
     return False
 
 
-def returned_message(msg: Message) -> tuple[str, tuple[str, ...]]:
-    """Subject and Message-IDs of the message a bounce returns (RFC 3464 section 2:
-    message/rfc822 or text/rfc822-headers), so a bounce of our own mail finds its ticket."""
+MAX_TEXT = 64 * 1024  # bytes of a returned-headers or delivery-status part that are read
+
+
+def head_text(part: Message, limit: int = MAX_TEXT) -> str:
+    """The first ``limit`` bytes of a text part, decoded (``parts.text`` cut
+    before decoding, so the decoder never sees more than ``limit`` bytes).
+    A longer part is cut at its last line end within the limit, so no
+    header line and no multi-byte character is cut in two."""
+    data = parts.payload_bytes(part)
+    if len(data) > limit:
+        data = data[:limit]
+        end = data.rfind(b"\n")
+        if end > 0:
+            data = data[: end + 1]
+    return hdr.lenient_decode(data, parts.declared_charset(part, data) or None)
+
+
+def _returned_headers(msg: Message) -> dict[str, str] | None:
+    """The header fields (first of each name, lower-cased) of the message a
+    bounce returns (RFC 3464 section 2: message/rfc822 or text/rfc822-headers);
+    None when it returns none."""
     for part, _alt in parts.leaves(msg):
         ct = parts.content_type(part)
         if ct in ("message/rfc822", "message/global"):
@@ -125,7 +154,7 @@ def returned_message(msg: Message) -> tuple[str, tuple[str, ...]]:
                 continue
         elif ct == "text/rfc822-headers":
             try:
-                items = list(HeaderParser(policy=policy.default).parsestr(parts.text(part)[:65536]).raw_items())
+                items = list(HeaderParser(policy=policy.default).parsestr(head_text(part)).raw_items())
             except Exception:
                 continue
         else:
@@ -133,11 +162,61 @@ def returned_message(msg: Message) -> tuple[str, tuple[str, ...]]:
         values: dict[str, str] = {}
         for k, v in items:
             values.setdefault(str(k).lower(), str(v))
+        return values
+    return None
+
+
+def returned_message(msg: Message) -> tuple[str, tuple[str, ...]]:
+    """Subject and Message-IDs of the message a bounce returns (RFC 3464 section 2:
+    message/rfc822 or text/rfc822-headers), so a bounce of our own mail finds its ticket."""
+    values = _returned_headers(msg)
+    if values is None:
+        return "", ()
+    ids = hdr.message_ids(values.get("message-id"), limit=1)
+    # Same order of preference as read_headers: the message, what it answered, References newest first.
+    ids += hdr.message_ids(values.get("in-reply-to"), limit=5) + hdr.message_ids(values.get("references"), limit=20)[::-1]
+    return hdr.decode_header(values.get("subject", "")), tuple(ids)
+
+
+# A non-standard bounce (qmail, Exim, ...) quotes the returned message in its text.
+_QUOTED_MESSAGE_ID = re.compile(r"^[ \t>]*message-id:[ \t]*(<[^<>\s]{1,990}>)", re.IGNORECASE | re.MULTILINE)
+
+
+def returned_message_id(msg: Message) -> str:
+    """The Message-ID of the message a bounce returns: from its returned
+    headers, else (a non-standard bounce without them) a ``Message-ID:``
+    line in the first ``MAX_TEXT`` bytes of its text/plain parts."""
+    values = _returned_headers(msg)
+    if values is not None:
         ids = hdr.message_ids(values.get("message-id"), limit=1)
-        # Same order of preference as read_headers: the message, what it answered, References newest first.
-        ids += hdr.message_ids(values.get("in-reply-to"), limit=5) + hdr.message_ids(values.get("references"), limit=20)[::-1]
-        return hdr.decode_header(values.get("subject", "")), tuple(ids)
-    return "", ()
+        return ids[0] if ids else ""
+    for i, (part, _alt) in enumerate(parts.leaves(msg)):
+        if i >= 10:
+            break
+        if parts.content_type(part) != "text/plain":
+            continue
+        m = _QUOTED_MESSAGE_ID.search(head_text(part))
+        if m:
+            ids = hdr.message_ids(m.group(1), limit=1)
+            return ids[0] if ids else ""
+    return ""
+
+
+def about_our_mail(d: Draft) -> bool:
+    """The bounce is proven to be about our own mail on ``d.ticket``: the
+    returned message's Message-ID, or one the report itself names in
+    In-Reply-To/References (Exchange does), is one of our HMAC-signed
+    Message-IDs (``postdesk.msgid``) whose ticket is, or was merged into,
+    ``d.ticket``.  A subject tag or a Message-ID anyone could write is no proof."""
+    if d.ticket is None:
+        return False
+    try:
+        secret = d.known.secret()
+    except Exception:
+        return False
+    returned = returned_message_id(d.parsed.message)
+    candidates = ([returned] if returned else []) + list(d.headers.references)
+    return any(threadmod.resolve(d.known, n) == d.ticket for n in threadmod.hmac_tickets(candidates, secret))
 
 
 MAX_FIELD = 300  # characters of a Status or Diagnostic-Code kept for the alert
@@ -160,7 +239,7 @@ def _blocks(part: Message) -> list[Message]:
     payload = part.get_payload()
     if isinstance(payload, list):
         return [b for b in payload if isinstance(b, Message)]
-    text = parts.text(part)[:65536].replace("\r\n", "\n")
+    text = head_text(part).replace("\r\n", "\n")
     parser = HeaderParser(policy=policy.default)
     return [parser.parsestr(chunk) for chunk in text.split("\n\n") if chunk.strip()]
 
@@ -212,5 +291,8 @@ def apply(d: Draft) -> Decision | None:
     failed = failed_recipients(d.parsed.message) or (_flufl_failed(d.parsed.message) if not is_report(d.parsed) else ())
     info = d.known.ticket(d.ticket)
     on_ticket = info.participants if info is not None else frozenset()
-    d.bounce = tuple(f for f in failed if f[0] and f[0] in on_ticket)
+    failed = tuple(f for f in failed if f[0] and f[0] in on_ticket)
+    # Failed recipients lead to an alert quoting the report: only for a
+    # report about our own mail (a forged one is a private action, no alert).
+    d.bounce = failed if failed and about_our_mail(d) else ()
     return None
