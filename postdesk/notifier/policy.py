@@ -44,6 +44,7 @@ Pure: no database, no clock (``now`` is passed in).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -55,6 +56,8 @@ from postdesk.outbox_rows import AckHistory, ActionRow, Claimed, Defer, Entry, J
 NO_ACK_FLAGS = frozenset({"auto", "list", "bulk", "bounce", "loop"})
 # Local parts that are the mail system itself (RFC 5321 section 4.5.5, RFC 3834 section 2).
 SYSTEM_LOCALS = ("mailer-daemon", "postmaster")
+
+log = logging.getLogger("postdesk.notifier")
 
 Decision = Job | Skip | Defer
 # Larger HTML goes as text only: cutting its quotes costs about 2 s a MB
@@ -71,7 +74,7 @@ def sender_key(address: str) -> str:
     return f"{local.split('+', 1)[0] or local}@{domain}"
 
 
-def entry(action: ActionRow, customer: bool = False) -> Entry:
+def entry(action: ActionRow, customer: bool = False, *, ticket: int | None = None) -> Entry:
     """An action as a mail shows it: its new text (quotes stripped).
 
     Never the whole text in customer mail: it holds the quoted history,
@@ -80,17 +83,17 @@ def entry(action: ActionRow, customer: bool = False) -> Entry:
     entry without text is worded by the templates ("(no text)").  A team
     alert shows staff the whole text when the filter found nothing new.
     The HTML, when the message had some, has its quoted history cut the
-    same way (``postdesk.notifier.html.new_html``).
+    same way (``postdesk.notifier.html.new_html``); should that fail on
+    some sender's HTML, the entry goes as text only (a warning is logged):
+    an exception here would fail the whole claimed batch, again on every
+    retry, and hold up everyone else's mail.
     """
-    from postdesk.notifier.html import new_html
-
     if action.new_text.strip():
         text = action.new_text
     elif customer:
         text = ""
     else:
         text = action.text
-    html = new_html(action.html) if action.html and action.kind == "message" and len(action.html) <= MAX_HTML else ""
     return Entry(
         id=action.id,
         kind=action.kind,
@@ -100,8 +103,21 @@ def entry(action: ActionRow, customer: bool = False) -> Entry:
         created_at=action.created_at,
         flags=action.flags,
         attachments=action.attachments,
-        html=html,
+        html=_html(action, ticket),
     )
+
+
+def _html(action: ActionRow, ticket: int | None) -> str:
+    """The new part of ``action``'s HTML, "" for text only."""
+    from postdesk.notifier.html import new_html
+
+    if not action.html or action.kind != "message" or len(action.html) > MAX_HTML:
+        return ""
+    try:
+        return new_html(action.html)
+    except Exception as e:  # any sender's HTML: one row must never fail the batch
+        log.warning('html dropped: ticket=%s action=%d reason="%s: %.200s" (sent as text only)', ticket if ticket is not None else "-", action.id, type(e).__name__, e)
+        return ""
 
 
 def decide(batch: Sequence[Claimed | None], acks: AckHistory, config: Config, now: datetime) -> list[Decision | None]:
@@ -177,7 +193,7 @@ def ack(c: Claimed, counter: _AckCounter, config: Config) -> Decision:
     if everyone >= limit_all:
         return _skip(c, f"global rate limit ({everyone} acknowledgements in {window} s)")
     counter.approve(key)
-    return _job(c, [entry(c.action, customer=True)], in_reply_to=c.action.message_id, up_to_action_id=c.action.id)
+    return _job(c, [entry(c.action, customer=True, ticket=c.ticket)], in_reply_to=c.action.message_id, up_to_action_id=c.action.id)
 
 
 # --- team alerts --------------------------------------------------------------
@@ -191,7 +207,7 @@ def alert(c: Claimed, config: Config) -> Decision:
         return _skip(c, "action missing")
     return _job(
         c,
-        [entry(c.action)],
+        [entry(c.action, ticket=c.ticket)],
         in_reply_to=c.action.message_id,
         up_to_action_id=c.action.id,
         new_ticket=(c.action.id == c.first_action_id),
@@ -235,7 +251,7 @@ def update(c: Claimed, config: Config, now: datetime) -> Decision:
     fresh = [a for a in c.candidates if a.id > since or late(c, since, a)]
     up_to = max([since] + [a.id for a in fresh])
     entries = [
-        entry(a, customer=True)
+        entry(a, customer=True, ticket=c.ticket)
         for a in fresh
         if not (a.author is not None and a.author.address == to)  # never their own words back to them
         and to not in a.delivered_to  # they got this message directly (To/Cc)

@@ -29,4 +29,4 @@ def decide(c: Claimed, config: Config) -> Job | Skip:
         return _skip(c, "own address")  # would come back as a ticket
     if c.action is None:
         return _skip(c, "action missing")
-    return _job(c, [entry(c.action)], up_to_action_id=c.action.id)
+    return _job(c, [entry(c.action, ticket=c.ticket)], up_to_action_id=c.action.id)
