@@ -25,9 +25,14 @@ standalone page whose Content-Security-Policy forbids every remote load.
 from __future__ import annotations
 
 import html as _html
+import logging
 import re
 
 import nh3
+
+from postdesk import html_cost
+
+log = logging.getLogger("postdesk.sanitise")
 
 TAGS = frozenset(
     {
@@ -107,13 +112,19 @@ def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
 def sanitise_html(html: str) -> str:
     """``html`` (a whole document or a fragment) as a safe HTML fragment.
 
-    Never raises; "" for empty or unusable input.
+    Never raises; "" for empty or unusable input.  Markup that would cost
+    the parser too long (``postdesk.html_cost``) comes back as its text in a <pre>.
     """
     if not html or not isinstance(html, str):
         return ""
     # html5ever is fine with anything, but a lone surrogate (a raw 8-bit
     # byte read with surrogateescape) cannot cross into Rust.
     html = html.encode("utf-8", "replace").decode("utf-8")
+    try:
+        html_cost.check(html)
+    except Exception as e:  # TooCostly; anything else would be a bug here, and nh3 is not given what was not checked
+        log.info("HTML of %d characters shown as text, not parsed: %s", len(html), e)
+        html = html_cost.as_text(html)
     try:
         out = nh3.clean(
             html,

@@ -8,6 +8,8 @@ style value that can load or run.
 
 from __future__ import annotations
 
+import logging
+import time
 from html.parser import HTMLParser
 
 import pytest
@@ -161,3 +163,82 @@ def test_html_page_forbids_remote_loads():
     assert f'content="{CSP}"' in page
     assert "<script>" not in page  # the title is escaped
     assert page.startswith("<!DOCTYPE html>") and "<p>hi</p>" in page
+
+
+# --- Markup that would cost the parser too long -------------------------------
+# html5ever is quadratic on deep nesting and a few other shapes (see
+# postdesk.html_cost, MAX_STACK_STEPS and the limits beside it): such markup is
+# shown as text instead.  Times are compared with flat markup of the same
+# size, never with a number of seconds.
+
+
+def _timed(html: str) -> tuple[float, str]:
+    best, out = float("inf"), ""
+    for _ in range(2):
+        t = time.perf_counter()
+        out = sanitise_html(html)
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+@pytest.mark.parametrize("n", [10_000, 100_000])
+def test_deep_nesting_costs_about_what_flat_markup_does(n: int, caplog):
+    flat_time, _ = _timed("<div></div>" * n)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="postdesk.sanitise"):
+        nested_time, out = _timed("<div>" * n + "deep <b>text</b> &lt;img src=x onerror=alert(1)&gt;<script>alert(2)</script>" + "</div>" * n)
+    assert nested_time < 20 * flat_time, (nested_time, flat_time)
+    _assert_safe(out)
+    assert [t for t, _ in _parse(out).tags] == ["pre"]
+    assert "".join(_parse(out).text) == "deep text <img src=x onerror=alert(1)>"
+    assert "alert(2)" not in out
+    reduced = [r for r in caplog.records if "shown as text" in r.getMessage()]
+    assert len(reduced) == 2 and all(r.levelno == logging.INFO for r in reduced)  # once a call
+    assert "nested too deep" in reduced[0].getMessage()
+    assert sanitise_html(out) == out
+
+
+COSTLY = {
+    # shape: (markup, what the log line says, or says one of: a|b)
+    "nested-lists": ("<ul><li>" * 5000 + "x", "nested too deep"),
+    "nested-optgroups": ("<optgroup><input>" * 5000, "nested too deep"),
+    "nested-ruby": ("<rtc><td>" * 5000, "nested too deep"),
+    "nested-in-math": ("<math>" + "<tr></table>" * 5000, "nested too deep"),
+    "recreated-in-math": ("<math><mi>" + "".join(f"</h3></font><h3><rp><font size={i}>" for i in range(1000)), "re-create|nested|formatting"),
+    "unclosed-bold-alike-but-one-attribute": ("".join(f"<b title={i}>" for i in range(3000)) + "x", "formatting"),
+    "bold-with-many-attributes": ("".join("<b " + " ".join(f"a{j}" for j in range(50)) + f" x={i}>" for i in range(400)), "formatting"),
+    "misnested-bold-recreated": ("<div>" + "".join(f"<b title={i}>" for i in range(200)) + "</div>" + "<div>x</div>" * 2000, "re-create|nested"),
+    "attributes-on-one-tag": ("<p " + " ".join(f"a{j}" for j in range(20_000)) + ">x</p>", "attributes"),
+    "many-tags": ("<span>x</span>" * 20_000, "tags"),
+    # A closing tag the parser does not see does not count as closing.
+    "close-in-comment": ("<div><!--</div>-->" * 5000, "nested too deep"),
+    "close-in-attribute": ('<div title="</div>">' * 5000, "nested too deep"),
+    "close-in-style": ("<div><style></div></style>" * 5000, "nested too deep"),
+    "close-across-object": ("<div>" * 3000 + "<object>" + "</div>" * 3000 + "</object>" + "<p>x</p>" * 3000, "nested too deep"),
+    "close-across-special": ("<span><div></span>" * 5000, "nested too deep"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COSTLY))
+def test_costly_shapes_are_shown_as_text(name: str, caplog):
+    html, why = COSTLY[name]
+    flat_time, _ = _timed("<p>x</p>" * (len(html) // 8))
+    with caplog.at_level(logging.INFO, logger="postdesk.sanitise"):
+        costly_time, out = _timed(html)
+    assert costly_time < 20 * flat_time, (costly_time, flat_time)
+    _assert_safe(out)
+    assert set(t for t, _ in _parse(out).tags) <= {"pre"}
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages and all("shown as text" in m and any(w in m for w in why.split("|")) for m in messages), messages
+
+
+def test_ordinary_markup_is_parsed():
+    # A long newsletter-like table, sloppy the usual ways (unclosed <p>, <li>,
+    # <td>, <font> around blocks), quoted replies nested 60 deep, 17,000 tags.
+    row = '<tr><td width="30%"><font face="Arial" size="2"><b>Item {i}</b></font><td><p>one<p>two<ul><li>a<li>b</ul><a href="https://example.com/{i}"><div>block link</div></a>'
+    rows = "".join(row.format(i=i) for i in range(1000))
+    thread = '<blockquote type="cite"><div dir="ltr">' * 60 + "<p>oldest</p>" + "</div></blockquote>" * 60
+    html = f'<html><head><style>p {{}}</style></head><body><font color="#333"><table border="1">{rows}</table>{thread}</font></body></html>'
+    out = sanitise_html(html)
+    assert "<pre" not in out
+    assert out.count("<tr>") == 1000 and out.count("<blockquote") == 60
