@@ -112,3 +112,24 @@ def test_a_chain_of_too_many_arc_sets_is_not_looked_up(make_config, dns, dkim_ke
     result = check(seals + raw, envelope(), dns_config(make_config, dns))
     assert result.arc == "fail"
     assert not [q for q in dns.queries if "_domainkey.evil.example" in q[0]]
+
+
+def test_signature_is_found_in_lf_mail_and_any_case(make_config, dns, dkim_key):
+    """The unsigned fast path must not hide a signature dkimpy would read."""
+    publish(dns, dkim_key)
+    signed = sign(message(), dkim_key, DOMAIN)
+    lf = signed.replace(b"\r\n", b"\n").replace(b"DKIM-Signature:", b"dkim-SIGNATURE:")
+    assert check(lf, envelope(), dns_config(make_config, dns)).dkim == "pass"
+
+
+def test_signature_text_in_the_body_only_is_none(make_config, dns):
+    raw = message().replace(b"It burns.", b"It burns.\r\nDKIM-Signature: v=1; d=customer.example")
+    assert check(raw, envelope(), dns_config(make_config, dns)).dkim == "none"
+
+
+def test_header_block_ends_at_the_first_empty_line():
+    from postdesk.auth.dkim import header_block
+
+    assert header_block(b"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\nmore") == b"A: 1\r\nB: 2\r\n"
+    assert header_block(b"A: 1\nB: 2\n\nbody") == b"A: 1\nB: 2\n"
+    assert header_block(b"A: 1\r\nB: 2") == b"A: 1\r\nB: 2"  # no body: all of it

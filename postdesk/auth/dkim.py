@@ -49,7 +49,19 @@ def best(words) -> str:
     return min(words, key=RANK.index) if words else "none"
 
 
+def header_block(raw: bytes) -> bytes:
+    """The header section of ``raw`` or more: up to the first empty line,
+    ended by LF or CRLF as dkimpy splits it (the whole message if none)."""
+    ends = [i for i in (raw.find(b"\n\n"), raw.find(b"\n\r\n")) if i >= 0]
+    return raw[: min(ends) + 1] if ends else raw
+
+
 def check(raw: bytes, resolver: Resolver) -> DKIMResult:
+    if b"dkim-signature" not in header_block(raw).lower():
+        # Not signed: dkimpy would split the whole message into lines to
+        # find that out (2.5 ms for a 100 KB attachment).  The bytes cannot
+        # hold a header dkimpy would read as a signature.
+        return DKIMResult("none")
     try:
         signer = dkimpy.DKIM(raw, logger=_quiet, timeout=resolver.timeout)
     except dkimpy.DKIMException as e:
