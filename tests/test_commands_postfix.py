@@ -46,9 +46,12 @@ def customer_ticket(env, subject: str = "Printer broken", customer: str = "custo
     return number
 
 
-def staff(env, subject: str, body: str = "Done.\r\n", rcpts=("support@example.com",)) -> None:
-    raw = mail(subject, msgid=f"{uuid.uuid4().hex}@example.com", sender=STAFF, body=body)
+def staff(env, subject: str, body: str = "Done.\r\n", rcpts=("support@example.com",)) -> str:
+    """Staff mail to the desk; returns its Message-ID."""
+    msgid = f"{uuid.uuid4().hex}@example.com"
+    raw = mail(subject, msgid=msgid, sender=STAFF, body=body)
     assert env.send(raw, rcpts=rcpts, sender=STAFF)[0] == 250
+    return msgid
 
 
 def notify(env) -> None:
@@ -94,12 +97,14 @@ def test_assign_and_a_refused_assign(env):
     n = customer_ticket(env, "Assign me")
     staff(env, f"Re: [#{n}] Assign me", "[assign alice@example.com]\r\n")
     assert env.store.show_ticket(n)["owner"] == "alice@example.com"
-    staff(env, f"Re: [#{n}] Assign me", "[assign mallory@evil.example]\r\n")
+    refused = staff(env, f"Re: [#{n}] Assign me", "[assign mallory@evil.example]\r\n")
     assert env.store.show_ticket(n)["owner"] == "alice@example.com"
     notify(env)
     refusal = mail_to(env, STAFF, f"Not done: [#{n}]")
     assert "mallory@evil.example is not a staff address" in refusal.message.get_body(("plain",)).get_content()
     assert refusal.message["Auto-Submitted"] == "auto-replied"
+    # It answers the refused mail (RFC 3834 section 3.1.5): threaded under it.
+    assert refusal.message["In-Reply-To"] == refusal.message["References"] == f"<{refused}>"
 
 
 def test_merge(env):

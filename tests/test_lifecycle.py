@@ -150,7 +150,7 @@ def test_rule_take_leaves_new_tickets_alone(make_config):
 
 def test_pending_ticket_is_reminded_once_then_closed(desk, sink, store_url, caplog):
     cfg, store, worker, clock = desk(store_url, lifecycle={"pending_reminder": 3600, "pending_close": 7200})
-    n = record(store, new(), cfg, T0).ticket
+    n = record(store, new(key="first@customer.org"), cfg, T0).ticket
     worker.run_pass()
     asked = T0 + timedelta(seconds=60)
     record(store, staff_reply(n, status="pending", new_text="Which model is it?"), cfg, asked)
@@ -171,6 +171,8 @@ def test_pending_ticket_is_reminded_once_then_closed(desk, sink, store_url, capl
     m = reminder.message
     assert reminder.recipients == ["alice@customer.org"]
     assert m["Subject"] == f"[#{n}] Printer on fire" and m["Auto-Submitted"] == "auto-generated"
+    # Threaded under the customer's own last message (RFC 3834 section 3.1.5).
+    assert m["In-Reply-To"] == m["References"] == "<first@customer.org>"
     assert "waiting for your answer" in reminder.text and "closed in about 1 hour" in reminder.text
     assert ticket(store).reminded_at == clock.now
     assert any("reminder" in a["flags"] and not a["public"] for a in store.show_ticket(n)["actions"])

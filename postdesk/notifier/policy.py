@@ -228,7 +228,10 @@ def reminder(c: Claimed, config: Config) -> Decision:
         return _skip(c, "ticket not visible to customers")
     if not to or config.is_own_address(to) or to.partition("@")[0] in SYSTEM_LOCALS:
         return _skip(c, "own address")
-    return _job(c, [])
+    # RFC 3834 section 3.1.5: an automatic message refers to the one it is
+    # about; here the customer's last message on the ticket, so their client
+    # threads the reminder with the conversation.
+    return _job(c, [], in_reply_to=c.participant.last_message_id if c.participant else "")
 
 
 # --- customer updates ---------------------------------------------------------

@@ -29,4 +29,7 @@ def decide(c: Claimed, config: Config) -> Job | Skip:
         return _skip(c, "own address")  # would come back as a ticket
     if c.action is None:
         return _skip(c, "action missing")
-    return _job(c, [entry(c.action, ticket=c.ticket)], up_to_action_id=c.action.id)
+    # RFC 3834 section 3.1.5: refer to the mail this answers, the staff
+    # member's newest message on the ticket (the one whose commands were refused).
+    parent = c.participant.last_message_id if c.participant else ""
+    return _job(c, [entry(c.action, ticket=c.ticket)], in_reply_to=parent, up_to_action_id=c.action.id)

@@ -265,8 +265,8 @@ def _claimed(s: Session, row: Outbox, pre: _Preload) -> Claimed:
     )
     if row.kind in ("ack", "alert", "bounce-alert", "refusal"):
         action = s.get(Action, row.action_id) if row.action_id else None
-        return replace(base, action=_action_row(action) if action else None, first_action_id=pre.first_action.get(ticket.id, 0))
-    if row.kind != "update":
+        base = replace(base, action=_action_row(action) if action else None, first_action_id=pre.first_action.get(ticket.id, 0))
+    if row.kind not in ("update", "reminder", "refusal"):
         return base
     part = s.execute(
         select(Participant, PersonRow)
@@ -277,6 +277,16 @@ def _claimed(s: Session, row: Outbox, pre: _Preload) -> Claimed:
         return base
     participant, person = part
     mark = participant.last_update_action_id or 0
+    row_of_participant = ParticipantRow(
+        role=participant.role,
+        staff=bool(person.staff),
+        last_update_action_id=mark,
+        last_message_id=participant.last_message_id or "",
+    )
+    if row.kind != "update":
+        # A reminder or a refusal: the participant only for In-Reply-To
+        # (their newest message on the ticket, which the mail is about).
+        return replace(base, participant=row_of_participant)
     past = tuple(
         PastUpdate(since_action_id=since or 0, action_ids=frozenset(int(i) for i in (ids or "").split() if i.isdigit()))
         for ids, since in s.execute(
@@ -306,12 +316,7 @@ def _claimed(s: Session, row: Outbox, pre: _Preload) -> Claimed:
     return replace(
         base,
         recipient=Person(address=person.address, name=person.name or "", staff=bool(person.staff)),
-        participant=ParticipantRow(
-            role=participant.role,
-            staff=bool(person.staff),
-            last_update_action_id=mark,
-            last_message_id=participant.last_message_id or "",
-        ),
+        participant=row_of_participant,
         candidates=tuple(_action_row(a) for a in candidates),
         past=past,
         sent_in_window=tuple(at for r, at in pre.updates_sent.get(ticket.id, []) if r == row.recipient),
