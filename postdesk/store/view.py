@@ -128,7 +128,7 @@ class KnownView:
 
     def new_tickets_since(self, address: str, since: datetime, include_forged: bool = False, verified_only: bool = False) -> int:
         query = _OPENED_VERIFIED if verified_only else _OPENED if include_forged else _OPENED_GENUINE
-        return int(self._conn.execute(query, {"address": address.lower(), "since": since}).scalar() or 0)
+        return int(fast(self._conn, query, {"address": address.lower(), "since": since}).scalar() or 0)
 
     def sent_mail(self, message_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
         bare = [m.strip().strip("<>") for m in message_ids if m and m.strip().strip("<>")][:50]
