@@ -183,6 +183,7 @@ STAGES = (
     ("writer: commit", ("_commit_impl", "do_commit")),
     ("session: read ahead (body, HTML, language)", ("read_ahead (",)),
     ("writer: decide (rules, reads)", ("decide (postdesk/filter/pipeline.py",)),
+    ("writer: attachment files", ("store/blobs/",)),
     ("writer: apply (inserts)", ("store/apply.py",)),
     ("writer: transaction begin", ("Engine.begin", "_begin_impl")),
     ("session: parse", ("filter/parse.py",)),
@@ -194,7 +195,7 @@ STAGES = (
 )
 
 
-def summarise_profile(paths: list[Path]) -> None:
+def summarise_profile(paths: list[Path], case: str = "b") -> None:
     """Shares of the GIL-holding samples by stage and by thread."""
     stages: dict[str, int] = {}
     threads: dict[str, int] = {}
@@ -217,7 +218,7 @@ def summarise_profile(paths: list[Path]) -> None:
     if not total:
         print("(profile: no samples)")
         return
-    print(f"profile of the milter's GIL during (b): {total} samples at 100 Hz (py-spy --gil)")
+    print(f"profile of the milter's GIL during ({case}): {total} samples at 100 Hz (py-spy --gil)")
     for name, count in sorted(threads.items(), key=lambda kv: -kv[1]):
         print(f"  {count / total * 100:5.1f}%  thread {name}")
     for name, count in sorted(stages.items(), key=lambda kv: -kv[1]):
@@ -235,6 +236,15 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, in seconds (proc(5))."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """Busy CPU time of the whole machine, all cores, in seconds (proc(5) /proc/stat):
+    Postfix, the sender and the milter together, so each side's CPU per
+    message shows how much of the 2 cores it leaves for the other."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -455,8 +465,9 @@ class Bench:
                     pid = {"minimal": getattr(self, "minimal", None), "reading": getattr(self, "reading", None)}.get(side) or self.milter
                     pid = pid.pid
                     cpu0 = cpu_seconds(pid)
+                    busy0 = machine_busy_seconds()
                     profile = None
-                    if a.profile and side == "milter" and key == "b":
+                    if a.profile == key and side == "milter":
                         profile = start_profile(pid, self.dir / f"profile-{rnd + 1}.txt")
                         time.sleep(1)  # py-spy attached
                     if key == "a":
@@ -465,11 +476,13 @@ class Bench:
                         n = a.messages if key == "b" else max(1, a.messages // 2)
                         elapsed, lat, fail = send_unique(self.pf.port, n, a.sessions, a.attachment_kb if key == "c" else 0)
                     cpu = cpu_seconds(pid) - cpu0
+                    busy = machine_busy_seconds() - busy0
                     if profile is not None:
                         stop_profile(profile)
                     self.drain()
-                    r = results.setdefault((key, side), {"n": 0, "t": 0.0, "lat": [], "fail": 0, "ms": [], "cpu": 0.0})
+                    r = results.setdefault((key, side), {"n": 0, "t": 0.0, "lat": [], "fail": 0, "ms": [], "cpu": 0.0, "busy": 0.0})
                     r["cpu"] += cpu
+                    r["busy"] += busy
                     r["n"] += n - fail
                     r["t"] += elapsed
                     r["lat"] += lat
@@ -507,6 +520,15 @@ class Bench:
             bare, mil = rate(key, "bare"), rate(key, "milter")
             r = results[(key, "milter")]
             print(f"({key}) {label:38} {bare:10.1f} {mil:12.1f} {mil / bare:6.2f}  {goals[key]:7}  milter CPU {r['cpu'] / max(1, r['n']) * 1000:.2f} ms/msg")
+        # The whole machine's CPU per message, each side: what the milter adds
+        # to Postfix's own cost, and whether a side ran out of cores.
+        for key, _label in cases:
+            parts = []
+            for side in sides:
+                if (key, side) in results:
+                    r = results[(key, side)]
+                    parts.append(f"{side} {r['busy'] / max(1, r['n']) * 1000:.2f} ms ({r['busy'] / r['t']:.2f} cores)")
+            print(f"({key}) machine CPU per message: " + ", ".join(parts))
         if a.with_minimal:
             # The floors: what pymilter + libmilter cost with no work of ours.
             floors = (("a", "minimal", "(a) via a milter accepting at DATA"), ("b", "reading", "(b) via a milter reading and tagging"), ("c", "reading", "(c) via a milter reading and tagging"))
@@ -525,8 +547,8 @@ class Bench:
         print(f"(e) milter RSS: start {rss0 / 1024:.1f} MB; " + ", ".join(f"after {n} msgs {kb / 1024:.1f} MB" for n, kb in samples)
               + f"; growth after warm-up {(samples[-1][1] - rss_warm) / 1024:+.1f} MB ({(samples[-1][1] / rss_warm - 1) * 100:+.1f}%)")
         if a.profile:
-            summarise_profile(sorted(self.dir.glob("profile-*.txt")))
-            print("(a profiled run: its (b) throughput is not comparable; the raw stacks stay with --keep)")
+            summarise_profile(sorted(self.dir.glob("profile-*.txt")), a.profile)
+            print(f"(a profiled run: its ({a.profile}) throughput is not comparable; the raw stacks stay with --keep)")
         failed = sum(r["fail"] for r in results.values())
         if failed:
             print(f"warning: {failed} messages failed")
@@ -546,7 +568,7 @@ def main(argv=None) -> int:
     p.add_argument("--with-minimal", action="store_true", help="also run the floors (bench/minimal_milter.py): (a) through a pymilter milter that accepts at DATA, (b) and (c) through one that reads and tags every message but has no filter or store")
     p.add_argument("--no-verify", action="store_true", help="[trust] verify = false: no SPF/DKIM/DMARC (default: checked against a loopback DNS server)")
     p.add_argument("--departments", action="store_true", help="only (b): no departments against 10 departments / 30 addresses, in one run")
-    p.add_argument("--profile", action="store_true", help="sample the milter's GIL with py-spy during (b) and print where it went (needs the bench extra)")
+    p.add_argument("--profile", nargs="?", const="b", choices=("b", "c"), help="sample the milter's GIL with py-spy during (b), or (c) with --profile c, and print where it went (needs the bench extra)")
     p.add_argument("--log-level", default="INFO", help="the milter's [log] level; DEBUG adds its per-stage timing line (default INFO)")
     args = p.parse_args(argv)
     ok, why = available()
