@@ -43,6 +43,7 @@ demo: venv
 
 bench: venv
 	$(PY) bench/filter.py
+	$(PY) bench/ingest.py
 	$(PY) bench/pipe_startup.py
 	$(PY) bench/milter.py
 	$(PY) bench/notifier.py
