@@ -67,3 +67,17 @@ def test_answers_are_cached_by_ttl(make_config, dns):
     asked = len(dns.queries)
     assert check(message(subject="again"), envelope(), config).spf == "pass"
     assert len(dns.queries) == asked  # every answer came from the cache
+
+
+
+def test_a_new_dns_server_on_a_reused_port_is_not_answered_from_the_old_cache(make_config):
+    """The process-wide resolver is keyed by address: a test's server started
+    on a port an earlier one had must not be answered from its cache."""
+    from postdesk.auth.dns import resolver_for
+    from postdesk.testing.dns import DNSServer
+
+    with DNSServer({DOMAIN: {"TXT": ["v=spf1 -all"]}}) as first:
+        config = make_config(dns={"nameservers": [first.address], "timeout": 0.5})
+        assert resolver_for(config).txt(DOMAIN) == [b"v=spf1 -all"]
+    with DNSServer({DOMAIN: {"TXT": ["v=spf1 ?all"]}}, port=first.port):
+        assert resolver_for(config).txt(DOMAIN) == [b"v=spf1 ?all"]

@@ -134,6 +134,17 @@ _resolvers: dict[tuple[tuple[str, ...], float], Resolver] = {}
 _lock = threading.Lock()
 
 
+def forget(nameserver: str) -> None:
+    """Drop the resolvers (and their caches) that ask ``nameserver``.
+
+    For ``postdesk.testing.dns``: a DNS server started on a port an earlier
+    one used must not be answered from the earlier one's records.
+    """
+    with _lock:
+        for key in [k for k in _resolvers if nameserver in k[0]]:
+            del _resolvers[key]
+
+
 def resolver_for(config) -> Resolver:
     """The process-wide resolver for ``config``'s [dns] section (one cache)."""
     key = (tuple(config.dns.nameservers), float(config.dns.timeout))

@@ -89,7 +89,7 @@ class _Records(BaseResolver):
 class DNSServer:
     """A context manager: the server runs between ``__enter__`` and ``__exit__``."""
 
-    def __init__(self, records: dict[str, dict[str, list]] | None = None, *, servfail: Iterable[str] = (), timeout: Iterable[str] = ()):
+    def __init__(self, records: dict[str, dict[str, list]] | None = None, *, servfail: Iterable[str] = (), timeout: Iterable[str] = (), port: int = 0):
         self.lock = threading.Lock()
         self.records: dict[str, dict[str, list]] = {}
         self.servfails = {_norm(n) for n in servfail}
@@ -98,7 +98,7 @@ class DNSServer:
         for name, rrs in (records or {}).items():
             self.set(name, **rrs)
         self._server: _DNSServer | None = None
-        self.port = 0
+        self.port = port  # 0: the kernel picks a free one
 
     @property
     def address(self) -> str:
@@ -124,8 +124,15 @@ class DNSServer:
 
     def start(self) -> DNSServer:
         # Port 0: the kernel picks a free port; we read it back.
-        self._server = _DNSServer(_Records(self), address="127.0.0.1", port=0, logger=_QuietLogger())
+        self._server = _DNSServer(_Records(self), address="127.0.0.1", port=self.port, logger=_QuietLogger())
         self.port = self._server.server.server_address[1]
+        # The kernel may hand out a port an earlier server of this process
+        # had: its answers, cached by the process-wide resolver for that
+        # address, are not this server's (a test saw the last one's "no SPF
+        # record" instead of its own).
+        from postdesk.auth.dns import forget
+
+        forget(self.address)
         # A short poll interval: stop() returns within 50 ms, not 500.
         self._thread = threading.Thread(target=self._server.server.serve_forever, kwargs={"poll_interval": 0.05}, name="test-dns", daemon=True)
         self._thread.start()
