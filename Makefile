@@ -49,7 +49,7 @@ bench: venv
 	$(PY) bench/notifier.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info demo-run debian/postdesk debian/.debhelper debian/files debian/*.substvars debian/*.log debian/debhelper-build-stamp postdesk_*
+	rm -rf $(VENV) build *.egg-info demo-run debian/postdesk debian/.debhelper debian/files debian/*.substvars debian/*.debhelper debian/*.log debian/debhelper-build-stamp postdesk_*
 
 # The Debian package: postdesk_VERSION_amd64.deb in this directory, built
 # with dh-virtualenv (a virtualenv in /opt/postdesk; Python dependencies from
@@ -66,7 +66,7 @@ deb-deps:
 	fi
 
 deb: deb-deps
-	rm -rf debian/postdesk debian/.debhelper debian/files debian/*.substvars debian/*.log
+	rm -rf debian/postdesk debian/.debhelper debian/files debian/*.substvars debian/*.debhelper debian/*.log
 	dpkg-buildpackage -us -uc -b
 	mv ../postdesk_*_amd64.deb ../postdesk_*_amd64.buildinfo ../postdesk_*_amd64.changes . 2>/dev/null || true
 	@ls -l postdesk_*_amd64.deb
