@@ -256,3 +256,24 @@ def test_head_text_cuts_at_a_line_end():
     raw = b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + ("\u00e9" * 40 + "\n").encode() * 2000
     text = bounce.head_text(parse(raw).message, limit=1000)
     assert text.endswith("\n") and "\ufffd" not in text and len(text.encode()) <= 1000
+
+
+@pytest.mark.parametrize("content_type", ["message/delivery-status", "message/global-delivery-status"])
+def test_failed_recipients_of_a_parsed_report_either_type(content_type):
+    """RFC 6533's global reports (UTF-8 addresses) as parsed from the wire:
+    the email package reads message/global-delivery-status as one embedded
+    message, so its per-recipient blocks sit in that message's body."""
+    raw = (
+        "From: MAILER-DAEMON@mx.cust.org\r\nTo: support@example.com\r\nSubject: Undelivered\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nfailed\r\n"
+        f"--b\r\nContent-Type: {content_type}\r\n\r\nReporting-MTA: dns; mx.cust.org\r\n\r\n"
+        "Final-Recipient: utf-8; j\u00fcrgen@cust.org\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+        "Final-Recipient: rfc822; later@cust.org\r\nAction: delayed\r\nStatus: 4.4.1\r\n\r\n"
+        "Final-Recipient: rfc822; full@cust.org\r\nAction: failed\r\nStatus: 5.2.2\r\nDiagnostic-Code: smtp; 552 mailbox full\r\n"
+        "--b--\r\n"
+    ).encode()
+    assert bounce.failed_recipients(parse(raw).message) == (
+        ("j\u00fcrgen@cust.org", "5.1.1", ""),
+        ("full@cust.org", "5.2.2", "smtp; 552 mailbox full"),
+    )

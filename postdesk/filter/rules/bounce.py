@@ -238,10 +238,20 @@ def _blocks(part: Message) -> list[Message]:
     (message/global-delivery-status) that is parsed here block by block."""
     payload = part.get_payload()
     if isinstance(payload, list):
-        return [b for b in payload if isinstance(b, Message)]
-    text = head_text(part).replace("\r\n", "\n")
+        if parts.content_type(part) == "message/delivery-status" or len(payload) != 1:
+            return [b for b in payload if isinstance(b, Message)]
+        # message/global-delivery-status (RFC 6533): the email package reads
+        # it as one embedded message, whose header is the report's first
+        # block and whose body holds the per-recipient blocks.
+        first = payload[0]
+        return [first, *_text_blocks(head_text(first))] if isinstance(first, Message) else []
+    return _text_blocks(head_text(part))
+
+
+def _text_blocks(text: str) -> list[Message]:
+    """Field blocks separated by empty lines, each parsed as a header."""
     parser = HeaderParser(policy=policy.default)
-    return [parser.parsestr(chunk) for chunk in text.split("\n\n") if chunk.strip()]
+    return [parser.parsestr(chunk) for chunk in text.replace("\r\n", "\n").split("\n\n") if chunk.strip()]
 
 
 def failed_recipients(msg: Message) -> tuple[tuple[str, str, str], ...]:
