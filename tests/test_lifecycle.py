@@ -339,3 +339,18 @@ def test_a_second_bounce_for_the_same_address_alerts_nobody_again(desk, store_ur
     # Another address on the same ticket is news again.
     record(store, followup(n, bounce=(("bob@customer.org", "5.1.1", "gone"),), **bounced), cfg, T0 + timedelta(seconds=90))
     assert len(rows(store, kind="bounce-alert")) == 2
+
+
+def test_a_disbelieved_bounce_quoting_the_alert_line_does_not_silence_a_real_one(desk, store_url):
+    """A report the filter did not believe (no failed recipients kept) is
+    stored with its sender's own text; that text naming the line an alert
+    writes must not count as 'reported before'."""
+    cfg, store, _worker, _clock = desk(store_url)
+    n = record(store, new(), cfg, T0).ticket
+    bounced = dict(author="mailer-daemon@mx.customer.org", public=False, send_ack=False, notify_team=False, flags=frozenset({"bounce"}))
+    forged = "Our mail to alice@customer.org could not be delivered."
+    record(store, followup(n, new_text=forged, **bounced), cfg, T0)
+    assert "undelivered" not in store.show_ticket(n)["actions"][-1]["flags"]
+    record(store, followup(n, bounce=(("alice@customer.org", "5.1.1", "no such user"),), **bounced), cfg, T0 + timedelta(seconds=60))
+    assert [o.recipient for o in rows(store, kind="bounce-alert")] == [TEAM]
+    assert "undelivered" in store.show_ticket(n)["actions"][-1]["flags"]

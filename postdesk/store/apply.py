@@ -38,6 +38,9 @@ from postdesk.store.updates import queue_updates
 
 TICKET_COUNTER = "ticket_number"
 # A message with one of these flags adds nobody to its ticket.
+# The flag of a bounce action that lists failed recipients of our mail
+# (their owner or team were alerted).
+UNDELIVERED = "undelivered"
 NO_JOIN_FLAGS = frozenset({"stranger", "bounce", "auto", "list", "bulk", "loop", "untrusted", "forged"})
 
 # The mapped classes' tables (declared as FromClause by the ORM's stubs).
@@ -245,7 +248,10 @@ def _bounces_known(conn: Connection, ticket_id: int, action_id: int, failed: tup
             .where(
                 _ACTIONS.c.ticket_id == ticket_id,
                 _ACTIONS.c.id != action_id,
-                _ACTIONS.c.flags.contains("bounce"),
+                # Not any bounce: a report the filter did not believe keeps
+                # its sender's own text, which could name the line below and
+                # silence the alert for a real failure later.
+                _ACTIONS.c.flags.contains(UNDELIVERED),
                 _ACTIONS.c.new_text.contains(_bounce_line(recipient), autoescape=True),
             )
             .limit(1)
@@ -432,6 +438,10 @@ def apply(
         fast(conn, _TOUCH_TICKET, {"t_id": ticket_id, "t_updated": now})
 
     flags = set(d.flags)
+    if d.bounce:
+        # Its new text is ours (bounce_text), naming each failed recipient:
+        # only such actions count as "reported before" (_bounces_known).
+        flags.add(UNDELIVERED)
     if created and d.kind is Kind.FOLLOWUP:
         flags.add("unknown-ticket")
     if created and d.follow_up_of is not None:
