@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from cli_helpers import ROOT, clean_env, make_desk
 
 from postdesk.milter.server import socket_alive
@@ -74,3 +75,16 @@ def test_an_idle_connection_does_not_hold_the_stop(tmp_path):
     finally:
         idle.close()
     assert rc == 0 and elapsed < 2 * STOP_WITHIN, (rc, elapsed, proc.stderr.read().decode())
+
+
+@pytest.mark.parametrize("service", ["milter", "lmtp"])
+def test_a_store_that_cannot_be_set_up_stops_the_service_with_78(make_config, caplog, service):
+    """A store URL no driver can take is a config problem (EX_CONFIG, one
+    ERROR line naming the store without its password); nothing is listening."""
+    from importlib import import_module
+
+    server = import_module(f"postdesk.{service}.server")
+    config = make_config("postgresql+nosuchdriver://postdesk:secret@127.0.0.1/desk")
+    assert server.run(config) == 78
+    line = next(r.getMessage() for r in caplog.records if "cannot set up the store" in r.getMessage())
+    assert "nosuchdriver" in line and "secret" not in line

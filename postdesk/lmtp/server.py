@@ -159,12 +159,8 @@ def run(config: Config, store: MessageStore | None = None, ingest: Callable | No
     if store is None:
         from postdesk.store import Store
 
-        try:
-            store = Store.from_config(config)
-        except Exception as e:
-            # As the milter: a store that is merely down is not fatal (451
-            # per recipient until it is back), one that cannot be set up is.
-            log.error("cannot set up the store %s: %s", redact_url(config.store.url), e)
+        store = Store.for_service(config)
+        if store is None:
             return EX_CONFIG
     if ingest is None:
         from postdesk.ingest import ingest as default_ingest  # fail at start-up, not per message

@@ -295,13 +295,8 @@ def run(config: Config, store: MessageStore | None = None, ingest: Callable | No
     if store is None:
         from postdesk.store import Store
 
-        try:
-            store = Store.from_config(config)
-        except Exception as e:
-            # A store that cannot even be configured is a config problem; a
-            # store that is merely down is not: the milter starts and
-            # answers 451 until it is back.
-            log.error("cannot set up the store %s: %s", redact_url(config.store.url), e)
+        store = Store.for_service(config)
+        if store is None:
             return EX_CONFIG
 
     if ingest is None:

@@ -75,6 +75,23 @@ class Store(AdminMixin):
     def from_config(cls, config: Config) -> Store:
         return cls(config.store.url, config.store.attachments, config.store.busy_timeout, config.store.blobs)
 
+    @classmethod
+    def for_service(cls, config: Config) -> Store | None:
+        """The store of a resident service (the milter, the LMTP server), or
+        None after one ERROR line: the service then exits 78 (EX_CONFIG).
+
+        A store that cannot even be set up (a bad URL, a missing driver) is
+        a config problem; one that is merely down is not: nothing connects
+        here, and the service starts and answers 451 until it is back.
+        """
+        from postdesk.config import redact_url
+
+        try:
+            return cls.from_config(config)
+        except Exception as e:
+            log.error("cannot set up the store %s: %s", redact_url(config.store.url), e)
+            return None
+
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
 
