@@ -275,14 +275,24 @@ class PostdeskMilter(Milter.Base):
             self.over_limit = self.spool.size
             self.spool.discard()
 
-    @boundary
-    def eoh(self):
+    def _answered_early(self, nothing_kept: int) -> int | None:
+        """What end of headers and end of data answer before reading the
+        message, else None: 451 for a failed no-reply callback, ``nothing_kept``
+        when the message is not ours (no spool), 552 over the size limit."""
         if self.failed:
             return self.tempfail()
         if self.spool is None:
-            return Milter.CONTINUE
+            return nothing_kept
         if self.over_limit:
             return self.reject_too_big(self.over_limit)
+        return None
+
+    @boundary
+    def eoh(self):
+        early = self._answered_early(Milter.CONTINUE)
+        if early is not None:
+            return early
+        assert self.spool is not None
         self.spool.end_of_headers()
         if not self.system_rcpts:
             # A staff candidate: only a [#N] tag makes it a direct reply.
@@ -304,12 +314,10 @@ class PostdeskMilter(Milter.Base):
 
     @boundary
     def eom(self):
-        if self.failed:
-            return self.tempfail()
-        if self.spool is None:
-            return Milter.ACCEPT
-        if self.over_limit:
-            return self.reject_too_big(self.over_limit)
+        early = self._answered_early(Milter.ACCEPT)
+        if early is not None:
+            return early
+        assert self.spool is not None
         envelope = Envelope(
             sender=self.sender,
             recipients=tuple(strip_brackets(r) for r in self.recipients),
