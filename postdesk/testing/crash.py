@@ -14,16 +14,14 @@ their lease ([notifier] lease) runs out: at-least-once delivery.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from postdesk.testing.milter import _PACKAGE_PARENT
+from postdesk.testing.process import ServiceProcess
 from postdesk.testing.smtp import Sink
 from postdesk.testing.toml import toml_dumps
 from postdesk.testing.wait import wait_for
@@ -102,10 +100,7 @@ def count(config, *states: str) -> int:
 
 
 def start_notifier(config_path: Path, log: Path) -> subprocess.Popen:
-    path = os.environ.get("PYTHONPATH")
-    env = dict(os.environ, PYTHONPATH=_PACKAGE_PARENT + (os.pathsep + path if path else ""))
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "postdesk", "--config", str(config_path), "notifier"], stdout=out, stderr=out, env=env)
+    return ServiceProcess(config_path, log).spawn("postdesk", "notifier")
 
 
 def notifier_kill_round(workdir: Path, dns: str, tickets: int = 30, kill_after: int = 10, delay: float = 0.02, store_url: str | None = None, timeout: float = 60.0) -> KillRound:

@@ -20,63 +20,25 @@ Needs root and the Debian postfix package (``postdesk.testing.postfix.available`
 from __future__ import annotations
 
 import copy
-import os
 import shutil
-import signal
 import smtplib
-import subprocess
-import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from postdesk.testing.milter import _PACKAGE_PARENT, MilterProcess
+from postdesk.testing.milter import MilterProcess
 from postdesk.testing.postfix import PrivatePostfix, shared_tmpdir
+from postdesk.testing.process import ServiceProcess
 from postdesk.testing.smtp import Sink
 from postdesk.testing.toml import toml_dumps
 from postdesk.testing.wait import free_port
 
 
-class NotifierProcess:
+class NotifierProcess(ServiceProcess):
     """``python -m postdesk --config FILE notifier``, output to a log file."""
 
-    def __init__(self, config_path: str | os.PathLike, log_path: str | os.PathLike):
-        self.config_path = Path(config_path)
-        self.log_path = Path(log_path)
-        self.proc: subprocess.Popen | None = None
-        self._log: IO[bytes] | None = None
-
     def start(self) -> NotifierProcess:
-        self._log = open(self.log_path, "ab")
-        path = os.environ.get("PYTHONPATH")
-        env = dict(os.environ, PYTHONPATH=_PACKAGE_PARENT + (os.pathsep + path if path else ""))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "postdesk", "--config", str(self.config_path), "notifier"],
-            stdout=self._log, stderr=self._log, env=env,
-        )
+        self.spawn("postdesk", "notifier")
         return self
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM (the worker finishes the mail in flight) and wait."""
-        try:
-            if self.proc is None or self.proc.poll() is not None:
-                return self.proc.returncode if self.proc else None
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                return None
-        finally:
-            if self._log is not None:
-                self._log.close()
-                self._log = None
-
-    def text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
 
 class Host:
