@@ -41,7 +41,6 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -51,7 +50,7 @@ from postdesk.filter.decision import Envelope  # noqa: E402
 from postdesk.ingest import ingest  # noqa: E402
 from postdesk.store import Store, plans  # noqa: E402
 from postdesk.store.view import KnownView  # noqa: E402
-from postdesk.testing import bulk  # noqa: E402
+from postdesk.testing import bulk, pgschema  # noqa: E402
 
 SUPPORT = "support@example.com"
 DEFAULT_PG = os.environ.get("POSTDESK_BENCH_PG_URL") or os.environ.get("POSTDESK_TEST_PG_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -156,16 +155,10 @@ class Sized:
 
     def __init__(self, name: str, url: str, size: int, workdir: Path) -> None:
         self.name, self.size = name, size
-        self.schema = None
+        self.schema: pgschema.FreshSchema | None = None
         if name == "postgresql":
-            import sqlalchemy
-
-            self.schema = "pd_bench_" + uuid.uuid4().hex[:8]
-            self.admin = sqlalchemy.create_engine(url)
-            with self.admin.begin() as c:
-                c.exec_driver_sql(f'CREATE SCHEMA "{self.schema}"')
-            sep = "&" if "?" in url else "?"
-            store_url = f"{url}{sep}options={quote(f'-csearch_path={self.schema}')}"
+            self.schema = pgschema.create(url, prefix="pd_bench_")
+            store_url = self.schema.url
         else:
             store_url = f"sqlite:///{workdir}/postdesk-{size}.db"
         self.config = config_for(store_url, workdir / f"attachments-{size}")
@@ -180,10 +173,7 @@ class Sized:
     def drop(self, keep: bool) -> None:
         self.store.close()
         if self.schema and not keep:
-            with self.admin.begin() as c:
-                c.exec_driver_sql(f'DROP SCHEMA "{self.schema}" CASCADE')
-        if self.schema:
-            self.admin.dispose()
+            self.schema.drop()
 
 
 def run_db(name: str, url: str, sizes: list[int], args, keep: bool) -> list[tuple[int, float, float, float, float]]:
@@ -240,7 +230,7 @@ def run_db(name: str, url: str, sizes: list[int], args, keep: bool) -> list[tupl
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
-            print(f"kept: {workdir} {' '.join(s.schema or '' for s in stores)}", file=sys.stderr)
+            print(f"kept: {workdir} {' '.join(s.schema.name if s.schema else '' for s in stores)}", file=sys.stderr)
     return rows
 
 

@@ -33,10 +33,8 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -47,6 +45,7 @@ from sqlalchemy import delete, update  # noqa: E402
 from postdesk import config as configmod  # noqa: E402
 from postdesk.store import Store, lifecycle  # noqa: E402
 from postdesk.store.models import Action, Outbox, Person, Ticket  # noqa: E402
+from postdesk.testing import pgschema  # noqa: E402
 
 BASE = datetime(2026, 1, 1, 0, 0, 0)
 REMIND, CLOSE = 3 * 86400, 7 * 86400
@@ -127,12 +126,8 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="postdesk-bench-lifecycle-"))
     schema = None
     if args.pg:
-        schema = "pd_bench_" + uuid.uuid4().hex[:8]
-        admin = sqlalchemy.create_engine(args.pg)
-        with admin.begin() as conn:
-            conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
-        sep = "&" if "?" in args.pg else "?"
-        url = f"{args.pg}{sep}options={quote(f'-csearch_path={schema}')}"
+        schema = pgschema.create(args.pg, prefix="pd_bench_")
+        url = schema.url
     else:
         url = f"sqlite:///{tmp}/postdesk.db"
     config = configmod.from_dict(
@@ -181,9 +176,7 @@ def main(argv=None) -> int:
     finally:
         store.close()
         if schema:
-            with admin.begin() as conn:
-                conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
+            schema.drop()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -344,26 +344,14 @@ class Bench:
         """SQLite in the temp directory, or a fresh schema of --pg URL."""
         if not self.args.pg:
             return f"sqlite:///{self.dir}/postdesk.db"
-        from urllib.parse import quote
+        from postdesk.testing import pgschema
 
-        import sqlalchemy
-
-        self.pg_schema = "pd_bench_" + uuid.uuid4().hex[:8]
-        engine = sqlalchemy.create_engine(self.args.pg)
-        with engine.begin() as conn:
-            conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{self.pg_schema}"'))
-        engine.dispose()
-        sep = "&" if "?" in self.args.pg else "?"
-        return f"{self.args.pg}{sep}options={quote(f'-csearch_path={self.pg_schema}')}"
+        self.pg_schema = pgschema.create(self.args.pg, prefix="pd_bench_")
+        return self.pg_schema.url
 
     def drop_pg_schema(self) -> None:
         if getattr(self, "pg_schema", None) and not self.args.keep:
-            import sqlalchemy
-
-            engine = sqlalchemy.create_engine(self.args.pg)
-            with engine.begin() as conn:
-                conn.execute(sqlalchemy.text(f'DROP SCHEMA "{self.pg_schema}" CASCADE'))
-            engine.dispose()
+            self.pg_schema.drop()
 
     def stop(self) -> None:
         try:

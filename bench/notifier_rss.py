@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import os
 import re
 import shutil
@@ -41,27 +42,16 @@ if "PYTHONPATH" not in os.environ:
 TIME = "/usr/bin/time"
 
 
-def _pg_schema(url: str) -> tuple[str, str]:
-    from urllib.parse import quote
-
-    import sqlalchemy
-
-    schema = "pd_rss_" + uuid.uuid4().hex[:8]
-    engine = sqlalchemy.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
-    engine.dispose()
-    sep = "&" if "?" in url else "?"
-    return schema, f"{url}{sep}options={quote(f'-csearch_path={schema}')}"
-
-
-def _drop_schema(url: str, schema: str) -> None:
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
+def _pgschema():
+    """This checkout's ``postdesk.testing.pgschema``, loaded from its file:
+    with PYTHONPATH naming another checkout, ``postdesk`` is that one, which
+    may predate the module (the "before" of a comparison)."""
+    spec = importlib.util.spec_from_file_location("bench_pgschema", ROOT / "postdesk" / "testing" / "pgschema.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def _config(directory: Path, url: str, sink_port: int, blobs: str | None) -> Path:
@@ -125,12 +115,13 @@ def run_case(args, payload: bytes | None) -> tuple[int, list]:
     from postdesk.testing.smtp import Sink
 
     directory = Path(tempfile.mkdtemp(prefix="postdesk-rss-"))
-    schema = ""
+    schema = None
     sink = Sink().start()
     try:
         url = f"sqlite:///{directory}/postdesk.db"
         if args.pg:
-            schema, url = _pg_schema(args.pg)
+            schema = _pgschema().create(args.pg, prefix="pd_rss_")
+            url = schema.url
         config_path = _config(directory, url, sink.port, args.blobs)
         when = datetime.utcnow().replace(microsecond=0) - timedelta(hours=1)
         _record(config_path, payload, when)
@@ -140,7 +131,7 @@ def run_case(args, payload: bytes | None) -> tuple[int, list]:
     finally:
         sink.stop()
         if schema:
-            _drop_schema(args.pg, schema)
+            schema.drop()
         shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -25,13 +25,12 @@ import shutil
 import sys
 import tempfile
 import threading
-import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from postdesk.testing import pgschema  # noqa: E402
 from postdesk.testing.dns import DNSServer  # noqa: E402
 from postdesk.testing.hosts import Hosts  # noqa: E402
 from postdesk.testing.postfix import available  # noqa: E402
@@ -83,14 +82,8 @@ def main(argv=None) -> int:
         return 69
     bench = _bench_milter()
 
-    import sqlalchemy
-
-    schema = "pd_bench2_" + uuid.uuid4().hex[:8]
-    engine = sqlalchemy.create_engine(args.pg)
-    with engine.begin() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in args.pg else "?"
-    url = f"{args.pg}{sep}options={quote(f'-csearch_path={schema}')}"
+    schema = pgschema.create(args.pg, prefix="pd_bench2_")
+    url = schema.url
     directory = Path(tempfile.mkdtemp(prefix="postdesk-bench-hosts-"))
     dns = DNSServer({"example.org": {"TXT": ["v=spf1 ip4:127.0.0.0/8 -all"]}, "_dmarc.example.org": {"TXT": ["v=DMARC1; p=none"]}}).start()
     shared = {
@@ -117,10 +110,8 @@ def main(argv=None) -> int:
         hosts.stop()
         dns.stop()
         if not args.keep:
-            with engine.begin() as conn:
-                conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+            schema.drop()
             shutil.rmtree(directory, ignore_errors=True)
-        engine.dispose()
 
     def rate(side: str) -> float:
         n = sum(x for x, _ in rates[side])

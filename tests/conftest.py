@@ -10,9 +10,7 @@ from __future__ import annotations
 import atexit
 import copy
 import os
-import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
@@ -119,17 +117,11 @@ def pg_url(pg_available):
     """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
     need(bool(PG_URL), "POSTDESK_TEST_PG_URL is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
     need(pg_available, f"PostgreSQL at {PG_URL} is not reachable")
-    import sqlalchemy
+    from postdesk.testing import pgschema
 
-    schema = "pd_" + uuid.uuid4().hex[:12]
-    admin = sqlalchemy.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
-    with admin.begin() as conn:
-        conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    schema = pgschema.create(PG_URL, prefix="pd_")
+    yield schema.url
+    schema.drop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
