@@ -17,7 +17,7 @@ from postdesk.testing.dns import DNSServer
 from postdesk.testing.postfix import available
 from postdesk.testing.wait import unix_socket_open, wait_for
 from tests.conftest import need
-from tests.test_milter_postfix import Env, mail
+from tests.postfix_support import mail, milter_desk
 
 pytestmark = pytest.mark.postfix
 
@@ -36,7 +36,7 @@ def dns():
 def env(tmp_path, dns):
     ok, why = available()
     need(ok, why)
-    e = Env(tmp_path, {"dns": {"nameservers": [dns.address], "timeout": 2}})
+    e = milter_desk(tmp_path, {"dns": {"nameservers": [dns.address], "timeout": 2}})
     try:
         e.start()
         yield e
@@ -63,7 +63,7 @@ def verified_env(tmp_path, dns):
     """A verifier milter (tests/auth_verifier_milter.py) before postdesk, trusted by authserv-id."""
     ok, why = available()
     need(ok, why)
-    e = Env(tmp_path, {"dns": {"nameservers": [dns.address], "timeout": 2}, "trust": {"authserv_id": "mx.example.com"}})
+    e = milter_desk(tmp_path, {"dns": {"nameservers": [dns.address], "timeout": 2}, "trust": {"authserv_id": "mx.example.com"}})
     sock = e.sockdir / "verifier.sock"
     script = Path(__file__).parent / "auth_verifier_milter.py"
     results = "spf=fail smtp.mailfrom=customer@example.org; dmarc=fail header.from=example.org"

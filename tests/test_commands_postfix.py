@@ -14,7 +14,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from test_milter_postfix import Env, mail, settled
+from postfix_support import mail, milter_desk, settled
 
 from postdesk.clock import utcnow
 from postdesk.notifier.worker import Worker
@@ -31,7 +31,7 @@ STAFF = "bob@example.com"
 def env(tmp_path_factory):
     ok, why = available()
     need(ok, why)
-    e = Env(tmp_path_factory.mktemp("commands"))
+    e = milter_desk(tmp_path_factory.mktemp("commands"))
     try:
         e.start()
         yield e

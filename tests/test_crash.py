@@ -21,11 +21,12 @@ import pytest
 from postdesk.notifier.worker import BATCH
 from postdesk.testing import pgcluster
 from postdesk.testing.crash import notifier_kill_round
+from postdesk.testing.desk import Desk
 from postdesk.testing.milter import MilterProcess
 from postdesk.testing.postfix import available
 from postdesk.testing.wait import wait_for
 from tests.conftest import SUITE_DNS, need
-from tests.test_milter_postfix import Env, mail, settled
+from tests.postfix_support import lmtp_desk, mail, milter_desk, settled
 
 pytestmark = pytest.mark.postfix
 
@@ -33,7 +34,7 @@ MESSAGES = 40
 THREADS = 4
 
 
-def send_all(env: Env, subjects: list[str], codes: dict[str, int]) -> None:
+def send_all(env: Desk, subjects: list[str], codes: dict[str, int]) -> None:
     """Send each subject once over THREADS connections; record the final reply code."""
     todo = list(subjects)
     lock = threading.Lock()
@@ -60,7 +61,7 @@ def send_all(env: Env, subjects: list[str], codes: dict[str, int]) -> None:
         t.join(120)
 
 
-def retry_until_accepted(env: Env, codes: dict[str, int], rounds: int = 5) -> None:
+def retry_until_accepted(env: Desk, codes: dict[str, int], rounds: int = 5) -> None:
     """What a sender's MTA does with a 4xx: send again later (bounded)."""
     for _ in range(rounds):
         again = [s for s, c in codes.items() if c != 250]
@@ -70,7 +71,7 @@ def retry_until_accepted(env: Env, codes: dict[str, int], rounds: int = 5) -> No
         send_all(env, again, codes)
 
 
-def tickets_by_subject(env: Env) -> Counter:
+def tickets_by_subject(env: Desk) -> Counter:
     return Counter(t["subject"] for t in env.tickets())
 
 
@@ -81,7 +82,7 @@ def _env(tmp_path, store_url=None):
     extra: dict = {"limits": {"new_tickets_per_sender": 0}}
     if store_url:
         extra["store"] = {"url": store_url}
-    return Env(tmp_path, extra=extra)
+    return milter_desk(tmp_path, extra=extra)
 
 
 def test_milter_kill9_mid_load_loses_nothing_and_records_once(tmp_path):
@@ -150,7 +151,6 @@ def test_postgresql_restart_under_lmtp_load(tmp_path):
     while the database is down, Postfix keeps the mail, and it lands once."""
     import re
 
-    from tests.test_lmtp_postfix import LmtpEnv
 
     ok, why = available()
     need(ok, why)
@@ -159,7 +159,7 @@ def test_postgresql_restart_under_lmtp_load(tmp_path):
     pg = pgcluster.PrivatePostgres().start()
     env = None
     try:
-        env = LmtpEnv(tmp_path, store_url=pg.url, extra={"limits": {"new_tickets_per_sender": 0}}).start()
+        env = lmtp_desk(tmp_path, store_url=pg.url, extra={"limits": {"new_tickets_per_sender": 0}}).start()
         subjects = [f"LMTP PG {i}" for i in range(30)]
         for s in subjects[:10]:
             env.send(mail(s))

@@ -10,20 +10,15 @@ process (``python -m postdesk.lmtp``).
 from __future__ import annotations
 
 import re
-import shutil
-import smtplib
 from pathlib import Path
 
 import pytest
 
-from postdesk import config as configmod
 from postdesk.testing.lmtp import LmtpProcess
-from postdesk.testing.postfix import PrivatePostfix, available, shared_tmpdir
-from postdesk.testing.smtp import Sink
-from postdesk.testing.toml import toml_dumps
-from postdesk.testing.wait import free_port, wait_for
-from tests.conftest import BASE_CONFIG, need
-from tests.test_milter_postfix import mail, settled
+from postdesk.testing.postfix import available
+from postdesk.testing.wait import wait_for
+from tests.conftest import need
+from tests.postfix_support import lmtp_desk, mail, settled
 
 pytestmark = pytest.mark.postfix
 
@@ -31,68 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SUPPORT = ("support@example.com", "help@example.com")
 
 
-class LmtpEnv:
-    """A private Postfix delivering the support addresses to postdesk lmtp."""
-
-    def __init__(self, tmp_path: Path, store_url: str | None = None, extra: dict | None = None):
-        self.tmp = tmp_path
-        self.sockdir = shared_tmpdir("postdesk-lmtp-")
-        self.listen = f"unix:{self.sockdir}/lmtp.sock"
-        data = {section: dict(values) for section, values in BASE_CONFIG.items()}
-        data["store"] = {"url": store_url or f"sqlite:///{tmp_path}/postdesk.db", "attachments": str(tmp_path / "attachments"), "busy_timeout": 1.0}
-        data["lmtp"] = {"listen": self.listen, "socket_group": "postfix", "socket_mode": "0660"}
-        # Only the forwarded client may be trusted, never Postfix's own loopback connection.
-        data["trust"] = {"trusted_networks": [], "ack_unauthenticated": True}
-        data["log"] = {"level": "INFO"}
-        for section, values in (extra or {}).items():
-            data.setdefault(section, {}).update(values)
-        self.config_path = tmp_path / "postdesk.toml"
-        self.config_path.write_text(toml_dumps(data))
-        self.config = configmod.load(self.config_path)
-        from postdesk.store import Store
-
-        self.store = Store.from_config(self.config)
-        self.store.init(self.config.organization.first_ticket_number)
-        self.sink = Sink().start()
-        route = ", ".join(f"{a}=postdesk-lmtp:{self.listen}" for a in SUPPORT)
-        self.postfix = PrivatePostfix(
-            tmp_path,
-            free_port(),
-            self.sink.port,
-            extra={"transport_maps": f"inline:{{ {route} }}"},
-            services=[(ROOT / "contrib" / "postfix" / "master-lmtp.cf").read_text()],
-        )
-        self.lmtp = LmtpProcess(self.config_path, self.listen, tmp_path / "lmtp.log")
-
-    def start(self) -> LmtpEnv:
-        self.lmtp.start()
-        self.postfix.start()
-        return self
-
-    def close(self) -> None:
-        try:
-            self.postfix.stop()
-        finally:
-            try:
-                self.lmtp.kill()
-            finally:
-                self.sink.stop()
-                self.store.close()
-                shutil.rmtree(self.sockdir, ignore_errors=True)
-
-    def send(self, raw: bytes, rcpts=("support@example.com",), sender="customer@example.org") -> None:
-        with smtplib.SMTP("127.0.0.1", self.postfix.port, timeout=30) as s:
-            s.sendmail(sender, list(rcpts), raw)
-
-    def tickets(self) -> list[dict]:
-        return self.store.list_tickets()
-
-
 @pytest.fixture
 def lenv(tmp_path):
     ok, why = available()
     need(ok, why)
-    e = LmtpEnv(tmp_path)
+    e = lmtp_desk(tmp_path)
     try:
         yield e.start()
     finally:
@@ -131,7 +69,7 @@ def test_down_server_defers_and_the_retry_lands_once(lenv):
 def test_too_big_bounces_with_5_3_4(tmp_path):
     ok, why = available()
     need(ok, why)
-    e = LmtpEnv(tmp_path, extra={"limits": {"max_message_bytes": 4096}})
+    e = lmtp_desk(tmp_path, extra={"limits": {"max_message_bytes": 4096}})
     try:
         e.start()
         e.send(mail("Huge", msgid="huge@example.org", body="x" * 70 + "\r\n" * 1 + ("y" * 70 + "\r\n") * 100))
@@ -166,7 +104,7 @@ def test_check_recognises_the_lmtp_deployment(lenv):
 def test_sigterm_under_load_defers_the_rest_and_it_lands_once(tmp_path):
     ok, why = available()
     need(ok, why)
-    e = LmtpEnv(tmp_path, extra={"limits": {"new_tickets_per_sender": 0}})
+    e = lmtp_desk(tmp_path, extra={"limits": {"new_tickets_per_sender": 0}})
     try:
         e.start()
         subjects = [f"Burst {i}" for i in range(60)]

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import smtplib
 import sqlite3
 import subprocess
 import sys
-import uuid
 from datetime import timedelta
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -23,103 +21,23 @@ from pathlib import Path
 
 import pytest
 
-from postdesk import config as configmod
 from postdesk.clock import utcnow
 from postdesk.notifier.worker import Worker
-from postdesk.testing.milter import MilterProcess
-from postdesk.testing.postfix import PrivatePostfix, available, shared_tmpdir
-from postdesk.testing.smtp import Sink
-from postdesk.testing.toml import toml_dumps
-from postdesk.testing.wait import free_port, wait_for
-from tests.conftest import BASE_CONFIG, need
+from postdesk.testing.postfix import available
+from postdesk.testing.wait import wait_for
+from tests.conftest import need
+from tests.postfix_support import mail, milter_desk, settled
 
 pytestmark = pytest.mark.postfix
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class Env:
-    def __init__(self, tmp_path: Path, extra: dict | None = None):
-        self.tmp = tmp_path
-        # Postfix (user postfix) must reach the socket: not under pytest's 0700 tree.
-        self.sockdir = shared_tmpdir("postdesk-milter-")
-        self.socket_path = self.sockdir / "milter.sock"
-        data = {section: dict(values) for section, values in BASE_CONFIG.items()}
-        data["store"] = {"url": f"sqlite:///{tmp_path}/postdesk.db", "attachments": str(tmp_path / "attachments"), "busy_timeout": 1.0}
-        data["milter"] = {"socket": f"unix:{self.socket_path}", "socket_group": "postfix", "socket_mode": "0660"}
-        data["log"] = {"level": "INFO"}
-        port = free_port()
-        # The notifier (run in-process by a test) submits through this same Postfix.
-        data["notifier"] = {**data.get("notifier", {}), "smtp": f"127.0.0.1:{port}"}
-        for section, values in (extra or {}).items():
-            data.setdefault(section, {}).update(values)
-        self.config_path = tmp_path / "postdesk.toml"
-        self.config_path.write_text(toml_dumps(data))
-        self.config = configmod.load(self.config_path)
-        self.db = tmp_path / "postdesk.db"
-        from postdesk.store import Store
-
-        self.store = Store.from_config(self.config)
-        self.store.init(self.config.organization.first_ticket_number)
-        self.sink = Sink().start()
-        self.postfix = PrivatePostfix(tmp_path, port, self.sink.port, milter_socket=f"unix:{self.socket_path}")
-        self.milter = MilterProcess(self.config_path, self.socket_path, tmp_path / "milter.log")
-
-    def start(self) -> Env:
-        self.milter.start()
-        self.postfix.start()
-        return self
-
-    def close(self) -> None:
-        try:
-            self.postfix.stop()
-        finally:
-            try:
-                # SIGKILL: libmilter takes up to ~5 s to notice SIGTERM, and the
-                # graceful stop has its own test.
-                self.milter.kill()
-            finally:
-                self.sink.stop()
-                self.store.close()
-                shutil.rmtree(self.sockdir, ignore_errors=True)
-
-    def send(self, raw: bytes, rcpts=("support@example.com",), sender="customer@example.org") -> tuple[int, str]:
-        """Send over SMTP; returns the final (code, text) of the DATA phase."""
-        with smtplib.SMTP("127.0.0.1", self.postfix.port, timeout=30) as s:
-            try:
-                s.sendmail(sender, list(rcpts), raw)
-            except smtplib.SMTPResponseException as e:
-                return e.smtp_code, e.smtp_error.decode(errors="replace")
-            except smtplib.SMTPRecipientsRefused as e:
-                code, text = next(iter(e.recipients.values()))
-                return code, text.decode(errors="replace")
-        return 250, "ok"
-
-    def tickets(self) -> list[dict]:
-        return self.store.list_tickets()
-
-
-def mail(subject: str, msgid: str | None = None, sender="customer@example.org", body="The printer is on fire.\r\n", extra="") -> bytes:
-    msgid = msgid or f"{uuid.uuid4().hex}@example.org"
-    return (
-        f"From: Customer <{sender}>\r\nTo: support@example.com\r\nSubject: {subject}\r\n"
-        f"Message-ID: <{msgid}>\r\nDate: Fri, 27 Nov 2026 23:00:00 +0000\r\n{extra}"
-        f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}"
-    ).encode()
-
-
-def settled(postfix: PrivatePostfix) -> None:
-    """Wait until Postfix holds no mail: whatever it accepted has reached the
-    sink (which records a mail before its 250) or bounced there.  Counting
-    the sink after this is exact, where a sleep would only be likely."""
-    wait_for(postfix.queue_empty, 20, "Postfix's queue to empty")
-
-
 @pytest.fixture
 def env(tmp_path):
     ok, why = available()
     need(ok, why)
-    e = Env(tmp_path)
+    e = milter_desk(tmp_path)
     try:
         e.start()
         yield e
@@ -257,7 +175,7 @@ def test_check_passes_against_the_private_postfix(env, capsys):
 def test_discard_drops_the_support_copy_and_keeps_the_others(tmp_path):
     ok, why = available()
     need(ok, why)
-    e = Env(tmp_path, {"milter": {"deliver": "discard"}})
+    e = milter_desk(tmp_path, {"milter": {"deliver": "discard"}})
     try:
         e.start()
         assert e.send(mail("Only to us"))[0] == 250

@@ -20,7 +20,6 @@ import grp
 import io
 import os
 import shutil
-import smtplib
 import subprocess
 import sys
 import uuid
@@ -30,6 +29,7 @@ from conftest import BASE_CONFIG, need
 
 from postdesk import check
 from postdesk import config as configmod
+from postdesk.testing.desk import submit
 from postdesk.testing.postfix import PrivatePostfix, available
 from postdesk.testing.smtp import Sink
 from postdesk.testing.toml import toml_dumps
@@ -61,15 +61,7 @@ class ChrootedPostfix(PrivatePostfix):
 def _send(port: int, subject: str) -> tuple[int, str]:
     raw = (f"From: Carol <carol@customer.example>\r\nTo: support@example.com\r\nSubject: {subject}\r\n"
            f"Message-ID: <{uuid.uuid4().hex}@customer.example>\r\n\r\nHello from outside the chroot.\r\n").encode()
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
-        try:
-            s.sendmail("carol@customer.example", ["support@example.com"], raw)
-        except smtplib.SMTPResponseException as e:
-            return e.smtp_code, e.smtp_error.decode(errors="replace")
-        except smtplib.SMTPRecipientsRefused as e:
-            code, text = next(iter(e.recipients.values()))
-            return code, text.decode(errors="replace")
-    return 250, "ok"
+    return submit(port, raw, sender="carol@customer.example")
 
 
 @pytest.fixture
