@@ -354,3 +354,19 @@ def test_a_disbelieved_bounce_quoting_the_alert_line_does_not_silence_a_real_one
     record(store, followup(n, bounce=(("alice@customer.org", "5.1.1", "no such user"),), **bounced), cfg, T0 + timedelta(seconds=60))
     assert [o.recipient for o in rows(store, kind="bounce-alert")] == [TEAM]
     assert "undelivered" in store.show_ticket(n)["actions"][-1]["flags"]
+
+
+def test_the_auto_close_mail_speaks_the_customers_language(desk, sink, store_url):
+    """The stored note is English (for staff); the customer's update words
+    the close in the mail's language."""
+    cfg, store, worker, clock = desk(store_url, lifecycle={"pending_reminder": 0, "pending_close": 7200}, templates={"language": "de"})
+    n = record(store, new(), cfg, T0).ticket
+    record(store, staff_reply(n, status="pending", new_text="Welches Modell ist es?"), cfg, T0)
+    clock.now = T0 + timedelta(seconds=7200)
+    assert worker.run_pass().closed == 1
+    clock.now += timedelta(seconds=120)
+    worker.run_pass()
+    (closed,) = [g for g in sink.got if "Automatisch geschlossen" in g.text]
+    assert closed.recipients == ["alice@customer.org"]
+    assert "Automatisch geschlossen: keine Antwort seit 2 Stunden, während das Ticket auf Ihre Antwort wartete." in closed.text
+    assert not [g for g in sink.got if "Closed automatically" in g.text]

@@ -346,6 +346,9 @@ def _entry(entry: Entry, signature: str, html: bool) -> dict[str, Any]:
         "flags": sorted(entry.flags),
         "old_status": status.group(1) if status else "",
         "new_status": status.group(2) if status else "",
+        # Closed by the lifecycle pass: its stored text is for staff, in the
+        # desk's language; the templates word it in the mail's language.
+        "auto_close": entry.kind == "status" and "auto-close" in entry.flags,
         "attachments": [
             {"filename": clean(a.filename), "content_type": clean(a.content_type), "size": a.size, "inline": a.inline} for a in entry.attachments
         ],
@@ -389,6 +392,8 @@ def context(job: Job, config: Config, html: bool = False) -> dict[str, Any]:
         "entries": [_entry(e, signature, html) for e in job.entries],
         "refused": refused,  # refusal: the commands not done, one line each with why
         "close_in": _close_in(config) if job.kind == "reminder" else None,  # reminder: {"n", "unit"} or None
+        # How long a pending ticket waits before it is closed: {"n", "unit"}, or None (never).
+        "pending_close": _duration(float(config.lifecycle.pending_close)) if float(config.lifecycle.pending_close) > 0 else None,
     }
 
 

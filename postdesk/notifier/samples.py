@@ -27,6 +27,7 @@ PRIVATE = Entry(3, "message", False, Person("carl@stranger.example"), "", WHEN, 
 EMPTY = Entry(4, "message", True, STAFF, "", WHEN)
 STATUS = Entry(5, "status", True, None, "Status changed from open to closed", WHEN)
 STATUS_OTHER = Entry(6, "status", True, STAFF, "", WHEN)
+AUTO_CLOSE = Entry(9, "status", True, None, "Closed automatically: no answer for 7 days while the ticket was waiting for it.", WHEN, frozenset({"closed", "auto-close"}))
 REFUSAL = Entry(7, "message", False, STAFF, "Commands not done:\n[assign nobody]: not a staff address\n[merge #1042]: a ticket cannot be merged into itself", WHEN)
 BOUNCE = Entry(8, "system", False, None, "jane@customer.example: 5.1.1 (smtp; 550 5.1.1 user unknown)", WHEN)
 
@@ -46,7 +47,7 @@ def jobs() -> dict[str, list[Job]]:
         "refusal": [_job("refusal", (REFUSAL,), STAFF)],
         "bounce-alert": [_job("bounce-alert", (BOUNCE,), TEAM), _job("bounce-alert", (EMPTY,), TEAM, subject="")],
         "update": [
-            _job("update", (HTML, EMPTY, STATUS, STATUS_OTHER, MESSAGE)),
+            _job("update", (HTML, EMPTY, STATUS, STATUS_OTHER, AUTO_CLOSE, MESSAGE)),
             _job("update", (EMPTY,), Person("x@customer.example"), subject=""),
         ],
     }
