@@ -37,10 +37,10 @@ from postdesk.store.text import KEY_MAX, clean, message_key
 from postdesk.store.updates import queue_updates
 
 TICKET_COUNTER = "ticket_number"
-# A message with one of these flags adds nobody to its ticket.
 # The flag of a bounce action that lists failed recipients of our mail
 # (their owner or team were alerted).
 UNDELIVERED = "undelivered"
+# A message with one of these flags adds nobody to its ticket.
 NO_JOIN_FLAGS = frozenset({"stranger", "bounce", "auto", "list", "bulk", "loop", "untrusted", "forged"})
 
 # The mapped classes' tables (declared as FromClause by the ORM's stubs).
