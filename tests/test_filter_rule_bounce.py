@@ -277,3 +277,35 @@ def test_failed_recipients_of_a_parsed_report_either_type(content_type):
         ("j\u00fcrgen@cust.org", "5.1.1", ""),
         ("full@cust.org", "5.2.2", "smtp; 552 mailbox full"),
     )
+
+
+def test_after_read_ahead_the_rule_reads_nothing_of_the_report_again(config, monkeypatch):
+    """A bounce's report (returned headers, failed recipients, flufl.bounce)
+    is read on the session's thread by read_ahead; inside the store's
+    transaction the rule only looks it up."""
+    from postdesk.filter.pipeline import read_ahead
+
+    raw = dsn(ours(1000))
+    parsed = parse(raw)
+    read_ahead(parsed, NULL, config)
+    expected = run(raw, config)
+
+    def again(*_a, **_k):
+        raise AssertionError("read a second time inside decide()")
+
+    for name in ("_returned_headers", "failed_recipients", "head_text"):
+        monkeypatch.setattr(bounce, name, again)
+    d = decide(parsed, NULL, known(), config, None)
+    assert (d.kind, d.ticket, d.bounce) == (expected.kind, expected.ticket, expected.bounce) == (Kind.FOLLOWUP, 1000, FAILED)
+
+
+def test_flufl_bounce_scans_a_message_once(monkeypatch):
+    """is_bounce and the failed recipients share one flufl.bounce scan."""
+    import flufl.bounce
+
+    raw = b"From: postmaster@mx.cust.org\r\nTo: support@example.com\r\nSubject: failure notice\r\n\r\nSorry.\r\n"
+    calls = []
+    monkeypatch.setattr(flufl.bounce, "scan_message", lambda msg: calls.append(msg) or {b"c@cust.org"})
+    parsed = parse(raw)
+    assert bounce.flufl_bounce(parsed) and bounce.read(parsed).failed == (("c@cust.org", "", "a non-standard delivery report"),)
+    assert len(calls) == 1

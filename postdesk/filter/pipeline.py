@@ -24,6 +24,7 @@ from postdesk.filter.draft import Draft
 from postdesk.filter.draft import headers_of as draft_headers
 from postdesk.filter.parse import Parsed
 from postdesk.filter.rules import RULES
+from postdesk.filter.rules import bounce as bounce_rule
 from postdesk.filter.rules import content as content_rule
 from postdesk.filter.rules import language as language_rule
 
@@ -39,7 +40,9 @@ def read_ahead(parsed: Parsed, envelope: Envelope, config: Config) -> None:
     rule that needs the value, which meets it again inside decide().
     """
     try:
-        draft_headers(parsed, envelope)
+        headers = draft_headers(parsed, envelope)
+        if bounce_rule.is_bounce(parsed, envelope, headers.author):
+            bounce_rule.read(parsed)
         c = content_rule.read(parsed, config.limits.max_attachments)
         language_rule.read(parsed, c.new_text or c.text)
     except Exception:  # decide() meets it again, where it is answered

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from email import policy
 from email.message import Message
 from email.parser import HeaderParser
@@ -98,14 +99,24 @@ def is_report(parsed: Parsed) -> bool:
         return False
 
 
+def _flufl_found(parsed: Parsed) -> tuple[str, ...]:
+    """The permanently failed recipients flufl.bounce finds, sorted; once per
+    message (``Parsed.memo``): is_bounce asks, and then the rule reads them."""
+
+    def scan() -> tuple[str, ...]:
+        try:
+            from flufl.bounce import scan_message
+
+            return tuple(sorted(a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in scan_message(parsed.message)))
+        except Exception:  # a detector tripping over odd headers: not a bounce it knows
+            return ()
+
+    return parsed.memo(("flufl",), scan)
+
+
 def flufl_bounce(parsed: Parsed) -> bool:
     """flufl.bounce finds a permanently failed recipient in the message."""
-    try:
-        from flufl.bounce import scan_message
-
-        return bool(scan_message(parsed.message))
-    except Exception:  # a detector tripping over odd headers: not a bounce it knows
-        return False
+    return bool(_flufl_found(parsed))
 
 
 def is_bounce(parsed: Parsed, envelope: Envelope, author: str) -> bool:
@@ -169,7 +180,10 @@ def _returned_headers(msg: Message) -> dict[str, str] | None:
 def returned_message(msg: Message) -> tuple[str, tuple[str, ...]]:
     """Subject and Message-IDs of the message a bounce returns (RFC 3464 section 2:
     message/rfc822 or text/rfc822-headers), so a bounce of our own mail finds its ticket."""
-    values = _returned_headers(msg)
+    return _subject_and_ids(_returned_headers(msg))
+
+
+def _subject_and_ids(values: dict[str, str] | None) -> tuple[str, tuple[str, ...]]:
     if values is None:
         return "", ()
     ids = hdr.message_ids(values.get("message-id"), limit=1)
@@ -186,7 +200,10 @@ def returned_message_id(msg: Message) -> str:
     """The Message-ID of the message a bounce returns: from its returned
     headers, else (a non-standard bounce without them) a ``Message-ID:``
     line in the first ``MAX_TEXT`` bytes of its text/plain parts."""
-    values = _returned_headers(msg)
+    return _returned_id(msg, _returned_headers(msg))
+
+
+def _returned_id(msg: Message, values: dict[str, str] | None) -> str:
     if values is not None:
         ids = hdr.message_ids(values.get("message-id"), limit=1)
         return ids[0] if ids else ""
@@ -214,7 +231,7 @@ def about_our_mail(d: Draft) -> bool:
         secret = d.known.secret()
     except Exception:
         return False
-    returned = returned_message_id(d.parsed.message)
+    returned = read(d.parsed).returned_id
     candidates = ([returned] if returned else []) + list(d.headers.references)
     return any(threadmod.resolve(d.known, n) == d.ticket for n in threadmod.hmac_tickets(candidates, secret))
 
@@ -276,32 +293,50 @@ def failed_recipients(msg: Message) -> tuple[tuple[str, str, str], ...]:
     return tuple(out[:MAX_FAILED])
 
 
-def _flufl_failed(msg: Message) -> tuple[tuple[str, str, str], ...]:
-    try:
-        from flufl.bounce import scan_message
+def _flufl_failed(parsed: Parsed) -> tuple[tuple[str, str, str], ...]:
+    return tuple((hdr.clean_address(a), "", "a non-standard delivery report") for a in _flufl_found(parsed)[:MAX_FAILED])
 
-        found = sorted(a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in scan_message(msg))
-    except Exception:
-        return ()
-    return tuple((hdr.clean_address(a), "", "a non-standard delivery report") for a in found[:MAX_FAILED])
+
+@dataclass(frozen=True)
+class Report:
+    """What a bounce says, from the message alone."""
+
+    subject: str  # the returned message's Subject
+    ids: tuple[str, ...]  # its Message-ID, In-Reply-To and References, for threading
+    returned_id: str  # its Message-ID, for about_our_mail
+    failed: tuple[tuple[str, str, str], ...]  # (address, Status, Diagnostic-Code) per failed recipient
+
+
+def read(parsed: Parsed) -> Report:
+    """The bounce's report, read once (``Parsed.memo``): by ``read_ahead``
+    on the session's thread for a message that is a bounce, so none of its
+    parsing and decoding runs in the store's write transaction."""
+
+    def compute() -> Report:
+        msg = parsed.message
+        values = _returned_headers(msg)
+        subject, ids = _subject_and_ids(values)
+        failed = failed_recipients(msg) or (_flufl_failed(parsed) if not is_report(parsed) else ())
+        return Report(subject, ids, _returned_id(msg, values), failed)
+
+    return parsed.memo(("bounce",), compute)
 
 
 def apply(d: Draft) -> Decision | None:
     if not is_bounce(d.parsed, d.envelope, d.author):
         return None
     d.flags.add("bounce")
+    report = read(d.parsed)
     if d.ticket is None:
-        subject, ids = returned_message(d.parsed.message)
-        th = threadmod.thread(subject, ids, d.known, d.config.organization.tag)
+        th = threadmod.thread(report.subject, report.ids, d.known, d.config.organization.tag)
         if th.ticket is not None:
             d.ticket, d.ours = th.ticket, d.ours | th.ours
     if d.ticket is None:
         return d.stop(Kind.IGNORE, "bounce without ticket", flags=d.flags)
     d.public, d.send_ack, d.notify_team = False, False, False
-    failed = failed_recipients(d.parsed.message) or (_flufl_failed(d.parsed.message) if not is_report(d.parsed) else ())
     info = d.known.ticket(d.ticket)
     on_ticket = info.participants if info is not None else frozenset()
-    failed = tuple(f for f in failed if f[0] and f[0] in on_ticket)
+    failed = tuple(f for f in report.failed if f[0] and f[0] in on_ticket)
     # Failed recipients lead to an alert quoting the report: only for a
     # report about our own mail (a forged one is a private action, no alert).
     d.bounce = failed if failed and about_our_mail(d) else ()
