@@ -64,13 +64,19 @@ def test_too_many_nodes_goes_as_text_only():
     assert new_html("<br>" * (MAX_NODES + 1)) == ""
 
 
-def test_a_failing_cut_makes_that_entry_text_only(monkeypatch, caplog):
+def failing_on_bad(error: Exception):
+    """A new_html that raises ``error`` for HTML holding "bad", else returns it."""
+
     def broken(html: str) -> str:
         if "bad" in html:
-            raise RecursionError("maximum recursion depth exceeded")
+            raise error
         return html
 
-    monkeypatch.setattr(notifier_html, "new_html", broken)
+    return broken
+
+
+def test_a_failing_cut_makes_that_entry_text_only(monkeypatch, caplog):
+    monkeypatch.setattr(notifier_html, "new_html", failing_on_bad(RecursionError("maximum recursion depth exceeded")))
     a = ActionRow(7, "message", True, BOB, "whole text", "new text", NOW, html="<p>bad</p>")
     with caplog.at_level(logging.WARNING, logger="postdesk.notifier"):
         e = policy.entry(a, customer=True, ticket=1042)
@@ -79,12 +85,7 @@ def test_a_failing_cut_makes_that_entry_text_only(monkeypatch, caplog):
 
 
 def test_a_failing_cut_does_not_fail_the_batch(monkeypatch, config):
-    def broken(html: str) -> str:
-        if "bad" in html:
-            raise ValueError("boom")
-        return html
-
-    monkeypatch.setattr(notifier_html, "new_html", broken)
+    monkeypatch.setattr(notifier_html, "new_html", failing_on_bad(ValueError("boom")))
 
     def ack_row(row_id: int, to: str, html: str) -> Claimed:
         action = ActionRow(row_id, "message", True, Person(to), "t", "t", NOW, html=html)
