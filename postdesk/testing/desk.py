@@ -59,6 +59,7 @@ class Desk:
     """The common part; ``MilterDesk`` and ``LmtpDesk`` say how Postfix reaches postdesk."""
 
     service: MilterProcess
+    kind = "desk"  # names the socket directory
 
     def __init__(self, tmp_path: Path, base: Sections, *, store_url: str | None = None, extra: Sections | None = None):
         self.tmp = Path(tmp_path)
@@ -84,8 +85,6 @@ class Desk:
         self.sink = Sink().start()
         self.postfix = self.make_postfix()
         self.service = self.make_service()
-
-    kind = "desk"
 
     def configure(self, data: Sections) -> None:
         """The service's own config sections."""
