@@ -309,3 +309,28 @@ def test_flufl_bounce_scans_a_message_once(monkeypatch):
     parsed = parse(raw)
     assert bounce.flufl_bounce(parsed) and bounce.read(parsed).failed == (("c@cust.org", "", "a non-standard delivery report"),)
     assert len(calls) == 1
+
+
+def test_a_report_of_many_parts_and_tiny_blocks_is_read_only_so_far(monkeypatch):
+    """A forged report with 30 global delivery-status parts of 64 KB of
+    tiny blocks cost 6 s of header parsing; only the first report part and
+    its first MAX_BLOCKS blocks are read."""
+    from email.parser import HeaderParser
+
+    parsed_blocks = []
+
+    class Counting(HeaderParser):
+        def parsestr(self, text, headersonly=False):
+            parsed_blocks.append(len(text))
+            return super().parsestr(text, headersonly)
+
+    monkeypatch.setattr(bounce, "HeaderParser", Counting)
+    block = f"Final-Recipient: rfc822; {ALICE}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+    part = "--b\r\nContent-Type: message/global-delivery-status\r\n\r\nReporting-MTA: dns; x\r\n\r\n" + block * (64 * 1024 // len(block))
+    raw = (
+        "From: MAILER-DAEMON@mx.cust.org\r\nTo: support@example.com\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n' + part * 30 + "--b--\r\n"
+    ).encode()
+    failed = bounce.failed_recipients(parse(raw).message)
+    assert failed == ((ALICE, "5.1.1", ""),) * bounce.MAX_FAILED
+    assert 0 < len(parsed_blocks) <= bounce.MAX_BLOCKS

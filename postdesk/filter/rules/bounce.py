@@ -45,6 +45,7 @@ slow charset must not cost the store's write transaction.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from dataclasses import dataclass
@@ -238,6 +239,10 @@ def about_our_mail(d: Draft) -> bool:
 
 MAX_FIELD = 300  # characters of a Status or Diagnostic-Code kept for the alert
 MAX_FAILED = 10  # recipients of one report named in the alert
+# Field blocks of a report read at most: the message's own and 50 recipients'.
+# Each costs a header parse; a forged report of thousands of tiny blocks in
+# many parts took seconds.
+MAX_BLOCKS = 51
 
 
 def _field(block: Message, name: str) -> str:
@@ -250,31 +255,34 @@ def _field(block: Message, name: str) -> str:
 
 
 def _blocks(part: Message) -> list[Message]:
-    """The field blocks of a message/delivery-status part (RFC 3464 section
-    2.1): the email package parses each into a Message, or leaves text
-    (message/global-delivery-status) that is parsed here block by block."""
+    """The first ``MAX_BLOCKS`` field blocks of a message/delivery-status
+    part (RFC 3464 section 2.1): the email package parses each into a
+    Message, or leaves text (message/global-delivery-status) that is parsed
+    here block by block."""
     payload = part.get_payload()
     if isinstance(payload, list):
         if parts.content_type(part) == "message/delivery-status" or len(payload) != 1:
-            return [b for b in payload if isinstance(b, Message)]
+            return [b for b in payload[:MAX_BLOCKS] if isinstance(b, Message)]
         # message/global-delivery-status (RFC 6533): the email package reads
         # it as one embedded message, whose header is the report's first
         # block and whose body holds the per-recipient blocks.
         first = payload[0]
-        return [first, *_text_blocks(head_text(first))] if isinstance(first, Message) else []
-    return _text_blocks(head_text(part))
+        return [first, *_text_blocks(head_text(first), MAX_BLOCKS - 1)] if isinstance(first, Message) else []
+    return _text_blocks(head_text(part), MAX_BLOCKS)
 
 
-def _text_blocks(text: str) -> list[Message]:
-    """Field blocks separated by empty lines, each parsed as a header."""
+def _text_blocks(text: str, limit: int) -> list[Message]:
+    """The first ``limit`` field blocks (separated by empty lines), each parsed as a header."""
     parser = HeaderParser(policy=policy.default)
-    return [parser.parsestr(chunk) for chunk in text.replace("\r\n", "\n").split("\n\n") if chunk.strip()]
+    chunks = (chunk for chunk in text.replace("\r\n", "\n").split("\n\n") if chunk.strip())
+    return [parser.parsestr(chunk) for chunk in itertools.islice(chunks, limit)]
 
 
 def failed_recipients(msg: Message) -> tuple[tuple[str, str, str], ...]:
     """(Final-Recipient address, Status, Diagnostic-Code) of each recipient
     the report says failed permanently; delayed, relayed and delivered ones
-    (Action: delayed ...; a 4.x.x Status) are not failures."""
+    (Action: delayed ...; a 4.x.x Status) are not failures.  Only the first
+    delivery-status part is read: a report has one (RFC 3464 section 2)."""
     out: list[tuple[str, str, str]] = []
     for part, _alt in parts.leaves(msg):
         if parts.content_type(part) not in ("message/delivery-status", "message/global-delivery-status"):
@@ -282,7 +290,7 @@ def failed_recipients(msg: Message) -> tuple[tuple[str, str, str], ...]:
         try:
             blocks = _blocks(part)
         except Exception:
-            continue
+            blocks = []
         for block in blocks[1:]:  # the first block is about the message, the rest per recipient
             action, status = _field(block, "action").lower(), _field(block, "status")
             if action != "failed" and not status.startswith("5"):
@@ -290,7 +298,10 @@ def failed_recipients(msg: Message) -> tuple[tuple[str, str, str], ...]:
             recipient = _field(block, "final-recipient") or _field(block, "original-recipient")
             address = hdr.clean_address(recipient.partition(";")[2] if ";" in recipient else recipient)
             out.append((address, status, _field(block, "diagnostic-code")))
-    return tuple(out[:MAX_FAILED])
+            if len(out) == MAX_FAILED:
+                break
+        break
+    return tuple(out)
 
 
 def _flufl_failed(parsed: Parsed) -> tuple[tuple[str, str, str], ...]:
