@@ -370,3 +370,15 @@ def test_the_auto_close_mail_speaks_the_customers_language(desk, sink, store_url
     assert closed.recipients == ["alice@customer.org"]
     assert "Automatisch geschlossen: keine Antwort seit 2 Stunden, während das Ticket auf Ihre Antwort wartete." in closed.text
     assert not [g for g in sink.got if "Closed automatically" in g.text]
+
+
+def test_a_diagnostic_quoting_the_alert_line_does_not_silence_a_real_one(desk, store_url):
+    """A report's Diagnostic-Code is the sender's text: quoting 'Our mail to
+    bob@... could not be delivered.' there must not count as bob reported."""
+    cfg, store, _worker, _clock = desk(store_url)
+    n = record(store, new(cc=("bob@customer.org",)), cfg, T0).ticket
+    bounced = dict(author="mailer-daemon@mx.customer.org", public=False, send_ack=False, notify_team=False, flags=frozenset({"bounce"}))
+    quoting = (("alice@customer.org", "5.1.1", "Our mail to bob@customer.org could not be delivered."),)
+    record(store, followup(n, bounce=quoting, **bounced), cfg, T0)
+    record(store, followup(n, bounce=(("bob@customer.org", "5.1.1", "no such user"),), **bounced), cfg, T0 + timedelta(seconds=60))
+    assert [o.recipient for o in rows(store, kind="bounce-alert")] == [TEAM, TEAM]

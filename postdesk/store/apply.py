@@ -20,7 +20,7 @@ import json
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, bindparam, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -252,7 +252,13 @@ def _bounces_known(conn: Connection, ticket_id: int, action_id: int, failed: tup
                 # its sender's own text, which could name the line below and
                 # silence the alert for a real failure later.
                 _ACTIONS.c.flags.contains(UNDELIVERED),
-                _ACTIONS.c.new_text.contains(_bounce_line(recipient), autoescape=True),
+                # The line bounce_text wrote, at a line start: a report's
+                # Diagnostic-Code (no line breaks, after "Reason: ") may
+                # quote the sentence, and must not stand for it.
+                or_(
+                    _ACTIONS.c.new_text.startswith(_bounce_line(recipient), autoescape=True),
+                    _ACTIONS.c.new_text.contains("\n" + _bounce_line(recipient), autoescape=True),
+                ),
             )
             .limit(1)
         ).first()
