@@ -382,3 +382,20 @@ def test_a_diagnostic_quoting_the_alert_line_does_not_silence_a_real_one(desk, s
     record(store, followup(n, bounce=quoting, **bounced), cfg, T0)
     record(store, followup(n, bounce=(("bob@customer.org", "5.1.1", "no such user"),), **bounced), cfg, T0 + timedelta(seconds=60))
     assert [o.recipient for o in rows(store, kind="bounce-alert")] == [TEAM, TEAM]
+
+
+def test_a_forged_mail_naming_the_customer_does_not_set_what_our_mail_answers(desk, store_url):
+    """In-Reply-To of updates, reminders and refusals is the participant's
+    own newest message: a forgery or a delivery report naming their address
+    must not choose it."""
+    from postdesk.store.models import Participant
+
+    cfg, store, _worker, _clock = desk(store_url)
+    n = record(store, new(key="first@customer.org"), cfg, T0).ticket
+    record(store, followup(n, key="phish@evil.example", public=False, flags=frozenset({"forged"})), cfg, T0 + timedelta(seconds=10))
+    record(store, followup(n, key="dsn@mx.customer.org", public=False, flags=frozenset({"bounce"})), cfg, T0 + timedelta(seconds=20))
+    with store.session(read_only=True) as s:
+        assert s.scalars(select(Participant.last_message_id)).all() == ["first@customer.org"]
+    record(store, followup(n, key="second@customer.org"), cfg, T0 + timedelta(seconds=30))
+    with store.session(read_only=True) as s:
+        assert s.scalars(select(Participant.last_message_id)).all() == ["second@customer.org"]

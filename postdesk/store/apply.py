@@ -40,6 +40,12 @@ TICKET_COUNTER = "ticket_number"
 # The flag of a bounce action that lists failed recipients of our mail
 # (their owner or team were alerted).
 UNDELIVERED = "undelivered"
+# A message with one of these flags is not its author's own mail (refuted
+# by SPF/DMARC, a delivery report naming them, an unproven staff claim): it
+# does not set what our mail to them answers (In-Reply-To of updates,
+# reminders and refusals), whose Message-ID its sender picked.  Their own
+# auto-reply does.
+NOT_THEIR_OWN = frozenset({"forged", "bounce", "untrusted"})
 # A message with one of these flags adds nobody to its ticket.
 NO_JOIN_FLAGS = frozenset({"stranger", "bounce", "auto", "list", "bulk", "loop", "untrusted", "forged"})
 
@@ -520,7 +526,7 @@ def apply(
             me = participants.join(author, "staff" if d.staff else "cc")
         else:
             me = participants.by_person.get(author[0])
-        if me is not None and d.message_id:
+        if me is not None and d.message_id and not (flags & NOT_THEIR_OWN):
             participants.set_last_message_id(author[0], clean(d.message_id, KEY_MAX))
     if (created and not (flags & NO_JOIN_FLAGS)) or (d.public and may_join):
         for address in cc:
