@@ -202,3 +202,20 @@ def test_a_forwarded_customers_brackets_are_not_staff_commands(config):
     d = staff_draft(config, "Order", "My order is late.\n[closed]", ticket=1001)
     commands.apply(d)
     assert d.close and d.status == "closed"
+
+
+def test_an_attached_forward_reads_commands_from_the_staff_members_new_text(config):
+    """A forward attached as a message: the staff member's quoted history
+    (a customer's "[closed]" in it) commands nothing; their new text does."""
+    raw = (
+        "From: bob@example.com\nSubject: [fwd] Order\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n"
+        "--b\nContent-Type: text/plain\n\nPlease handle.\n[pvt]\n\nOn Mon, C wrote:\n> all good now\n> [closed]\n"
+        "--b\nContent-Type: message/rfc822\n\nFrom: C <c@cust.org>\nSubject: Order\n\nMy order is late.\n--b--\n"
+    )
+    d = make_draft(raw, config, known=known_tickets())
+    d.staff, d.ticket = True, None
+    d.text = "Please handle.\n[pvt]\n\nOn Mon, C wrote:\n> all good now\n> [closed]"
+    d.new_text = "Please handle.\n[pvt]"
+    commands.apply(d)
+    assert d.forward and not d.public  # [fwd] and [pvt]
+    assert not d.close and d.status == ""

@@ -4,9 +4,7 @@ A staff member who received a customer's mail forwards it to a support or
 department address with ``[fwd]`` in the subject; the ticket is the
 customer's.  The customer is found, in this order:
 
-1. an attached message (``message/rfc822``, "forward as attachment" in
-   Outlook and Thunderbird): its From:;
-2. an inline forward, as the clients write it in the text:
+1. an inline forward, as the clients write it in the text:
 
    - Gmail: ``---------- Forwarded message ---------`` (German
      ``Weitergeleitete Nachricht``), then ``From:``/``Von:`` lines;
@@ -17,10 +15,15 @@ customer's.  The customer is found, in this order:
      weitergeleiteten Nachricht:``), a blank line, then ``From:``;
    - Outlook: a rule of underscores (or nothing), then ``From:`` (or
      ``Von:``, ``De :``) immediately followed by ``Sent:`` (``Gesendet:``,
-     ``Envoyé :``); the address as ``<a@b>`` or ``[mailto:a@b]``.
+     ``Envoyé :``); the address as ``<a@b>`` or ``[mailto:a@b]``;
+2. an attached message (``message/rfc822``, "forward as attachment" in
+   Outlook and Thunderbird): its From:.  Second, because an inline
+   forward's mail may carry a message of its own (Gmail keeps a forwarded
+   mail's attachments), whose From: its sender chose.
 
 The header block ends at its first blank line; what follows is the
-customer's mail, what the staff member wrote above the marker their note.
+customer's mail, what the staff member wrote above the marker their note
+(for an attached message, the note is the staff member's whole text).
 The first forward wins (a customer's own forwarded history sits below it).
 """
 

@@ -75,13 +75,15 @@ def _merge(d: Draft, f: cmds.Found) -> None:
 
 def _commands(d: Draft) -> list[cmds.Found]:
     """The staff member's commands.  With [fwd], the forwarded customer's
-    own words are not the staff member's: only the note above the forward
-    (and the subject) is read, so a customer who wrote "[closed]" or
-    "[assign ...]" in the mail being forwarded commands nothing."""
+    own words are not the staff member's: only the note above an inline
+    forward (and the subject) is read, so a customer who wrote "[closed]"
+    or "[assign ...]" in the mail being forwarded commands nothing.  A
+    forward attached as a message is not in the text at all: the staff
+    member's new text (quoted history cut, as for any mail) is theirs."""
     found = cmds.find(d.headers.original_subject, d.new_text)
     if any(f.name == "fwd" for f in found):
         forward = forwarded_rule.read(d.parsed, d.text)
-        if forward is not None:
+        if forward is not None and forward.style == "inline":
             found = cmds.find(d.headers.original_subject, forward.note)
     return found
 
